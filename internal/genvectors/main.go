@@ -1,0 +1,218 @@
+// Command genvectors made the pinned test vectors of docs/keys.md and docs/envelope.md:
+//
+//	internal/recovery/testdata/keys-v1.json
+//	internal/envelope/testdata/v1/vectors.json
+//
+// It was run once, from the repository root, and refuses to overwrite a file: pinned
+// vectors are never regenerated. A format change is a new version with new files.
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sharevault/sharevault/internal/envelope"
+	"github.com/sharevault/sharevault/internal/recovery"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "genvectors:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	if err := writeNew("internal/recovery/testdata/keys-v1.json", keyVectors); err != nil {
+		return err
+	}
+	return writeNew("internal/envelope/testdata/v1/vectors.json", envelopeVectors)
+}
+
+// writeNew writes the output of gen to path, only if path does not exist yet.
+func writeNew(path string, gen func() (any, error)) error {
+	if _, err := os.Stat(path); err == nil {
+		fmt.Fprintf(os.Stderr, "genvectors: %s exists; pinned vectors are never regenerated\n", path)
+		return nil
+	}
+	v, err := gen()
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(v, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Secrets of the BIP-39 reference vectors, so the words can be typed in by hand.
+var (
+	secret16 = mustHex("7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f")
+	secret32 = mustHex("8080808080808080808080808080808080808080808080808080808080808080")
+	secret24 = mustHex("0ce452419635c1a5faf44d60f2029f73fdc43419b4de1f03")
+	smallKDF = recovery.KDF{Algorithm: recovery.KDFArgon2id, Time: 1, MemoryKiB: 256, Threads: 1}
+)
+
+type kdfJSON struct {
+	Algorithm string `json:"algorithm"`
+	Time      uint32 `json:"t"`
+	MemoryKiB uint32 `json:"m_kib"`
+	Threads   uint8  `json:"p"`
+}
+
+type keyVector struct {
+	Secret     string  `json:"secret"`
+	Passphrase string  `json:"passphrase"`
+	KDF        kdfJSON `json:"kdf"`
+	PublicKey  string  `json:"signing_public_key"`
+	VaultID    string  `json:"vault_id"`
+	RootKey    string  `json:"root_key"`
+}
+
+func keyVectors() (any, error) {
+	cases := []struct {
+		secret []byte
+		pass   string
+		kdf    recovery.KDF
+	}{
+		{secret16, "", recovery.KDF{}},
+		{secret24, "", recovery.KDF{}},
+		{secret32, "", recovery.KDF{}},
+		{secret16, "TREZOR", smallKDF},
+		{secret32, "correct horse battery staple", recovery.DefaultArgon2id},
+		{secret32, "pa\u0301ssphrase", smallKDF}, // decomposed accent: NFKD leaves it as is
+		{secret32, "pássphrase", smallKDF},       // composed: NFKD makes it equal to the one above
+	}
+	var out []keyVector
+	for _, c := range cases {
+		id, err := recovery.NewIdentity(c.secret)
+		if err != nil {
+			return nil, err
+		}
+		root, err := recovery.DeriveRootKey(c.secret, c.pass, c.kdf)
+		if err != nil {
+			return nil, err
+		}
+		kdf := kdfJSON{"none", 0, 0, 0}
+		if c.kdf.Algorithm == recovery.KDFArgon2id {
+			kdf = kdfJSON{"argon2id", c.kdf.Time, c.kdf.MemoryKiB, c.kdf.Threads}
+		}
+		out = append(out, keyVector{hex.EncodeToString(c.secret), c.pass, kdf,
+			hex.EncodeToString(id.PublicKey()), id.VaultID().String(), hex.EncodeToString(root.Bytes())})
+	}
+	return map[string]any{"vectors": out}, nil
+}
+
+type envVector struct {
+	Name       string `json:"name"`
+	Secret     string `json:"secret"`
+	Passphrase string `json:"passphrase"`
+	Envelope   string `json:"envelope,omitempty"`
+	Armored    string `json:"armored,omitempty"`
+	Expect     string `json:"expect"`
+	Plaintext  string `json:"plaintext,omitempty"`
+}
+
+func envelopeVectors() (any, error) {
+	created := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	backup := []byte("sharevault test vector: this stands where a TSM share backup would be")
+	sealWith := func(secret []byte, pass string, kdf recovery.KDF, h envelope.Header, pt []byte) ([]byte, error) {
+		id, err := recovery.NewIdentity(secret)
+		if err != nil {
+			return nil, err
+		}
+		root, err := recovery.DeriveRootKey(secret, pass, kdf)
+		if err != nil {
+			return nil, err
+		}
+		h.VaultID = id.VaultID()
+		h.Created = created
+		return envelope.Seal(root, h, pt)
+	}
+	plain, err := sealWith(secret16, "", recovery.KDF{}, envelope.Header{Scheme: envelope.ECDSA, KeyID: "k7Qz3vXb9T1mN0pLr5sYw2", Epoch: 0, Sequence: 1}, backup)
+	if err != nil {
+		return nil, err
+	}
+	withPass, err := sealWith(secret32, "TREZOR", smallKDF, envelope.Header{Scheme: envelope.EdDSA, KeyID: "ed-key_01", Epoch: 3, Sequence: 42}, backup)
+	if err != nil {
+		return nil, err
+	}
+	defaultKDF, err := sealWith(secret24, "correct horse battery staple", recovery.DefaultArgon2id, envelope.Header{Scheme: envelope.ECDSA, KeyID: "default-kdf", Epoch: 1, Sequence: 7}, backup)
+	if err != nil {
+		return nil, err
+	}
+	empty, err := sealWith(secret16, "", recovery.KDF{}, envelope.Header{Scheme: envelope.EdDSA, KeyID: "e", Sequence: 1 << 40}, nil)
+	if err != nil {
+		return nil, err
+	}
+	hl := len(plain) - len(backup) - envelope.TagSize // header length of `plain`
+	flip := func(b []byte, i int) []byte { c := bytes.Clone(b); c[i] ^= 0x01; return c }
+	set := func(b []byte, i int, v byte) []byte { c := bytes.Clone(b); c[i] = v; return c }
+	s16, s32, s24 := hex.EncodeToString(secret16), hex.EncodeToString(secret32), hex.EncodeToString(secret24)
+	bk := hex.EncodeToString(backup)
+	x := hex.EncodeToString
+	armored := string(envelope.Armor(plain))
+	body := len("-----BEGIN SHAREVAULT BACKUP-----\n") // offset of the first base64 line
+	badChar := armored[:body+5] + "*" + armored[body+6:]
+	longLine := armored[:body+64] + armored[body+65:] // first two base64 lines joined
+	return map[string]any{"vectors": []envVector{
+		{"ok: ECDSA, no passphrase", s16, "", x(plain), "", "ok", bk},
+		{"ok: EdDSA, Argon2id passphrase", s32, "TREZOR", x(withPass), "", "ok", bk},
+		{"ok: default Argon2id parameters", s24, "correct horse battery staple", x(defaultKDF), "", "ok", bk},
+		{"ok: empty backup", s16, "", x(empty), "", "ok", ""},
+		{"wrong key: other words", s32, "", x(plain), "", "decrypt", ""},
+		{"wrong key: other passphrase", s32, "TREZOR!", x(withPass), "", "decrypt", ""},
+		{"tampered header: sequence", s16, "", x(flip(plain, 58)), "", "decrypt", ""},
+		{"tampered header: epoch", s16, "", x(flip(plain, 51)), "", "decrypt", ""},
+		{"tampered header: vault ID", s16, "", x(flip(plain, 20)), "", "decrypt", ""},
+		{"tampered header: key ID", s16, "", x(flip(plain, 70)), "", "decrypt", ""},
+		{"tampered header: salt", s16, "", x(flip(plain, hl-40)), "", "decrypt", ""},
+		{"tampered header: commitment", s16, "", x(flip(plain, hl-1)), "", "decrypt", ""},
+		{"tampered ciphertext", s16, "", x(flip(plain, hl+3)), "", "decrypt", ""},
+		{"tampered tag", s16, "", x(flip(plain, len(plain)-1)), "", "decrypt", ""},
+		{"truncated: last byte", s16, "", x(plain[:len(plain)-1]), "", "decrypt", ""},
+		{"extended: one more byte", s16, "", x(append(bytes.Clone(plain), 0)), "", "decrypt", ""},
+		{"truncated: ciphertext shorter than a tag", s16, "", x(plain[:hl+15]), "", "malformed", ""},
+		{"truncated: inside the header", s16, "", x(plain[:40]), "", "malformed", ""},
+		{"empty input", s16, "", "", "", "malformed", ""},
+		{"bad magic", s16, "", x(set(plain, 0, 'X')), "", "malformed", ""},
+		{"version 2", s16, "", x(set(plain, 4, 2)), "", "unsupported", ""},
+		{"unknown scheme", s16, "", x(set(plain, 5, 3)), "", "malformed", ""},
+		{"kdf parameters without a kdf", s16, "", x(set(plain, 7, 1)), "", "malformed", ""},
+		{"sequence 0", s16, "", x(set(plain, 59, 0)), "", "malformed", ""},
+		{"key ID with a slash", s16, "", x(set(plain, 70, '/')), "", "malformed", ""},
+		{"key ID length 0", s16, "", x(set(plain, 68, 0)), "", "malformed", ""},
+		{"key ID length 65", s16, "", x(set(plain, 68, 65)), "", "malformed", ""},
+		{"ok: armored", s16, "", "", armored, "ok", bk},
+		{"ok: armored with CRLF and surrounding space", s16, "", "", "\n  " + string(bytes.ReplaceAll([]byte(armored), []byte("\n"), []byte("\r\n"))) + "\n\n", "ok", bk},
+		{"armor: bad base64", s16, "", "", badChar, "armor", ""},
+		{"armor: long line", s16, "", "", longLine, "armor", ""},
+		{"armor: missing END", s16, "", "", armored[:len(armored)-32], "armor", ""},
+		{"armor: text before BEGIN", s16, "", "", "hello\n" + armored, "armor", ""},
+	}}, nil
+}
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
