@@ -1,14 +1,37 @@
 // Command vault is the sharevault storage server: it keeps sealed backups for vaults it
-// knows only by ID, and never sees a key. See docs/api.md.
+// knows only by ID and never sees a key. See docs/api.md and docs/operations.md.
+//
+// Every flag can also be set as an environment variable: --max-body is VAULT_MAX_BODY.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sharevault/sharevault/internal/blobstore"
+	"github.com/sharevault/sharevault/internal/blobstore/metered"
+	"github.com/sharevault/sharevault/internal/blobstore/pebblestore"
+	"github.com/sharevault/sharevault/internal/blobstore/s3store"
+	"github.com/sharevault/sharevault/internal/vault"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -18,13 +41,171 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "vault:", err)
 		os.Exit(1)
 	}
 }
 
+type options struct {
+	listen, store, tlsCert, tlsKey, proxies string
+	cfg                                     vault.Config
+	readHeaderTimeout, readTimeout          time.Duration
+	writeTimeout                            time.Duration
+	maxHeaderBytes                          int
+}
+
+func parse(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("vault", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	str := func(p *string, name, def, usage string) { fs.StringVar(p, name, env(name, def), usage) }
+	str(&o.listen, "listen", "localhost:8080", "address to listen on")
+	str(&o.store, "store", "./vault-data", "a directory for the embedded store, or s3://bucket/prefix?endpoint=URL&region=R&path_style=true")
+	str(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS")
+	str(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	str(&o.proxies, "trusted-proxies", "", "comma-separated addresses or CIDRs whose X-Forwarded-For is believed")
+	fs.Int64Var(&o.cfg.MaxBody, "max-body", envInt("max-body", 1<<20), "request body limit in bytes")
+	fs.IntVar(&o.cfg.Retention, "retention", int(envInt("retention", 10)), "versions kept per key")
+	fs.DurationVar(&o.cfg.Skew, "skew", envDuration("skew", 5*time.Minute), "allowed distance of a signature's created time")
+	fs.Float64Var(&o.cfg.RateIP, "rate-ip", envFloat("rate-ip", 50), "requests per second per client address")
+	fs.IntVar(&o.cfg.BurstIP, "burst-ip", int(envInt("burst-ip", 100)), "burst per client address")
+	fs.Float64Var(&o.cfg.RateVault, "rate-vault", envFloat("rate-vault", 20), "requests per second per vault")
+	fs.IntVar(&o.cfg.BurstVault, "burst-vault", int(envInt("burst-vault", 40)), "burst per vault")
+	fs.IntVar(&o.cfg.QuotaKeys, "quota-keys", int(envInt("quota-keys", 100)), "keys per vault")
+	fs.Int64Var(&o.cfg.QuotaBytes, "quota-bytes", envInt("quota-bytes", 64<<20), "stored bytes per vault")
+	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", envDuration("read-header-timeout", 5*time.Second), "time to read request headers")
+	fs.DurationVar(&o.readTimeout, "read-timeout", envDuration("read-timeout", 30*time.Second), "time to read a whole request")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", envDuration("write-timeout", 30*time.Second), "time to write a response")
+	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", int(envInt("max-header-bytes", 16<<10)), "request header limit in bytes")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.proxies != "" {
+		o.cfg.TrustedProxies = strings.Split(o.proxies, ",")
+	}
+	return o, nil
+}
+
+// env returns $VAULT_<NAME> (dashes as underscores), or def.
+func env(name, def string) string {
+	if v, ok := os.LookupEnv("VAULT_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int64) int64 {
+	n, err := strconv.ParseInt(env(name, strconv.FormatInt(def, 10)), 10, 64)
+	if err != nil {
+		return def
+	}
+	return n
+}
+
+func envFloat(name string, def float64) float64 {
+	f, err := strconv.ParseFloat(env(name, strconv.FormatFloat(def, 'g', -1, 64)), 64)
+	if err != nil {
+		return def
+	}
+	return f
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	d, err := time.ParseDuration(env(name, def.String()))
+	if err != nil {
+		return def
+	}
+	return d
+}
+
+// openStore builds the store --store names; the S3 client uses the standard AWS chain.
+func openStore(ctx context.Context, spec string) (blobstore.Store, string, error) {
+	if !strings.HasPrefix(spec, "s3://") {
+		s, err := pebblestore.Open(spec)
+		return s, "embedded store in " + spec, err
+	}
+	u, err := url.Parse(spec)
+	if err != nil || u.Host == "" {
+		return nil, "", fmt.Errorf("--store %q: want s3://bucket/prefix?endpoint=...", spec)
+	}
+	q := u.Query()
+	var opts []func(*config.LoadOptions) error
+	if r := q.Get("region"); r != "" {
+		opts = append(opts, config.WithRegion(r))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, "", err
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if e := q.Get("endpoint"); e != "" {
+			o.BaseEndpoint = aws.String(e)
+		}
+		o.UsePathStyle = q.Get("path_style") == "true"
+	})
+	s, err := s3store.New(client, u.Host, strings.TrimPrefix(u.Path, "/"))
+	return s, "S3 bucket " + u.Host, err
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fmt.Fprintf(stdout, "sharevault vault %s: the HTTP server is not built yet; it will serve /v1 from an embedded store in ./vault-data\n", version)
-	return nil
+	o, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	store, desc, err := openStore(ctx, o.store)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ms, err := metered.New(store, reg)
+	if err != nil {
+		return err
+	}
+	o.cfg.Logger, o.cfg.Registerer, o.cfg.Gatherer = log, reg, reg
+	handler, err := vault.New(ms, o.cfg)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: o.readHeaderTimeout, ReadTimeout: o.readTimeout,
+		WriteTimeout: o.writeTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: o.maxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if o.tlsCert != "" {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "sharevault vault %s serving %s://%s from the %s\n", version, scheme, ln.Addr(), desc)
+	errc := make(chan error, 1)
+	go func() {
+		if o.tlsCert != "" {
+			errc <- srv.ServeTLS(ln, o.tlsCert, o.tlsKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
 }

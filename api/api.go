@@ -1,0 +1,137 @@
+// Package api is the vault's HTTP protocol, v1 (docs/api.md), for servers and clients: the
+// OpenAPI document, the JSON bodies, the paths, and request signing.
+//
+// # Signing
+//
+// Sign adds an RFC 9421 signature over "@method", "@path", "@query" and "content-digest"
+// (RFC 9530), with created, keyid and alg parameters. It builds the signature base by hand,
+// exactly as docs/api.md writes it out, so that an app on another platform can do the same;
+// the vault verifies with github.com/yaronf/httpsign, an independent implementation.
+package api
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// OpenAPI is api/openapi.yaml, served at /v1/openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// SignatureLabel is the label of the one signature a request carries.
+const SignatureLabel = "sig1"
+
+// Components are the covered components, in order.
+var Components = []string{"@method", "@path", "@query", "content-digest"}
+
+// ProblemType returns the RFC 9457 type URI of a problem name (docs/api.md, "Errors").
+func ProblemType(name string) string { return "urn:sharevault:problem:" + name }
+
+// Problem is an RFC 9457 problem body.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// PutResult is the body of a 201 answer to an upload.
+type PutResult struct {
+	KeyID    string `json:"key_id"`
+	Sequence uint64 `json:"sequence"`
+	ETag     string `json:"etag"`
+	Size     int64  `json:"size"`
+}
+
+// KeyList is the body of GET /v1/vaults/{vault}/keys.
+type KeyList struct {
+	VaultID string     `json:"vault_id"`
+	Keys    []KeyEntry `json:"keys"`
+}
+
+// KeyEntry describes one key of a vault.
+type KeyEntry struct {
+	KeyID          string `json:"key_id"`
+	LatestSequence uint64 `json:"latest_sequence"`
+	ETag           string `json:"etag"`
+	Versions       int    `json:"versions"`
+	Bytes          int64  `json:"bytes"`
+}
+
+// VersionList is the body of GET /v1/vaults/{vault}/keys/{key}/versions.
+type VersionList struct {
+	VaultID  string    `json:"vault_id"`
+	KeyID    string    `json:"key_id"`
+	Versions []Version `json:"versions"`
+}
+
+// Version describes one stored version.
+type Version struct {
+	Sequence uint64    `json:"sequence"`
+	Size     int64     `json:"size"`
+	ETag     string    `json:"etag"`
+	Created  time.Time `json:"created"`
+}
+
+// ETag returns the ETag of an envelope: its SHA-256 in lower-case hex (unquoted).
+func ETag(envelope []byte) string {
+	sum := sha256.Sum256(envelope)
+	return hex.EncodeToString(sum[:])
+}
+
+// KeysPath and the functions below build request paths.
+func KeysPath(vault string) string { return "/v1/vaults/" + vault + "/keys" }
+
+// KeyPath is the path of a key (its latest version; PUT uploads a new one).
+func KeyPath(vault, key string) string { return KeysPath(vault) + "/" + key }
+
+// VersionsPath is the path of a key's version list.
+func VersionsPath(vault, key string) string { return KeyPath(vault, key) + "/versions" }
+
+// VersionPath is the path of one version.
+func VersionPath(vault, key string, seq uint64) string {
+	return VersionsPath(vault, key) + "/" + strconv.FormatUint(seq, 10)
+}
+
+// ContentDigest returns the RFC 9530 Content-Digest field value of body (sha-256).
+func ContentDigest(body []byte) string {
+	sum := sha256.Sum256(body)
+	return "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+}
+
+// Signer signs with a vault's Ed25519 key.
+type Signer interface {
+	PublicKey() ed25519.PublicKey
+	Sign(msg []byte) []byte
+}
+
+// Sign sets Content-Digest, Signature-Input and Signature on req, whose body is body
+// (nil for none), created at the given time.
+func Sign(req *http.Request, body []byte, key Signer, created time.Time) {
+	req.Header.Set("Content-Digest", ContentDigest(body))
+	params := fmt.Sprintf(`("@method" "@path" "@query" "content-digest");created=%d;keyid="%s";alg="ed25519"`,
+		created.Unix(), hex.EncodeToString(key.PublicKey()))
+	query := "?" + req.URL.RawQuery
+	path := req.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	var base bytes.Buffer // RFC 9421, section 2.5
+	fmt.Fprintf(&base, "\"@method\": %s\n", req.Method)
+	fmt.Fprintf(&base, "\"@path\": %s\n", path)
+	fmt.Fprintf(&base, "\"@query\": %s\n", query)
+	fmt.Fprintf(&base, "\"content-digest\": %s\n", req.Header.Get("Content-Digest"))
+	fmt.Fprintf(&base, "\"@signature-params\": %s", params)
+	sig := key.Sign(base.Bytes())
+	req.Header.Set("Signature-Input", SignatureLabel+"="+params)
+	req.Header.Set("Signature", SignatureLabel+"=:"+base64.StdEncoding.EncodeToString(sig)+":")
+}

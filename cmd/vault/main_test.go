@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sharevault/sharevault/internal/miniotest"
+)
+
+// start runs the vault in-process with args and returns its base URL.
+func start(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), pw, io.Discard); pw.Close() }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no start line: %v", err)
+	}
+	go io.Copy(io.Discard, pr)
+	i := strings.Index(line, "http://")
+	if i < 0 {
+		t.Fatalf("start line %q has no address", line)
+	}
+	return strings.Fields(line[i:])[0]
+}
+
+func get(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestRunEmbedded(t *testing.T) {
+	base := start(t, "--store", t.TempDir())
+	for _, p := range []string{"/healthz", "/readyz", "/v1/openapi.yaml"} {
+		if code := get(t, base+p); code != 200 {
+			t.Errorf("%s: %d", p, code)
+		}
+	}
+}
+
+func TestRunS3(t *testing.T) {
+	m := miniotest.Start(t)
+	bucket := m.NewBucket(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", m.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", m.SecretKey)
+	base := start(t, "--store", "s3://"+bucket+"/vault?endpoint="+m.Endpoint+"&region=us-east-1&path_style=true")
+	if code := get(t, base+"/readyz"); code != 200 {
+		t.Fatalf("readyz on MinIO: %d", code)
+	}
+	m.Stop()
+	deadline := time.Now().Add(20 * time.Second)
+	for get(t, base+"/readyz") != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("readyz still 200 with MinIO stopped")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestFlagsAndEnv(t *testing.T) {
+	t.Setenv("VAULT_RETENTION", "3")
+	o, err := parse([]string{"--max-body", "2048", "--trusted-proxies", "10.0.0.1,10.0.0.2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.Retention != 3 || o.cfg.MaxBody != 2048 || len(o.cfg.TrustedProxies) != 2 || o.store != "./vault-data" {
+		t.Errorf("options %+v", o)
+	}
+	for _, bad := range [][]string{{"--tls-cert", "x"}, {"extra"}, {"--nope"}} {
+		if _, err := parse(bad, io.Discard); err == nil {
+			t.Errorf("parse(%v) succeeded", bad)
+		}
+	}
+}

@@ -1,0 +1,214 @@
+package vault
+
+// The manifest (docs/api.md, "Storage layout"): one JSON blob per vault naming its keys and
+// versions. Every change to a vault is a compare-and-swap of it.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/sharevault/sharevault/internal/blobstore"
+	"github.com/sharevault/sharevault/internal/recovery"
+)
+
+const (
+	manifestFormat = 1
+	maxManifest    = 4 << 20
+	maxCASAttempts = 8
+)
+
+type manifest struct {
+	Format int                  `json:"format"`
+	Keys   map[string]*keyState `json:"keys"`
+}
+
+type keyState struct {
+	High     uint64    `json:"high"`     // highest sequence ever stored (anti-rollback)
+	Versions []version `json:"versions"` // oldest first; never empty
+}
+
+type version struct {
+	Seq     uint64    `json:"seq"`
+	Size    int64     `json:"size"`
+	SHA256  string    `json:"sha256"` // hex; also the ETag
+	Created time.Time `json:"created"`
+}
+
+func (k *keyState) latest() *version { return &k.Versions[len(k.Versions)-1] }
+
+func (k *keyState) find(seq uint64) (int, *version) {
+	for i := range k.Versions {
+		if k.Versions[i].Seq == seq {
+			return i, &k.Versions[i]
+		}
+	}
+	return -1, nil
+}
+
+func manifestName(vault recovery.VaultID) string { return "v1/" + vault.String() + "/manifest" }
+
+func versionName(vault recovery.VaultID, key string, v *version) string {
+	return fmt.Sprintf("v1/%s/k/%s/%020d.%s", vault, key, v.Seq, v.SHA256)
+}
+
+// loadManifest reads a vault's manifest and its store ETag ("" if the vault is absent).
+func (s *Server) loadManifest(ctx context.Context, vault recovery.VaultID) (*manifest, string, error) {
+	m := &manifest{Format: manifestFormat, Keys: map[string]*keyState{}}
+	r, err := s.store.Get(ctx, manifestName(vault))
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return m, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, maxManifest+1))
+	if err != nil {
+		return nil, "", err
+	}
+	if len(b) > maxManifest {
+		return nil, "", fmt.Errorf("manifest of %s over %d bytes", vault, maxManifest)
+	}
+	if err := json.Unmarshal(b, m); err != nil || m.Format != manifestFormat {
+		return nil, "", fmt.Errorf("manifest of %s unreadable (format %d): %v", vault, m.Format, err)
+	}
+	return m, r.ETag, nil
+}
+
+// saveManifest writes m if the manifest is still at etag; ErrPreconditionFailed otherwise.
+func (s *Server) saveManifest(ctx context.Context, vault recovery.VaultID, m *manifest, etag string) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	cond := blobstore.Condition{IfMatch: etag, IfNoneMatch: etag == ""}
+	_, err = s.store.Put(ctx, manifestName(vault), bytes.NewReader(b), int64(len(b)), cond)
+	return err
+}
+
+// precondition is a PUT's If-None-Match: * (create) or If-Match (etag of the latest).
+type precondition struct {
+	create bool
+	etag   string
+}
+
+// checkUpload says whether v may become key's latest version, and which versions
+// retention then drops.
+func (s *Server) checkUpload(m *manifest, key string, v version, pre precondition) ([]version, error) {
+	k := m.Keys[key]
+	switch {
+	case pre.create && k != nil, !pre.create && (k == nil || k.latest().SHA256 != pre.etag):
+		return nil, errPrecondition
+	case k != nil && v.Seq <= k.High:
+		return nil, newProblem(http.StatusConflict, "conflict", "sequence %d is not above %d, the key's highest", v.Seq, k.High)
+	case k == nil && len(m.Keys) >= s.cfg.QuotaKeys:
+		return nil, newProblem(http.StatusForbidden, "quota-exceeded", "the vault holds its maximum of %d keys", s.cfg.QuotaKeys)
+	}
+	var dropped []version
+	if k != nil && len(k.Versions)+1 > s.cfg.Retention {
+		dropped = k.Versions[:len(k.Versions)+1-s.cfg.Retention]
+	}
+	total := v.Size
+	for _, ks := range m.Keys {
+		for _, x := range ks.Versions {
+			total += x.Size
+		}
+	}
+	for _, x := range dropped {
+		total -= x.Size
+	}
+	if total > s.cfg.QuotaBytes {
+		return nil, newProblem(http.StatusForbidden, "quota-exceeded", "the vault would hold %d bytes, over its quota of %d", total, s.cfg.QuotaBytes)
+	}
+	return dropped, nil
+}
+
+// upload stores env as a new version of key: manifest read, checks, the version blob
+// (create-only, content-addressed), then the manifest's compare-and-swap.
+func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string, env []byte, v version, pre precondition) error {
+	name := versionName(vault, key, &v)
+	written := false
+	for range maxCASAttempts {
+		m, etag, err := s.loadManifest(ctx, vault)
+		if err != nil {
+			return err
+		}
+		dropped, err := s.checkUpload(m, key, v, pre)
+		if err != nil {
+			return err
+		}
+		if !written {
+			_, err := s.store.Put(ctx, name, bytes.NewReader(env), int64(len(env)), blobstore.Condition{IfNoneMatch: true})
+			if err != nil && !errors.Is(err, blobstore.ErrPreconditionFailed) { // these very bytes are already there
+				return err
+			}
+			written = true
+		}
+		k := m.Keys[key]
+		if k == nil {
+			k = &keyState{}
+			m.Keys[key] = k
+		}
+		k.Versions = append(k.Versions[len(dropped):], v)
+		k.High = v.Seq
+		switch err := s.saveManifest(ctx, vault, m, etag); {
+		case errors.Is(err, blobstore.ErrPreconditionFailed):
+			continue // another change to this vault came first: check again against it
+		case err != nil:
+			return err
+		}
+		for _, d := range dropped {
+			s.deleteBlob(ctx, versionName(vault, key, &d))
+		}
+		return nil
+	}
+	return errBusy
+}
+
+// remove deletes version seq of key from the manifest, then its blob. A key whose last
+// version goes is removed.
+func (s *Server) remove(ctx context.Context, vault recovery.VaultID, key string, seq uint64) error {
+	for range maxCASAttempts {
+		m, etag, err := s.loadManifest(ctx, vault)
+		if err != nil {
+			return err
+		}
+		k := m.Keys[key]
+		if k == nil {
+			return errNotFound
+		}
+		i, v := k.find(seq)
+		if v == nil {
+			return errNotFound
+		}
+		gone := *v
+		k.Versions = slices.Delete(k.Versions, i, i+1)
+		if len(k.Versions) == 0 {
+			delete(m.Keys, key)
+		}
+		switch err := s.saveManifest(ctx, vault, m, etag); {
+		case errors.Is(err, blobstore.ErrPreconditionFailed):
+			continue
+		case err != nil:
+			return err
+		}
+		s.deleteBlob(ctx, versionName(vault, key, &gone))
+		return nil
+	}
+	return errBusy
+}
+
+// deleteBlob removes a blob the manifest no longer names. A failure leaves an unnamed
+// blob, which is never served; it is logged.
+func (s *Server) deleteBlob(ctx context.Context, name string) {
+	if err := s.store.Delete(ctx, name); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+		s.log.Warn("could not delete an unnamed blob", "name", name, "error", err)
+	}
+}

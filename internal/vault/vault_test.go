@@ -1,0 +1,418 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/sharevault/sharevault/api"
+	"github.com/sharevault/sharevault/internal/blobstore"
+	"github.com/sharevault/sharevault/internal/blobstore/pebblestore"
+	"github.com/sharevault/sharevault/internal/blobstore/s3store"
+	"github.com/sharevault/sharevault/internal/envelope"
+	"github.com/sharevault/sharevault/internal/miniotest"
+	"github.com/sharevault/sharevault/internal/recovery"
+)
+
+// stores gives each test a fresh store of every kind: Pebble, and S3 on a real MinIO.
+func stores(t *testing.T) map[string]func(t *testing.T) blobstore.Store {
+	var once sync.Once
+	var m *miniotest.Server
+	return map[string]func(t *testing.T) blobstore.Store{
+		"pebble": func(t *testing.T) blobstore.Store {
+			s, err := pebblestore.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+		"s3": func(t *testing.T) blobstore.Store {
+			once.Do(func() { m = miniotest.Start(t) })
+			if m == nil {
+				t.FailNow()
+			}
+			s, err := s3store.New(m.Client(), m.NewBucket(t), "vault/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}
+}
+
+// user is a vault owner: words' secret, identity and root key.
+type user struct {
+	id   *recovery.Identity
+	root *recovery.RootKey
+}
+
+func newUser(t testing.TB, b byte) *user {
+	secret := bytes.Repeat([]byte{b}, 32)
+	id, err := recovery.NewIdentity(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := recovery.DeriveRootKey(secret, "", recovery.KDF{})
+	return &user{id: id, root: root}
+}
+
+func (u *user) vault() string { return u.id.VaultID().String() }
+
+func (u *user) seal(t testing.TB, key string, seq uint64, payload string) []byte {
+	env, err := envelope.Seal(u.root, envelope.Header{Scheme: envelope.EdDSA, VaultID: u.id.VaultID(), KeyID: key, Sequence: seq}, []byte(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+type tester struct {
+	t      *testing.T
+	url    string
+	router routers.Router
+	store  blobstore.Store
+}
+
+func newTester(t *testing.T, store blobstore.Store, cfg Config) *tester {
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h) // a real socket on 127.0.0.1
+	t.Cleanup(srv.Close)
+	doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tester{t: t, url: srv.URL, router: router, store: store}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) problem() string {
+	var p api.Problem
+	json.Unmarshal(r.body, &p)
+	return strings.TrimPrefix(p.Type, "urn:sharevault:problem:")
+}
+
+// do sends a request signed by u (nil: unsigned), with extra headers, validates the
+// response against the OpenAPI document, and returns it.
+func (tt *tester) do(u *user, method, path string, body []byte, hdr ...string) response {
+	tt.t.Helper()
+	req, err := http.NewRequest(method, tt.url+path, bytes.NewReader(body))
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	if u != nil {
+		api.Sign(req, body, u.id, time.Now())
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	tt.validate(req, resp, b)
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+func init() {
+	openapi3filter.RegisterBodyDecoder("application/problem+json", openapi3filter.JSONBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("application/yaml", openapi3filter.FileBodyDecoder)
+}
+
+func (tt *tester) validate(req *http.Request, resp *http.Response, body []byte) {
+	tt.t.Helper()
+	route, params, err := tt.router.FindRoute(req)
+	if err != nil {
+		if resp.StatusCode != http.StatusNotFound {
+			tt.t.Errorf("%s %s: not in openapi.yaml (%v) but answered %d", req.Method, req.URL.Path, err, resp.StatusCode)
+		}
+		return
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+		Status:                 resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(body)),
+		Options: &openapi3filter.Options{IncludeResponseStatus: true},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		tt.t.Errorf("%s %s -> %d does not match openapi.yaml: %v", req.Method, req.URL.Path, resp.StatusCode, err)
+	}
+}
+
+func want(t *testing.T, what string, r response, status int, problem string) {
+	t.Helper()
+	if r.status != status || problem != "" && r.problem() != problem {
+		t.Fatalf("%s: got %d %s (%s), want %d %s", what, r.status, r.problem(), r.body, status, problem)
+	}
+}
+
+func quoted(env []byte) string { return `"` + api.ETag(env) + `"` }
+
+// TestCycle is the whole put, get, list, delete cycle with real signatures, on each store.
+func TestCycle(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			tt := newTester(t, open(t), Config{})
+			u := newUser(t, 1)
+			key := "wallet-key_1"
+			p := api.KeyPath(u.vault(), key)
+
+			want(t, "GET before any upload", tt.do(u, "GET", p, nil), 404, "not-found")
+			want(t, "list of an absent vault", tt.do(u, "GET", api.KeysPath(u.vault()), nil), 404, "not-found")
+
+			v1 := u.seal(t, key, 1, "share backup, epoch 0")
+			r := tt.do(u, "PUT", p, v1, "If-None-Match", "*")
+			want(t, "first PUT", r, 201, "")
+			if r.header.Get("ETag") != quoted(v1) || r.header.Get("Location") != api.VersionPath(u.vault(), key, 1) {
+				t.Errorf("PUT headers: %v", r.header)
+			}
+			got := tt.do(u, "GET", p, nil)
+			want(t, "GET latest", got, 200, "")
+			if !bytes.Equal(got.body, v1) || got.header.Get("ETag") != quoted(v1) || got.header.Get("Content-Digest") != api.ContentDigest(v1) {
+				t.Fatalf("GET latest returned other bytes or headers: %v", got.header)
+			}
+			want(t, "HEAD latest", tt.do(u, "HEAD", p, nil), 200, "")
+
+			v2 := u.seal(t, key, 2, "share backup, epoch 1")
+			want(t, "second PUT", tt.do(u, "PUT", p, v2, "If-Match", quoted(v1)), 201, "")
+			want(t, "replayed PUT", tt.do(u, "PUT", p, v2, "If-Match", quoted(v1)), 412, "precondition-failed")
+			want(t, "replayed first PUT", tt.do(u, "PUT", p, v1, "If-None-Match", "*"), 412, "precondition-failed")
+			old := u.seal(t, key, 2, "a rollback")
+			want(t, "PUT of a sequence not above the latest", tt.do(u, "PUT", p, old, "If-Match", quoted(v2)), 409, "conflict")
+			want(t, "PUT without a precondition", tt.do(u, "PUT", p, u.seal(t, key, 3, "x")), 428, "precondition-required")
+
+			var keys api.KeyList
+			r = tt.do(u, "GET", api.KeysPath(u.vault()), nil)
+			want(t, "list keys", r, 200, "")
+			json.Unmarshal(r.body, &keys)
+			if len(keys.Keys) != 1 || keys.Keys[0].KeyID != key || keys.Keys[0].LatestSequence != 2 || keys.Keys[0].Versions != 2 ||
+				keys.Keys[0].ETag != api.ETag(v2) || keys.Keys[0].Bytes != int64(len(v1)+len(v2)) {
+				t.Errorf("key list %+v", keys)
+			}
+			var versions api.VersionList
+			r = tt.do(u, "GET", api.VersionsPath(u.vault(), key), nil)
+			want(t, "list versions", r, 200, "")
+			json.Unmarshal(r.body, &versions)
+			if len(versions.Versions) != 2 || versions.Versions[0].Sequence != 1 || versions.Versions[1].Sequence != 2 {
+				t.Errorf("version list %+v", versions)
+			}
+
+			r = tt.do(u, "GET", api.VersionPath(u.vault(), key, 1), nil)
+			want(t, "GET version 1", r, 200, "")
+			if !bytes.Equal(r.body, v1) {
+				t.Error("version 1 has other bytes")
+			}
+			want(t, "DELETE version 1", tt.do(u, "DELETE", api.VersionPath(u.vault(), key, 1), nil), 204, "")
+			want(t, "replayed DELETE", tt.do(u, "DELETE", api.VersionPath(u.vault(), key, 1), nil), 404, "not-found")
+			want(t, "GET deleted version", tt.do(u, "GET", api.VersionPath(u.vault(), key, 1), nil), 404, "not-found")
+			if r := tt.do(u, "GET", p, nil); r.status != 200 || !bytes.Equal(r.body, v2) {
+				t.Fatalf("latest after deleting version 1: %d", r.status)
+			}
+			want(t, "DELETE the last version", tt.do(u, "DELETE", api.VersionPath(u.vault(), key, 2), nil), 204, "")
+			want(t, "GET after all deleted", tt.do(u, "GET", p, nil), 404, "not-found")
+			page, _, err := tt.store.List(context.Background(), "v1/"+u.vault()+"/k/", "", 10)
+			if err != nil || len(page) != 0 {
+				t.Errorf("blobs left after deleting every version: %v %v", page, err)
+			}
+		})
+	}
+}
+
+func TestOtherVaultsSignature(t *testing.T) {
+	tt := newTester(t, stores(t)["pebble"](t), Config{})
+	owner, thief := newUser(t, 1), newUser(t, 2)
+	key := "k1"
+	env := owner.seal(t, key, 1, "secret")
+	want(t, "owner PUT", tt.do(owner, "PUT", api.KeyPath(owner.vault(), key), env, "If-None-Match", "*"), 201, "")
+	for _, m := range []string{"GET", "DELETE"} {
+		path := api.KeyPath(owner.vault(), key)
+		if m == "DELETE" {
+			path = api.VersionPath(owner.vault(), key, 1)
+		}
+		r := tt.do(thief, m, path, nil)
+		absent := tt.do(thief, m, strings.Replace(path, owner.vault(), strings.Repeat("ab", 32), 1), nil)
+		want(t, m+" with another vault's signature", r, 404, "not-found")
+		if !bytes.Equal(r.body, absent.body) {
+			t.Errorf("'not yours' (%s) differs from 'absent' (%s)", r.body, absent.body)
+		}
+	}
+	stolen := thief.seal(t, key, 2, "overwrite")
+	want(t, "PUT with another vault's signature", tt.do(thief, "PUT", api.KeyPath(owner.vault(), key), stolen, "If-Match", quoted(env)), 404, "not-found")
+	if r := tt.do(owner, "GET", api.KeyPath(owner.vault(), key), nil); !bytes.Equal(r.body, env) {
+		t.Fatal("the owner's backup changed")
+	}
+}
+
+func TestRequestChecks(t *testing.T) {
+	tt := newTester(t, stores(t)["pebble"](t), Config{MaxBody: 4096})
+	u := newUser(t, 1)
+	p := api.KeyPath(u.vault(), "k")
+	env := u.seal(t, "k", 1, "x")
+	tests := []struct {
+		name    string
+		r       func() response
+		status  int
+		problem string
+	}{
+		{"unsigned", func() response { return tt.do(nil, "GET", p, nil) }, 401, "unauthorized"},
+		{"body over the limit", func() response {
+			return tt.do(u, "PUT", p, u.seal(t, "k", 1, strings.Repeat("x", 5000)), "If-None-Match", "*")
+		}, 413, "too-large"},
+		{"garbage body", func() response { return tt.do(u, "PUT", p, []byte("not an envelope"), "If-None-Match", "*") }, 422, "invalid-envelope"},
+		{"envelope for another key", func() response { return tt.do(u, "PUT", api.KeyPath(u.vault(), "other"), env, "If-None-Match", "*") }, 422, "invalid-envelope"},
+		{"envelope of another vault", func() response {
+			return tt.do(u, "PUT", p, newUser(t, 3).seal(t, "k", 1, "x"), "If-None-Match", "*")
+		}, 422, "invalid-envelope"},
+		{"If-Match not quoted", func() response { return tt.do(u, "PUT", p, env, "If-Match", api.ETag(env)) }, 400, "bad-request"},
+		{"If-None-Match not *", func() response { return tt.do(u, "PUT", p, env, "If-None-Match", quoted(env)) }, 400, "bad-request"},
+		{"bad vault ID", func() response { return tt.do(u, "GET", "/v1/vaults/xyz/keys", nil) }, 404, "not-found"},
+		{"bad key ID", func() response { return tt.do(u, "GET", api.KeyPath(u.vault(), "a.b"), nil) }, 404, "not-found"},
+		{"sequence with a leading zero", func() response { return tt.do(u, "GET", api.VersionsPath(u.vault(), "k")+"/01", nil) }, 404, "not-found"},
+		{"unknown route", func() response { return tt.do(u, "GET", "/v2/whatever", nil) }, 404, "not-found"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { want(t, tc.name, tc.r(), tc.status, tc.problem) })
+	}
+}
+
+func TestRetention(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			tt := newTester(t, open(t), Config{Retention: 3})
+			u := newUser(t, 1)
+			p := api.KeyPath(u.vault(), "k")
+			prev := ""
+			for seq := uint64(1); seq <= 6; seq++ {
+				env := u.seal(t, "k", seq, fmt.Sprint("v", seq))
+				hdr := []string{"If-None-Match", "*"}
+				if prev != "" {
+					hdr = []string{"If-Match", prev}
+				}
+				want(t, fmt.Sprint("PUT ", seq), tt.do(u, "PUT", p, env, hdr...), 201, "")
+				prev = quoted(env)
+			}
+			var vl api.VersionList
+			json.Unmarshal(tt.do(u, "GET", api.VersionsPath(u.vault(), "k"), nil).body, &vl)
+			if len(vl.Versions) != 3 || vl.Versions[0].Sequence != 4 || vl.Versions[2].Sequence != 6 {
+				t.Fatalf("after 6 uploads with retention 3: %+v", vl.Versions)
+			}
+			page, _, _ := tt.store.List(context.Background(), "v1/"+u.vault()+"/k/k/", "", 100)
+			if len(page) != 3 {
+				t.Errorf("%d version blobs stored, want 3", len(page))
+			}
+		})
+	}
+}
+
+func TestQuotas(t *testing.T) {
+	tt := newTester(t, stores(t)["pebble"](t), Config{QuotaKeys: 2, QuotaBytes: 2000})
+	u := newUser(t, 1)
+	for i, key := range []string{"a", "b"} {
+		want(t, "PUT "+key, tt.do(u, "PUT", api.KeyPath(u.vault(), key), u.seal(t, key, 1, "x"), "If-None-Match", "*"), 201, "")
+		_ = i
+	}
+	want(t, "third key", tt.do(u, "PUT", api.KeyPath(u.vault(), "c"), u.seal(t, "c", 1, "x"), "If-None-Match", "*"), 403, "quota-exceeded")
+	env := u.seal(t, "a", 2, strings.Repeat("y", 1800))
+	prev := tt.do(u, "HEAD", api.KeyPath(u.vault(), "a"), nil).header.Get("ETag")
+	want(t, "over the byte quota", tt.do(u, "PUT", api.KeyPath(u.vault(), "a"), env, "If-Match", prev), 403, "quota-exceeded")
+}
+
+func TestRateLimit(t *testing.T) {
+	tt := newTester(t, stores(t)["pebble"](t), Config{RateVault: 1, BurstVault: 3})
+	u := newUser(t, 1)
+	var last response
+	for range 5 {
+		last = tt.do(u, "GET", api.KeysPath(u.vault()), nil)
+	}
+	want(t, "sixth request in a second", last, 429, "rate-limited")
+	if last.header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	other := newUser(t, 2)
+	want(t, "another vault is not limited", tt.do(other, "GET", api.KeysPath(other.vault()), nil), 404, "not-found")
+}
+
+// TestConcurrentKeys: uploads to many keys of one vault at once all land, through the
+// manifest's compare-and-swap.
+func TestConcurrentKeys(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			tt := newTester(t, open(t), Config{RateVault: 1000, BurstVault: 1000})
+			u := newUser(t, 1)
+			const n = 12
+			var wg sync.WaitGroup
+			statuses := make(chan int, n)
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					key := fmt.Sprint("key", i)
+					statuses <- tt.do(u, "PUT", api.KeyPath(u.vault(), key), u.seal(t, key, 1, "x"), "If-None-Match", "*").status
+				}()
+			}
+			wg.Wait()
+			close(statuses)
+			for s := range statuses {
+				if s != 201 {
+					t.Errorf("a concurrent PUT answered %d", s)
+				}
+			}
+			var kl api.KeyList
+			json.Unmarshal(tt.do(u, "GET", api.KeysPath(u.vault()), nil).body, &kl)
+			if len(kl.Keys) != n {
+				t.Fatalf("%d keys listed after %d concurrent uploads: an update was lost", len(kl.Keys), n)
+			}
+		})
+	}
+}
+
+func TestServiceEndpoints(t *testing.T) {
+	tt := newTester(t, stores(t)["pebble"](t), Config{})
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/v1/openapi.yaml"} {
+		if r := tt.do(nil, "GET", p, nil); r.status != 200 {
+			t.Errorf("GET %s: %d", p, r.status)
+		}
+	}
+	u := newUser(t, 1)
+	tt.do(u, "GET", api.KeysPath(u.vault()), nil)
+	m := tt.do(nil, "GET", "/metrics", nil)
+	for _, name := range []string{"sharevault_http_requests_total", "sharevault_http_request_duration_seconds"} {
+		if !bytes.Contains(m.body, []byte(name)) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
