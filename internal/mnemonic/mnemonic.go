@@ -317,3 +317,12 @@ func distance(a, b string) int {
 	}
 	return d[len(a)][len(b)]
 }
+
+// Index returns the BIP-39 index (0 to 2047) of a list word, or -1.
+func Index(word string) int {
+	full, _ := indexes()
+	if i, ok := full[word]; ok {
+		return i
+	}
+	return -1
+}

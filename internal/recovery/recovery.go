@@ -246,3 +246,29 @@ func checkSecret(secret []byte) error {
 	}
 	return nil
 }
+
+// Seed returns the 32-byte Ed25519 seed of the signing key, for an app's key store (so it
+// can back up again without the words). It is as secret as the key.
+func (i *Identity) Seed() []byte { return i.priv.Seed() }
+
+// IdentityFromSeed rebuilds an identity from Seed's output.
+func IdentityFromSeed(seed []byte) (*Identity, error) {
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("signing seed is %d bytes, want %d", len(seed), ed25519.SeedSize)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	return &Identity{priv: priv, id: VaultIDFor(priv.Public().(ed25519.PublicKey))}, nil
+}
+
+// RootKeyFromBytes rebuilds a root key from Bytes' output and the KDF it was derived under.
+func RootKeyFromBytes(key []byte, kdf KDF) (*RootKey, error) {
+	if len(key) != rootKeySize {
+		return nil, fmt.Errorf("root key is %d bytes, want %d", len(key), rootKeySize)
+	}
+	if err := kdf.Validate(); err != nil {
+		return nil, err
+	}
+	r := &RootKey{kdf: kdf}
+	copy(r.key[:], key)
+	return r, nil
+}

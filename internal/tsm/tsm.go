@@ -271,3 +271,23 @@ func (s *schemeClient) PublicKey(keyID string) ([]byte, error) {
 
 // Keys lists the IDs of this scheme's keys on the client's first node, in order.
 func (s *schemeClient) Keys() ([]string, error) { return s.c.nodes[0].keyIDs(s.scheme) }
+
+// InspectBackup parses and checks a backup without restoring it, and describes its key.
+func InspectBackup(backup []byte) (KeyInfo, error) {
+	k, err := decodeBackup(backup)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	defer k.wipe()
+	return k.KeyInfo, nil
+}
+
+// SchemeOf returns the scheme of keyID on the client's first node.
+func (c *Client) SchemeOf(keyID string) (Scheme, error) {
+	for _, s := range []Scheme{ECDSA, EdDSA} {
+		if _, err := c.nodes[0].key(keyID, s); err == nil {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: %q", ErrKeyNotFound, keyID)
+}

@@ -155,7 +155,7 @@ func (s *Server) listKeys(c *gin.Context) {
 		c.Error(err)
 		return
 	}
-	if etag == "" {
+	if etag == "" || len(m.Keys) == 0 { // a vault whose every version was deleted is absent
 		c.Error(errNotFound)
 		return
 	}

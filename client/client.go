@@ -1,0 +1,501 @@
+// Package client is the phone app's side of sharevault, importable by an app (gomobile
+// bind accepts its exported API: plain types, no maps or channels): fresh words, the
+// backup of a TSM key share to the vault, and its restore with the words alone.
+//
+// # Flows
+//
+//	words, _ := client.NewWords(24)            // show words.Phrase() once; quiz the user
+//	keys, _ := words.Keys("")                  // keep keys.Marshal() in the Keychain
+//	phone, _ := client.OpenPhone("phone.db", client.NewVault(url))
+//	report, _ := phone.Backup(keys, keyID)     // BackupShare, seal, signed upload
+//
+//	// A new phone:
+//	keys, fix, _ := client.FindKeys(vault, typedWords, "")   // corrects one wrong word
+//	restored, _ := phone.Restore(keys, keyID)                // RestoreShare: same key ID
+//
+// # Errors
+//
+// Errors are single lines meant for the user. Wrong words surface as
+// *mnemonic-style word errors from KeysFromWords, as ErrWrongWords when no vault answers
+// to them, and as ErrCannotOpen when a backup does not open.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sharevault/sharevault/internal/envelope"
+	"github.com/sharevault/sharevault/internal/mnemonic"
+	"github.com/sharevault/sharevault/internal/recovery"
+	"github.com/sharevault/sharevault/internal/tsm"
+)
+
+var (
+	// ErrWrongWords: the words parse, but no vault exists for them or any one-word fix.
+	ErrWrongWords = errors.New("no backup exists for these words: check each word against your sheet")
+	// ErrCannotOpen: a backup did not decrypt (wrong passphrase, or a damaged backup).
+	ErrCannotOpen = errors.New("the backup does not open with these words and passphrase, or it is damaged")
+	// ErrStale: the backup is from before a reshare; restoring it would give a share that
+	// can no longer sign with the other nodes.
+	ErrStale = errors.New("this backup is older than the key's last reshare, so its share can no longer sign; back up again from a phone that has the current share, or reshare with the other nodes")
+)
+
+// Phone is the app: its embedded TSM node (one SQLite file) and its vault. For the
+// demonstration it may also know the server nodes' databases (AddServerNode), which a
+// real app reaches through the TSM instead.
+type Phone struct {
+	path    string
+	node    *tsm.Client
+	servers []string
+	vault   *Vault
+}
+
+// OpenPhone opens (or creates) the phone's TSM node database.
+func OpenPhone(dbPath string, vault *Vault) (*Phone, error) {
+	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: dbPath}},
+		ECDSA: tsm.ProtocolConfig{EnableShareBackup: true}, EdDSA: tsm.ProtocolConfig{EnableShareBackup: true}}
+	n, err := tsm.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Phone{path: dbPath, node: n, vault: vault}, nil
+}
+
+// AddServerNode adds a server node's database, for key generation, signing and the
+// stale-epoch check in this demonstration.
+func (p *Phone) AddServerNode(dbPath string) { p.servers = append(p.servers, dbPath) }
+
+// Close closes the phone's node.
+func (p *Phone) Close() error { return p.node.Close() }
+
+func (p *Phone) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 5*time.Minute)
+}
+
+// withAll runs fn on a client of every node: the phone and the server nodes.
+func (p *Phone) withAll(fn func(c *tsm.Client) error) error {
+	if len(p.servers) == 0 {
+		return errors.New("no server nodes configured")
+	}
+	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: p.path}}}
+	for _, s := range p.servers {
+		cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{Database: s})
+	}
+	c, err := tsm.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
+}
+
+type schemeOps interface {
+	GenerateKey(description string) (string, error)
+	Reshare(keyID string) error
+	VerifyShare(keyID string) error
+	tsm.ShareBackup
+}
+
+func ops(s tsm.Scheme, c *tsm.Client) schemeOps {
+	if s == tsm.ECDSA {
+		return tsm.NewECDSAClient(c)
+	}
+	return tsm.NewEDDSAClient(c)
+}
+
+// ParseScheme reads "ecdsa" or "eddsa".
+func ParseScheme(s string) (tsm.Scheme, error) {
+	switch strings.ToLower(s) {
+	case "ecdsa":
+		return tsm.ECDSA, nil
+	case "eddsa":
+		return tsm.EdDSA, nil
+	}
+	return 0, fmt.Errorf("unknown scheme %q: want ecdsa or eddsa", s)
+}
+
+// KeyGen creates a key across the phone and the server nodes and returns its ID.
+func (p *Phone) KeyGen(scheme, description string) (string, error) {
+	s, err := ParseScheme(scheme)
+	if err != nil {
+		return "", err
+	}
+	var id string
+	err = p.withAll(func(c *tsm.Client) error {
+		id, err = ops(s, c).GenerateKey(description)
+		return err
+	})
+	return id, err
+}
+
+// Reshare re-randomizes a key's shares on every node (the demonstration's stand-in for
+// the TSM's reshare); backups from before it become stale.
+func (p *Phone) Reshare(keyID string) error {
+	s, err := p.node.SchemeOf(keyID)
+	if err != nil {
+		return err
+	}
+	return p.withAll(func(c *tsm.Client) error { return ops(s, c).Reshare(keyID) })
+}
+
+// Sign signs message with an EdDSA key across the phone and the server nodes and returns
+// the hex Ed25519 signature, checked with crypto/ed25519: proof that the share works.
+func (p *Phone) Sign(keyID, message string) (string, error) {
+	var sig []byte
+	err := p.withAll(func(c *tsm.Client) error {
+		s, err := c.SchemeOf(keyID)
+		if err != nil {
+			return err
+		}
+		if s != tsm.EdDSA {
+			return errors.New("signing is built for EdDSA keys; for ECDSA, verify the share instead")
+		}
+		sig, err = tsm.NewEDDSAClient(c).Sign(keyID, []byte(message))
+		return err
+	})
+	if errors.Is(err, tsm.ErrStaleEpoch) {
+		return "", ErrStale
+	}
+	return hex.EncodeToString(sig), err
+}
+
+// KeyInfo describes a key on the phone (or in a backup).
+type KeyInfo struct {
+	KeyID     string
+	Scheme    string
+	PublicKey string // hex
+	Epoch     int64
+	Sequence  int64 // the backup's sequence in the vault, where it applies
+}
+
+func infoOf(i tsm.KeyInfo) *KeyInfo {
+	return &KeyInfo{KeyID: i.KeyID, Scheme: i.Scheme.String(), PublicKey: hex.EncodeToString(i.PublicKey), Epoch: int64(i.Epoch)}
+}
+
+// Backup seals the phone's share of keyID and uploads it as the vault's next version.
+func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
+	ctx, cancel := p.ctx()
+	defer cancel()
+	s, err := p.node.SchemeOf(keyID)
+	if err != nil {
+		return nil, err
+	}
+	c := ops(s, p.node)
+	info, err := c.KeyInfo(keyID)
+	if err != nil {
+		return nil, err
+	}
+	share, err := c.BackupShare(keyID)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(share)
+	seq, prev := uint64(1), ""
+	vl, err := p.vault.versions(ctx, keys, keyID)
+	switch {
+	case err == nil && len(vl.Versions) > 0:
+		last := vl.Versions[len(vl.Versions)-1]
+		seq, prev = last.Sequence+1, last.ETag
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return nil, err
+	}
+	env, err := envelope.Seal(keys.root, envelope.Header{Scheme: envelope.Scheme(s), VaultID: keys.id.VaultID(),
+		KeyID: keyID, Epoch: info.Epoch, Sequence: seq}, share)
+	if err != nil {
+		return nil, err
+	}
+	p.vault.step("uploading version %d of %s (%d bytes)", seq, keyID, len(env))
+	if err := p.vault.upload(ctx, keys, keyID, env, prev); err != nil {
+		return nil, err
+	}
+	out := infoOf(info)
+	out.Sequence = int64(seq)
+	return out, nil
+}
+
+// open downloads and opens the latest backup of keyID; it changes nothing.
+func (p *Phone) open(keys *Keys, keyID string) ([]byte, *envelope.Header, error) {
+	ctx, cancel := p.ctx()
+	defer cancel()
+	env, err := p.vault.latest(ctx, keys, keyID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return openEnvelope(keys, keyID, env)
+}
+
+func openEnvelope(keys *Keys, keyID string, env []byte) ([]byte, *envelope.Header, error) {
+	h, err := envelope.ParseHeader(env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the backup is damaged: %w", err)
+	}
+	if h.VaultID != keys.id.VaultID() || (keyID != "" && h.KeyID != keyID) {
+		return nil, nil, errors.New("the backup belongs to another vault or key")
+	}
+	root, err := keys.rootFor(h.KDF)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, share, err := envelope.Open(root, env)
+	if err != nil {
+		return nil, nil, ErrCannotOpen
+	}
+	info, err := tsm.InspectBackup(share)
+	if err != nil {
+		clear(share)
+		return nil, nil, fmt.Errorf("the backup opened but its share is damaged: %w", err)
+	}
+	if info.KeyID != h.KeyID || info.Epoch != h.Epoch || tsm.Scheme(h.Scheme) != info.Scheme {
+		clear(share)
+		return nil, nil, errors.New("the backup's header does not match the share inside")
+	}
+	return share, h, nil
+}
+
+// currentEpoch asks the server nodes for the key's epoch (-1 when there are none).
+func (p *Phone) currentEpoch(keyID string, s tsm.Scheme) (int64, error) {
+	if len(p.servers) == 0 {
+		return -1, nil
+	}
+	c, err := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: p.servers[0]}}})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	info, err := ops(s, c).KeyInfo(keyID)
+	if err != nil {
+		return 0, err
+	}
+	return int64(info.Epoch), nil
+}
+
+// restoreShare writes an opened share into the phone after the stale-epoch check.
+func (p *Phone) restoreShare(share []byte, h *envelope.Header) (*KeyInfo, error) {
+	defer clear(share)
+	s := tsm.Scheme(h.Scheme)
+	cur, err := p.currentEpoch(h.KeyID, s)
+	if err != nil {
+		return nil, err
+	}
+	if cur > int64(h.Epoch) {
+		return nil, fmt.Errorf("%w (backup at epoch %d, the key is at %d)", ErrStale, h.Epoch, cur)
+	}
+	c := ops(s, p.node)
+	id, err := c.RestoreShare(share)
+	if errors.Is(err, tsm.ErrStaleEpoch) {
+		return nil, ErrStale
+	}
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.KeyInfo(id)
+	if err != nil {
+		return nil, err
+	}
+	out := infoOf(info)
+	out.Sequence = int64(h.Sequence)
+	return out, nil
+}
+
+// Restore downloads the latest backup of keyID, opens it and restores the share into
+// the phone's node. The key ID it returns is always keyID.
+func (p *Phone) Restore(keys *Keys, keyID string) (*KeyInfo, error) {
+	share, h, err := p.open(keys, keyID)
+	if err != nil {
+		return nil, err
+	}
+	return p.restoreShare(share, h)
+}
+
+// Verify is the restore drill: it downloads and opens the latest backup of keyID and
+// checks its key ID, public key and epoch against the phone's node (and the server
+// nodes' epoch, where known). It changes nothing.
+func (p *Phone) Verify(keys *Keys, keyID string) (*KeyInfo, error) {
+	share, h, err := p.open(keys, keyID)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(share)
+	b, _ := tsm.InspectBackup(share)
+	out := infoOf(b)
+	out.Sequence = int64(h.Sequence)
+	if cur, err := p.currentEpoch(keyID, b.Scheme); err != nil {
+		return nil, err
+	} else if cur > int64(b.Epoch) {
+		return out, fmt.Errorf("%w (backup at epoch %d, the key is at %d)", ErrStale, b.Epoch, cur)
+	}
+	mine, err := ops(b.Scheme, p.node).KeyInfo(keyID)
+	switch {
+	case errors.Is(err, tsm.ErrKeyNotFound):
+		return out, nil // nothing on this phone to compare with: the backup itself is sound
+	case err != nil:
+		return nil, err
+	case !bytes.Equal(mine.PublicKey, b.PublicKey):
+		return out, errors.New("the backup holds another public key than this phone's share")
+	case mine.Epoch > b.Epoch:
+		return out, fmt.Errorf("%w (backup at epoch %d, this phone at %d)", ErrStale, b.Epoch, mine.Epoch)
+	}
+	return out, nil
+}
+
+// KeyList is a list of keys (a gomobile-friendly slice).
+type KeyList struct{ items []*KeyInfo }
+
+// Len is the number of keys.
+func (l *KeyList) Len() int { return len(l.items) }
+
+// At returns key i (0-based).
+func (l *KeyList) At(i int) *KeyInfo { return l.items[i] }
+
+// List lists the vault's keys (ID and latest sequence only: the rest is inside the
+// encrypted backups).
+func (p *Phone) List(keys *Keys) (*KeyList, error) {
+	ctx, cancel := p.ctx()
+	defer cancel()
+	kl, err := p.vault.keys(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := &KeyList{}
+	for _, k := range kl.Keys {
+		out.items = append(out.items, &KeyInfo{KeyID: k.KeyID, Sequence: int64(k.LatestSequence)})
+	}
+	return out, nil
+}
+
+// Export returns the latest backup of keyID as armored text: an offline copy, still
+// encrypted, for paper or a QR code.
+func (p *Phone) Export(keys *Keys, keyID string) (string, error) {
+	ctx, cancel := p.ctx()
+	defer cancel()
+	env, err := p.vault.latest(ctx, keys, keyID)
+	if err != nil {
+		return "", err
+	}
+	if _, _, err := openEnvelope(keys, keyID, env); err != nil { // never export what does not open
+		return "", err
+	}
+	return string(envelope.Armor(env)), nil
+}
+
+// Import opens an armored backup (from Export) and restores it into the phone's node.
+func (p *Phone) Import(keys *Keys, armored string) (*KeyInfo, error) {
+	env, err := envelope.Dearmor([]byte(armored))
+	if err != nil {
+		return nil, err
+	}
+	share, h, err := openEnvelope(keys, "", env)
+	if err != nil {
+		return nil, err
+	}
+	return p.restoreShare(share, h)
+}
+
+// Rotate re-encrypts the latest backup of every key in the old vault under new keys, into
+// the new vault, and checks each one opens there. It does not delete the old vault:
+// DeleteVault does, once the user has confirmed the new words are written down.
+func (p *Phone) Rotate(old, new *Keys) (*KeyList, error) {
+	ctx, cancel := p.ctx()
+	defer cancel()
+	kl, err := p.vault.keys(ctx, old)
+	if err != nil {
+		return nil, err
+	}
+	out := &KeyList{}
+	for _, k := range kl.Keys {
+		share, h, err := p.open(old, k.KeyID)
+		if err != nil {
+			return nil, fmt.Errorf("key %s: %w", k.KeyID, err)
+		}
+		env, err := envelope.Seal(new.root, envelope.Header{Scheme: h.Scheme, VaultID: new.id.VaultID(), KeyID: h.KeyID, Epoch: h.Epoch, Sequence: 1}, share)
+		clear(share)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.vault.upload(ctx, new, k.KeyID, env, ""); err != nil {
+			return nil, fmt.Errorf("key %s: %w", k.KeyID, err)
+		}
+		if s, _, err := p.open(new, k.KeyID); err != nil {
+			return nil, fmt.Errorf("key %s does not open in the new vault: %w", k.KeyID, err)
+		} else {
+			clear(s)
+		}
+		out.items = append(out.items, &KeyInfo{KeyID: k.KeyID, Sequence: 1, Epoch: int64(h.Epoch)})
+	}
+	return out, nil
+}
+
+// DeleteVault deletes every version of every key in the vault of keys.
+func (p *Phone) DeleteVault(keys *Keys) error {
+	ctx, cancel := p.ctx()
+	defer cancel()
+	kl, err := p.vault.keys(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for _, k := range kl.Keys {
+		vl, err := p.vault.versions(ctx, keys, k.KeyID)
+		if err != nil {
+			return err
+		}
+		for _, v := range vl.Versions {
+			if err := p.vault.deleteVersion(ctx, keys, k.KeyID, v.Sequence); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Correction says which word FindKeys changed: Position 0 means none.
+type Correction struct {
+	Position int
+	Word     string
+}
+
+// FindKeys turns typed words into keys whose vault exists. If the words do not parse
+// because of one unknown word, or parse but name no vault, it tries every single-word
+// change that passes the checksum against the vault and takes the one whose vault
+// exists. Other typing errors come back as the mnemonic package's errors.
+func FindKeys(v *Vault, typed, passphrase string) (*Keys, *Correction, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	keys, err := KeysFromWords(typed, passphrase)
+	var we *mnemonic.WordError
+	switch {
+	case err == nil:
+		if _, err := v.keys(ctx, keys); err == nil {
+			return keys, &Correction{}, nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, nil, err
+		}
+	case errors.As(err, &we) && we.Unknown == 1, errors.Is(err, mnemonic.ErrChecksum):
+	default:
+		return nil, nil, err
+	}
+	cands, cerr := mnemonic.Candidates(typed)
+	if cerr != nil {
+		return nil, nil, cerr
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].Position < cands[j].Position })
+	v.step("checking %d one-word corrections against the vault", len(cands))
+	for _, c := range cands {
+		id, err := recovery.NewIdentity(c.Secret.Bytes()) // the vault ID alone: no Argon2id per candidate
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := v.keys(ctx, &Keys{id: id}); err == nil {
+			k, err := newKeys(c.Secret, passphrase)
+			return k, &Correction{Position: c.Position, Word: c.Word}, err
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, nil, err
+		}
+	}
+	return nil, nil, ErrWrongWords
+}

@@ -1,0 +1,496 @@
+// Command client plays the phone app: it holds an embedded TSM node (a SQLite file) and,
+// for the demonstration, two server nodes in the same folder, and runs sharevault's flows
+// against a vault. The flows themselves live in package client; this is a thin layer.
+//
+//	client [--home DIR] [--vault URL] COMMAND [ARGS]
+//
+// See `client help` and ui.go for what it prints and its exit codes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sharevault/sharevault/client"
+)
+
+const usage = `usage: client [--home DIR] [--vault URL] COMMAND [ARGS]
+
+The phone: DIR/phone.db; the demonstration's server nodes: DIR/servers/; the keys the app
+keeps (never the words): DIR/keys.json. $SHAREVAULT_HOME and $SHAREVAULT_VAULT set the flags.
+
+commands:
+  keygen [--scheme eddsa|ecdsa] [--description TEXT]   make a key on the phone and the server nodes
+  backup KEY [--words N] [--no-quiz] [--png F] [--kit F] back KEY up (new words the first time)
+  restore [KEY...]                                     type the words, restore (every key if none named)
+  verify KEY                                           the restore drill: download, open, compare
+  list                                                 the vault's keys
+  export KEY [--qr F]                                  the latest backup, armored, for an offline copy
+  import FILE                                          restore from an armored backup
+  sign KEY MESSAGE                                     sign across the phone and server nodes (EdDSA)
+  reshare KEY                                          re-randomize every node's share (demonstration)
+  rotate [--words N] [--yes] [--kit F]                 new words for every key; then delete the old vault
+  forget                                               delete the keys kept in DIR/keys.json`
+
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, errUsage) {
+		fmt.Fprintln(os.Stderr, "sharevault: error: "+err.Error())
+	}
+	os.Exit(exitCode(err))
+}
+
+type app struct {
+	*ui
+	home     string
+	vaultURL string
+	vault    *client.Vault
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	home := fs.String("home", envOr("SHAREVAULT_HOME", "phone"), "")
+	vaultURL := fs.String("vault", envOr("SHAREVAULT_VAULT", "http://localhost:8080"), "")
+	if err := fs.Parse(args); err != nil || fs.NArg() == 0 || fs.Arg(0) == "help" {
+		fmt.Fprintln(stderr, usage)
+		return errUsage
+	}
+	a := &app{ui: newUI(stdin, stdout, stderr), home: *home, vaultURL: *vaultURL, vault: client.NewVault(*vaultURL)}
+	a.vault.SetProgress(a.ui)
+	if err := os.MkdirAll(filepath.Join(a.home, "servers"), 0o700); err != nil {
+		return err
+	}
+	cmds := map[string]func([]string) error{
+		"keygen": a.keygen, "backup": a.backup, "restore": a.restore, "verify": a.verify, "list": a.list,
+		"export": a.export, "import": a.importFile, "sign": a.sign, "reshare": a.reshare, "rotate": a.rotate, "forget": a.forget,
+	}
+	cmd, ok := cmds[fs.Arg(0)]
+	if !ok {
+		fmt.Fprintf(stderr, "sharevault: unknown command %q\n%s\n", fs.Arg(0), usage)
+		return errUsage
+	}
+	return cmd(fs.Args()[1:])
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// flags parses a command's flags; positional arguments may come before or after them.
+func flags(name string, args []string, define func(fs *flag.FlagSet)) ([]string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	define(fs)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, fmt.Errorf("%s: %v", name, err)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func (a *app) phone() (*client.Phone, error) {
+	p, err := client.OpenPhone(filepath.Join(a.home, "phone.db"), a.vault)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range []string{"node1.db", "node2.db"} {
+		p.AddServerNode(filepath.Join(a.home, "servers", n))
+	}
+	return p, nil
+}
+
+func (a *app) keysPath() string { return filepath.Join(a.home, "keys.json") }
+
+// storedKeys returns the keys the app kept, or nil if there are none.
+func (a *app) storedKeys() (*client.Keys, error) {
+	b, err := os.ReadFile(a.keysPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return client.UnmarshalKeys(b)
+}
+
+func (a *app) keepKeys(k *client.Keys) error {
+	b, err := k.Marshal()
+	if err != nil {
+		return err
+	}
+	tmp := a.keysPath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.keysPath())
+}
+
+// keys returns the kept keys, or asks for the words.
+func (a *app) keys() (*client.Keys, error) {
+	k, err := a.storedKeys()
+	if k != nil || err != nil {
+		return k, err
+	}
+	return a.typedKeys()
+}
+
+// typedKeys reads the words (and passphrase) and finds their vault, fixing one wrong word.
+func (a *app) typedKeys() (*client.Keys, error) {
+	typed, err := a.readWords()
+	if err != nil {
+		return nil, err
+	}
+	pass, err := a.passphrase(false)
+	if err != nil {
+		return nil, err
+	}
+	k, fix, err := client.FindKeys(a.vault, typed, pass)
+	if err != nil {
+		return nil, err
+	}
+	if fix.Position != 0 {
+		a.Step(fmt.Sprintf("word %d was mistyped; the checksum and the vault agree on a correction (see your sheet)", fix.Position))
+	}
+	return k, nil
+}
+
+// newWords shows fresh words, quizzes the user and returns their keys.
+func (a *app) newWords(count int, quiz bool, png, kit string) (*client.Keys, error) {
+	w, err := client.NewWords(count)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Wipe()
+	if err := a.showWords(w); err != nil {
+		return nil, err
+	}
+	if png != "" {
+		img, err := client.QRPNG(w.SeedQR(), 512)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(png, img, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	pass, err := a.passphrase(true)
+	if err != nil {
+		return nil, err
+	}
+	k, err := w.Keys(pass)
+	if err != nil {
+		return nil, err
+	}
+	if kit != "" {
+		pdf, err := client.RecoveryKit(w, k, a.vaultURL, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(kit, pdf, 0o600); err != nil {
+			return nil, err
+		}
+		a.Step("recovery kit written to " + kit + ": print it, then delete the file")
+	}
+	if quiz {
+		if err := a.quiz(w); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+func (a *app) keygen(args []string) error {
+	scheme, desc := "eddsa", ""
+	pos, err := flags("keygen", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&scheme, "scheme", scheme, "")
+		fs.StringVar(&desc, "description", "", "")
+	})
+	if err != nil || len(pos) != 0 {
+		return fmt.Errorf("%w: keygen [--scheme eddsa|ecdsa] [--description TEXT]", errUsage)
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	id, err := p.KeyGen(scheme, desc)
+	if err != nil {
+		return err
+	}
+	a.result("key %s", id)
+	return nil
+}
+
+func (a *app) backup(args []string) error {
+	words, noQuiz, png, kit := 24, false, "", ""
+	pos, err := flags("backup", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&words, "words", words, "")
+		fs.BoolVar(&noQuiz, "no-quiz", false, "")
+		fs.StringVar(&png, "png", "", "")
+		fs.StringVar(&kit, "kit", "", "")
+	})
+	if err != nil || len(pos) != 1 {
+		return fmt.Errorf("%w: backup KEY", errUsage)
+	}
+	k, err := a.storedKeys()
+	if err != nil {
+		return err
+	}
+	if k == nil {
+		if k, err = a.newWords(words, !noQuiz, png, kit); err != nil {
+			return err
+		}
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	info, err := p.Backup(k, pos[0])
+	if err != nil {
+		return err
+	}
+	if err := a.keepKeys(k); err != nil {
+		return err
+	}
+	a.result("backed up %s version %d (epoch %d) to vault %s", info.KeyID, info.Sequence, info.Epoch, k.VaultID())
+	return nil
+}
+
+func (a *app) restore(args []string) error {
+	if _, err := flags("restore", args, func(*flag.FlagSet) {}); err != nil {
+		return fmt.Errorf("%w: restore [KEY...]", errUsage)
+	}
+	k, err := a.typedKeys()
+	if err != nil {
+		return err
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if len(args) == 0 {
+		l, err := p.List(k)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < l.Len(); i++ {
+			args = append(args, l.At(i).KeyID)
+		}
+	}
+	for _, id := range args {
+		info, err := p.Restore(k, id)
+		if err != nil {
+			return fmt.Errorf("key %s: %w", id, err)
+		}
+		a.result("restored %s %s public key %s (epoch %d, version %d)", info.KeyID, info.Scheme, info.PublicKey, info.Epoch, info.Sequence)
+	}
+	return a.keepKeys(k)
+}
+
+func (a *app) verify(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%w: verify KEY", errUsage)
+	}
+	k, err := a.keys()
+	if err != nil {
+		return err
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	info, err := p.Verify(k, args[0])
+	if err != nil {
+		return err
+	}
+	a.result("verified %s version %d: it opens, and holds %s public key %s (epoch %d)", info.KeyID, info.Sequence, info.Scheme, info.PublicKey, info.Epoch)
+	return nil
+}
+
+func (a *app) list(args []string) error {
+	k, err := a.keys()
+	if err != nil {
+		return err
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	l, err := p.List(k)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < l.Len(); i++ {
+		a.result("%s version %d", l.At(i).KeyID, l.At(i).Sequence)
+	}
+	return nil
+}
+
+func (a *app) export(args []string) error {
+	qr := ""
+	pos, err := flags("export", args, func(fs *flag.FlagSet) { fs.StringVar(&qr, "qr", "", "") })
+	if err != nil || len(pos) != 1 {
+		return fmt.Errorf("%w: export KEY [--qr FILE]", errUsage)
+	}
+	k, err := a.keys()
+	if err != nil {
+		return err
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	armored, err := p.Export(k, pos[0])
+	if err != nil {
+		return err
+	}
+	if qr != "" {
+		img, err := client.QRPNG(armored, 1024)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(qr, img, 0o600); err != nil {
+			return err
+		}
+	}
+	fmt.Fprint(a.out, armored)
+	return nil
+}
+
+func (a *app) importFile(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%w: import FILE", errUsage)
+	}
+	b, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	k, err := a.keys()
+	if err != nil {
+		return err
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	info, err := p.Import(k, string(b))
+	if err != nil {
+		return err
+	}
+	a.result("restored %s %s public key %s (epoch %d, version %d)", info.KeyID, info.Scheme, info.PublicKey, info.Epoch, info.Sequence)
+	return a.keepKeys(k)
+}
+
+func (a *app) sign(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("%w: sign KEY MESSAGE", errUsage)
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	sig, err := p.Sign(args[0], args[1])
+	if err != nil {
+		return err
+	}
+	a.result("signature %s (verified with crypto/ed25519)", sig)
+	return nil
+}
+
+func (a *app) reshare(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%w: reshare KEY", errUsage)
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := p.Reshare(args[0]); err != nil {
+		return err
+	}
+	a.result("reshared %s", args[0])
+	return nil
+}
+
+func (a *app) rotate(args []string) error {
+	words, yes, kit := 24, false, ""
+	if _, err := flags("rotate", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&words, "words", words, "")
+		fs.BoolVar(&yes, "yes", false, "")
+		fs.StringVar(&kit, "kit", "", "")
+	}); err != nil {
+		return fmt.Errorf("%w: rotate [--words N] [--yes] [--kit FILE]", errUsage)
+	}
+	old, err := a.keys()
+	if err != nil {
+		return err
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	nk, err := a.newWords(words, !yes, "", kit)
+	if err != nil {
+		return err
+	}
+	moved, err := p.Rotate(old, nk)
+	if err != nil {
+		return err
+	}
+	if err := a.keepKeys(nk); err != nil {
+		return err
+	}
+	a.result("rotated %d keys to vault %s", moved.Len(), nk.VaultID())
+	if !yes {
+		a.prompt("Delete the old vault now? Only if the new words are on paper. Type yes: ")
+		if ans, _ := a.line(); strings.TrimSpace(ans) != "yes" {
+			a.Step("the old vault is kept; its words still restore the old backups")
+			return nil
+		}
+	}
+	if err := p.DeleteVault(old); err != nil {
+		return err
+	}
+	a.result("deleted old vault %s", old.VaultID())
+	return nil
+}
+
+func (a *app) forget(args []string) error {
+	if err := os.Remove(a.keysPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	a.result("forgot the kept keys; the words restore them")
+	return nil
+}

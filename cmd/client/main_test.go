@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/sharevault/sharevault/internal/mnemonic"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"client": func() { os.Exit(exitCode(runMain())) },
+	})
+}
+
+func runMain() error {
+	err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	if err != nil && err != errUsage && !strings.HasPrefix(err.Error(), "usage") {
+		fmt.Fprintln(os.Stderr, "sharevault: error: "+err.Error())
+	}
+	return err
+}
+
+// The scripts in testdata/ play the whole lose-the-phone story and its failures against a
+// real vault process (cmd/vault, built once).
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("SHAREVAULT_HOME", filepath.Join(e.WorkDir, "phone"))
+			e.Setenv("SHAREVAULT_TEST_CHEAP_KDF", "1")
+			e.Setenv("SHAREVAULT_VAULT", "http://127.0.0.1:1") // nothing listens until vault-start
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"vault-start": vaultStart, "vault-stop": vaultStop, "capture": capture, "sheet": sheet, "mistype": mistype,
+		},
+	})
+}
+
+var (
+	buildOnce sync.Once
+	vaultBin  string
+	buildErr  error
+	vaults    sync.Map // *testscript.TestScript -> *exec.Cmd
+)
+
+func buildVault() (string, error) {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sharevault-vault-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		vaultBin = filepath.Join(dir, "vault")
+		out, err := exec.Command("go", "build", "-o", vaultBin, "github.com/sharevault/sharevault/cmd/vault").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("building the vault: %v\n%s", err, out)
+		}
+	})
+	return vaultBin, buildErr
+}
+
+// vault-start runs the vault on a free loopback port over $WORK/vault-data and points
+// $SHAREVAULT_VAULT at it.
+func vaultStart(ts *testscript.TestScript, neg bool, args []string) {
+	bin, err := buildVault()
+	ts.Check(err)
+	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--store", ts.MkAbs("vault-data"), "--rate-ip", "1000", "--burst-ip", "2000")
+	cmd.Env = os.Environ()
+	stdout, err := cmd.StdoutPipe()
+	ts.Check(err)
+	cmd.Stderr, _ = os.Create(ts.MkAbs("vault.log"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	ts.Check(cmd.Start())
+	ts.Defer(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	ts.Check(err)
+	i := strings.Index(line, "http://")
+	if i < 0 {
+		ts.Fatalf("vault start line: %q", line)
+	}
+	ts.Setenv("SHAREVAULT_VAULT", strings.Fields(line[i:])[0])
+	vaults.Store(ts, cmd)
+}
+
+func vaultStop(ts *testscript.TestScript, neg bool, args []string) {
+	v, ok := vaults.LoadAndDelete(ts)
+	if !ok {
+		ts.Fatalf("no vault running")
+	}
+	cmd := v.(*exec.Cmd)
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		ts.Fatalf("the vault did not stop on SIGTERM")
+	}
+}
+
+// capture NAME REGEXP sets $NAME to the first group of REGEXP in the last stdout.
+func capture(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: capture NAME REGEXP")
+	}
+	m := regexp.MustCompile("(?m)" + args[1]).FindStringSubmatch(ts.ReadFile("stdout"))
+	if m == nil {
+		ts.Fatalf("capture: %q not in stdout", args[1])
+	}
+	ts.Setenv(args[0], m[1])
+}
+
+var gridWord = regexp.MustCompile(`(\d+)\. ([a-z]+)`)
+
+// sheet FILE writes the words shown in the last stdout to FILE as the user would copy
+// them onto paper: numbered, in order.
+func sheet(ts *testscript.TestScript, neg bool, args []string) {
+	words := map[int]string{}
+	for _, m := range gridWord.FindAllStringSubmatch(ts.ReadFile("stdout"), -1) {
+		n, _ := strconv.Atoi(m[1])
+		words[n] = m[2]
+	}
+	if len(words) < 12 {
+		ts.Fatalf("sheet: only %d words in stdout", len(words))
+	}
+	var b strings.Builder
+	for i := 1; i <= len(words); i++ {
+		fmt.Fprintf(&b, "%d. %s\n", i, words[i])
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(b.String()), 0o600))
+}
+
+// mistype SRC DST N [valid] copies a sheet, with word N mistyped: a typo that is no word
+// or, with "valid", another list word (which usually fails the checksum).
+func mistype(ts *testscript.TestScript, neg bool, args []string) {
+	n, _ := strconv.Atoi(args[2])
+	lines := strings.Split(strings.TrimSpace(ts.ReadFile(args[0])), "\n")
+	word := strings.Fields(lines[n-1])[1]
+	wrong := word[:len(word)-1] + "q"
+	if len(args) > 3 {
+		wrong = "zoo"
+		if word == "zoo" {
+			wrong = "zone"
+		}
+	} else if mnemonic.Index(wrong) >= 0 {
+		ts.Fatalf("mistype made a real word")
+	}
+	lines[n-1] = fmt.Sprintf("%d. %s", n, wrong)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+}
