@@ -6,10 +6,12 @@ package vault
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"time"
@@ -130,12 +132,39 @@ func (s *Server) checkUpload(m *manifest, key string, v version, pre preconditio
 	return dropped, nil
 }
 
+// lockVault serializes the changes to one vault within this process, so concurrent
+// requests queue instead of racing the compare-and-swap; across replicas the CAS alone
+// keeps every update.
+func (s *Server) lockVault(vault recovery.VaultID) func() {
+	mu := &s.vaultLocks[binary.BigEndian.Uint64(vault[:8])%uint64(len(s.vaultLocks))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// casBackoff waits before another compare-and-swap attempt: a few milliseconds, jittered,
+// growing with the attempt, so racing replicas spread out.
+func casBackoff(ctx context.Context, attempt int) error {
+	d := time.Duration(1+rand.IntN(1<<min(attempt, 6))) * time.Millisecond
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // upload stores env as a new version of key: manifest read, checks, the version blob
 // (create-only, content-addressed), then the manifest's compare-and-swap.
 func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string, env []byte, v version, pre precondition) error {
 	name := versionName(vault, key, &v)
+	defer s.lockVault(vault)()
 	written := false
-	for range maxCASAttempts {
+	for attempt := range maxCASAttempts {
+		if attempt > 0 {
+			if err := casBackoff(ctx, attempt); err != nil {
+				return err
+			}
+		}
 		m, etag, err := s.loadManifest(ctx, vault)
 		if err != nil {
 			return err
@@ -175,7 +204,13 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 // remove deletes version seq of key from the manifest, then its blob. A key whose last
 // version goes is removed.
 func (s *Server) remove(ctx context.Context, vault recovery.VaultID, key string, seq uint64) error {
-	for range maxCASAttempts {
+	defer s.lockVault(vault)()
+	for attempt := range maxCASAttempts {
+		if attempt > 0 {
+			if err := casBackoff(ctx, attempt); err != nil {
+				return err
+			}
+		}
 		m, etag, err := s.loadManifest(ctx, vault)
 		if err != nil {
 			return err

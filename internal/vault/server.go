@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -77,6 +78,7 @@ type Server struct {
 	ipLimit    *limiter
 	vaultLimit *limiter
 	metrics    *metrics
+	vaultLocks [256]sync.Mutex
 }
 
 // New builds the HTTP handler: gin with explicit middleware, and the routes of docs/api.md.
