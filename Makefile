@@ -13,7 +13,7 @@ BENCHSTAT := $(CACHE)/benchstat-$(BENCHSTAT_VERSION)/benchstat
 FUZZTIME ?= 5m
 BENCHCOUNT ?= 6
 
-.PHONY: test vet unit fuzz fuzz-ci bench tools crosscheck
+.PHONY: test vet unit fuzz fuzz-ci bench crash tools crosscheck
 
 test: vet unit fuzz-ci
 
@@ -35,6 +35,11 @@ fuzz:
 
 fuzz-ci:
 	$(MAKE) fuzz FUZZTIME=15s
+
+# The crash loop: SIGKILL the vault at random moments under load, 200 times (make test
+# runs 10 rounds).
+crash:
+	$(GO) test ./cmd/vault -run '^TestCrashLoop$$' -count=1 -timeout 60m -v -crash.rounds 200
 
 # Go benchmarks, each beside its baseline in the same run, summarized by benchstat.
 bench: tools

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,6 +75,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.cfg.BurstVault, "burst-vault", int(envInt("burst-vault", 40)), "burst per vault")
 	fs.IntVar(&o.cfg.QuotaKeys, "quota-keys", int(envInt("quota-keys", 100)), "keys per vault")
 	fs.Int64Var(&o.cfg.QuotaBytes, "quota-bytes", envInt("quota-bytes", 64<<20), "stored bytes per vault")
+	fs.DurationVar(&o.cfg.RequestTimeout, "request-timeout", envDuration("request-timeout", 20*time.Second), "deadline for a request's store calls")
 	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", envDuration("read-header-timeout", 5*time.Second), "time to read request headers")
 	fs.DurationVar(&o.readTimeout, "read-timeout", envDuration("read-timeout", 30*time.Second), "time to read a whole request")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", envDuration("write-timeout", 30*time.Second), "time to write a response")
@@ -140,6 +142,12 @@ func openStore(ctx context.Context, spec string) (blobstore.Store, string, error
 	if r := q.Get("region"); r != "" {
 		opts = append(opts, config.WithRegion(r))
 	}
+	// Bounded connection and header waits: a store that stops answering fails the request
+	// (503) instead of holding it.
+	opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.ResponseHeaderTimeout = 15 * time.Second
+		t.MaxIdleConnsPerHost = 64
+	}).WithDialerOptions(func(d *net.Dialer) { d.Timeout = 5 * time.Second })))
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, "", err

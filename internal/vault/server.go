@@ -31,6 +31,7 @@ type Config struct {
 	QuotaKeys      int           // keys per vault (100)
 	QuotaBytes     int64         // stored bytes per vault (64 MiB)
 	TrustedProxies []string      // addresses whose X-Forwarded-For is believed; none by default
+	RequestTimeout time.Duration // deadline for a request's store calls (20s): a hung store gives 503
 	Logger         *slog.Logger  // access and error logs (slog.Default())
 	Registerer     prometheus.Registerer
 	Gatherer       prometheus.Gatherer // served at /metrics
@@ -54,6 +55,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Skew == 0 {
 		c.Skew = 5 * time.Minute
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 20 * time.Second
 	}
 	if c.RateIP == 0 {
 		c.RateIP = 50
@@ -107,7 +111,7 @@ func New(store blobstore.Store, cfg Config) (http.Handler, error) {
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	r.GET("/v1/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", api.OpenAPI) })
 
-	v := r.Group("/v1/vaults/:vault", s.limitIP, s.authenticate, s.limitVault)
+	v := r.Group("/v1/vaults/:vault", s.limitIP, s.deadline, s.authenticate, s.limitVault)
 	v.GET("/keys", s.listKeys)
 	v.PUT("/keys/:key", s.putVersion)
 	v.GET("/keys/:key", s.getLatest)
@@ -117,6 +121,14 @@ func New(store blobstore.Store, cfg Config) (http.Handler, error) {
 	v.HEAD("/keys/:key/versions/:seq", s.getVersion)
 	v.DELETE("/keys/:key/versions/:seq", s.deleteVersion)
 	return r, nil
+}
+
+// deadline bounds the request's context, and so every store call it makes.
+func (s *Server) deadline(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
 }
 
 // ready answers 200 when the store answers a listing within two seconds.

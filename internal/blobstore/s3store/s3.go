@@ -25,6 +25,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/sharevault/sharevault/internal/blobstore"
 )
@@ -74,8 +75,14 @@ func mapErr(op string, err error) error {
 		}
 	}
 	var re *awshttp.ResponseError
+	var sendErr *smithyhttp.RequestSendError
+	if sentinel == nil && errors.As(err, &sendErr) {
+		sentinel = blobstore.ErrUnavailable // the request never got an answer: refused, reset, timed out
+	}
 	if sentinel == nil && errors.As(err, &re) {
 		switch code := re.HTTPStatusCode(); {
+		case code == 0:
+			sentinel = blobstore.ErrUnavailable // no HTTP answer at all
 		case code == http.StatusNotFound:
 			sentinel = blobstore.ErrNotFound
 		case code == http.StatusPreconditionFailed || code == http.StatusConflict:
