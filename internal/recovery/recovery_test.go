@@ -183,3 +183,16 @@ func BenchmarkDerive(b *testing.B) {
 		}
 	})
 }
+
+func FuzzParseVaultID(f *testing.F) {
+	id, _ := NewIdentity(bytes.Repeat([]byte{1}, 16))
+	f.Add(id.VaultID().String())
+	f.Add(strings.ToUpper(id.VaultID().String()))
+	f.Add("../../etc/passwd")
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseVaultID(s)
+		if err == nil && v.String() != s {
+			t.Fatalf("ParseVaultID(%q) accepted a non-canonical form of %s", s, v)
+		}
+	})
+}

@@ -3,6 +3,7 @@ package vault
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -44,12 +45,22 @@ func route(c *gin.Context) string {
 	return "unmatched"
 }
 
+// methodLabel bounds the method label to the methods the API has, so a client cannot
+// grow the metrics without end (or break them with bytes that are not UTF-8).
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
+		return m
+	}
+	return "other"
+}
+
 func (s *Server) measure(c *gin.Context) {
 	start := time.Now()
 	c.Next()
-	r := route(c)
-	s.metrics.requests.WithLabelValues(r, c.Request.Method, strconv.Itoa(c.Writer.Status())).Inc()
-	s.metrics.duration.WithLabelValues(r, c.Request.Method).Observe(time.Since(start).Seconds())
+	r, m := route(c), methodLabel(c.Request.Method)
+	s.metrics.requests.WithLabelValues(r, m, strconv.Itoa(c.Writer.Status())).Inc()
+	s.metrics.duration.WithLabelValues(r, m).Observe(time.Since(start).Seconds())
 	if b, ok := c.Get(ctxBody); ok {
 		s.metrics.bytesIn.Add(float64(len(b.([]byte))))
 	}

@@ -1,0 +1,163 @@
+package client_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sharevault/sharevault/api"
+	"github.com/sharevault/sharevault/client"
+	"github.com/sharevault/sharevault/internal/blobstore/pebblestore"
+	"github.com/sharevault/sharevault/internal/vault"
+)
+
+// tamper is how the proxy damages a download of an envelope.
+var tamper atomic.Value // string: "", "flip", "flip+digest", "truncate+digest"
+
+// world is a vault on loopback, a proxy in front of it that can damage downloads, and a
+// phone with two server nodes that made and backed up a key.
+type world struct {
+	dir, direct, proxied string
+	keys                 *client.Keys
+	keyID                string
+}
+
+func newWorld(t *testing.T) *world {
+	store, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h, err := vault.New(store, vault.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RateIP: 1e6, BurstIP: 1e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := httptest.NewServer(h)
+	t.Cleanup(v.Close)
+	target, _ := url.Parse(v.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(r *http.Response) error {
+		mode, _ := tamper.Load().(string)
+		if mode == "" || r.Request.Method != "GET" || r.Header.Get("Content-Type") != "application/octet-stream" {
+			return nil
+		}
+		b, _ := io.ReadAll(r.Body)
+		switch {
+		case strings.HasPrefix(mode, "flip"):
+			b[len(b)/2] ^= 0x01
+		case strings.HasPrefix(mode, "truncate"):
+			b = b[:len(b)-20]
+		}
+		if strings.HasSuffix(mode, "+digest") { // a careful attacker fixes the digest too
+			r.Header.Set("Content-Digest", api.ContentDigest(b))
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.ContentLength = int64(len(b))
+		r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	p := httptest.NewServer(rp)
+	t.Cleanup(p.Close)
+	tamper.Store("")
+
+	w := &world{dir: t.TempDir(), direct: v.URL, proxied: p.URL}
+	phone := w.phone(t, "old.db", v.URL)
+	if w.keyID, err = phone.KeyGen("eddsa", "t"); err != nil {
+		t.Fatal(err)
+	}
+	words, _ := client.NewWords(12)
+	w.keys, _ = words.Keys("")
+	if _, err := phone.Backup(w.keys, w.keyID); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w *world) phone(t *testing.T, db, url string) *client.Phone {
+	p, err := client.OpenPhone(filepath.Join(w.dir, db), client.NewVault(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.AddServerNode(filepath.Join(w.dir, "s1.db"))
+	p.AddServerNode(filepath.Join(w.dir, "s2.db"))
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func fileHash(t *testing.T, path string) [32]byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// TestDamagedDownloadsChangeNothing: a corrupted or truncated download gives a clear
+// error and leaves the new phone's TSM database untouched.
+func TestDamagedDownloadsChangeNothing(t *testing.T) {
+	w := newWorld(t)
+	tests := []struct {
+		mode string
+		want string
+	}{
+		{"flip", "does not match the vault's Content-Digest"},
+		{"flip+digest", client.ErrCannotOpen.Error()},
+		{"truncate+digest", "does not open"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.mode, func(t *testing.T) {
+			fresh := w.phone(t, tc.mode+".db", w.proxied)
+			before := fileHash(t, filepath.Join(w.dir, tc.mode+".db"))
+			tamper.Store(tc.mode)
+			defer tamper.Store("")
+			_, err := fresh.Restore(w.keys, w.keyID)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("restore of a %s download: got %v, want %q", tc.mode, err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			if fileHash(t, filepath.Join(w.dir, tc.mode+".db")) != before {
+				t.Error("the TSM database changed after a failed restore")
+			}
+			if _, err := fresh.Verify(w.keys, w.keyID); err == nil {
+				t.Error("verify accepted a damaged download")
+			}
+		})
+	}
+	// The same phone restores once the download is intact.
+	tamper.Store("")
+	if info, err := w.phone(t, "flip.db", w.proxied).Restore(w.keys, w.keyID); err != nil || info.KeyID != w.keyID {
+		t.Fatalf("intact restore: %v", err)
+	}
+}
+
+func TestWrongWordsChangeNothing(t *testing.T) {
+	w := newWorld(t)
+	fresh := w.phone(t, "new.db", w.direct)
+	before := fileHash(t, filepath.Join(w.dir, "new.db"))
+	other, _ := client.NewWords(12)
+	_, _, err := client.FindKeys(client.NewVault(w.direct), other.Phrase(), "")
+	if !errors.Is(err, client.ErrWrongWords) {
+		t.Fatalf("other words: got %v, want ErrWrongWords", err)
+	}
+	otherKeys, _ := other.Keys("")
+	if _, err := fresh.Restore(otherKeys, w.keyID); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("restore with other words: got %v, want ErrNotFound", err)
+	}
+	if fileHash(t, filepath.Join(w.dir, "new.db")) != before {
+		t.Error("the TSM database changed")
+	}
+}
