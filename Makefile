@@ -13,7 +13,7 @@ BENCHSTAT := $(CACHE)/benchstat-$(BENCHSTAT_VERSION)/benchstat
 FUZZTIME ?= 5m
 BENCHCOUNT ?= 6
 
-.PHONY: test vet unit fuzz fuzz-ci bench crash tools crosscheck
+.PHONY: test vet unit fuzz fuzz-ci bench bench-go crash tools crosscheck
 
 test: vet unit fuzz-ci
 
@@ -41,8 +41,13 @@ fuzz-ci:
 crash:
 	$(GO) test ./cmd/vault -run '^TestCrashLoop$$' -count=1 -timeout 60m -v -crash.rounds 200
 
-# Go benchmarks, each beside its baseline in the same run, summarized by benchstat.
+# The bench tool: the vault (embedded and on MinIO), MinIO directly and a bare net/http
+# handler, started on loopback and measured in one run; writes docs/benchmarks.md.
 bench: tools
+	SHAREVAULT_MINIO=$(MINIO) $(GO) run ./cmd/vaultbench suite --out docs/benchmarks.md
+
+# Go benchmarks, each beside its baseline in the same run, summarized by benchstat.
+bench-go: tools
 	@mkdir -p $(CACHE)
 	SHAREVAULT_MINIO=$(MINIO) $(GO) test -run '^$$' -bench . -count $(BENCHCOUNT) ./... | tee $(CACHE)/bench.txt
 	$(BENCHSTAT) $(CACHE)/bench.txt

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/envelope"
+	"github.com/sharevault/sharevault/internal/recovery"
 )
 
 var crashRounds = flag.Int("crash.rounds", 10, "rounds of TestCrashLoop (make crash runs 200)")
@@ -162,22 +163,38 @@ func startProcess(t *testing.T, bin, store string) (*exec.Cmd, string) {
 
 // TestCrashLoop kills the vault with SIGKILL at random moments during concurrent PUT
 // load on the embedded store, restarts it, and checks that every acknowledged write
-// survived, byte-identical, and that nothing torn is ever served.
+// survived, byte-identical, and that nothing torn or unsent is ever served. Each writer
+// takes a fresh vault every round, so manifests stay the size a phone's would.
 // make crash runs 200 rounds: go test ./cmd/vault -run TestCrashLoop -crash.rounds 200
 func TestCrashLoop(t *testing.T) {
 	bin, store := buildVault(t), filepath.Join(t.TempDir(), "store")
-	writers := make([]*crashWriter, 8)
-	for i := range writers {
-		writers[i] = &crashWriter{o: newOwner(t, byte(i+1)), sent: map[uint64][]byte{}, acked: map[uint64][]byte{}}
-	}
+	const perRound = 8
+	var all []*crashWriter
 	acks := 0
-	for round := 0; round < *crashRounds; round++ {
+	for round := 0; round <= *crashRounds; round++ {
 		cmd, base := startProcess(t, bin, store)
+		// The writers of the round that was just killed: every acknowledged body.
+		for _, w := range all[max(0, len(all)-perRound):] {
+			w.verify(t, base, true)
+		}
+		if round == *crashRounds {
+			// Every earlier round once more: each listing holds only what was sent, and
+			// every acknowledged version.
+			for _, w := range all {
+				w.verify(t, base, false) // listed versions were sent; the latest opens
+				w.listed(t, base)
+				acks += len(w.acked)
+			}
+			cmd.Process.Kill()
+			cmd.Wait()
+			break
+		}
 		var wg sync.WaitGroup
-		for _, w := range writers {
-			seq, etag := w.verify(t, base, false)
+		for i := range perRound {
+			w := &crashWriter{o: newOwnerN(round*perRound + i + 1), sent: map[uint64][]byte{}, acked: map[uint64][]byte{}}
+			all = append(all, w)
 			wg.Add(1)
-			go func() { defer wg.Done(); w.load(t, base, seq, etag) }()
+			go func() { defer wg.Done(); w.load(t, base, 0, "") }()
 		}
 		time.Sleep(time.Duration(20+rand.IntN(180)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
@@ -187,15 +204,40 @@ func TestCrashLoop(t *testing.T) {
 			t.FailNow()
 		}
 	}
-	cmd, base := startProcess(t, bin, store)
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	for _, w := range writers {
-		w.verify(t, base, true)
-		acks += len(w.acked)
-	}
 	if acks == 0 {
 		t.Fatal("no write was ever acknowledged: the loop tested nothing")
 	}
 	t.Logf("%d rounds, %d acknowledged writes, all intact", *crashRounds, acks)
 	fmt.Fprintf(os.Stderr, "crash loop: %d rounds, %d acknowledged writes, all intact\n", *crashRounds, acks)
+}
+
+// newOwnerN is an owner for any writer number (newOwner takes one byte).
+func newOwnerN(n int) *owner {
+	s := make([]byte, 32)
+	s[0], s[1], s[2], s[31] = byte(n), byte(n>>8), byte(n>>16), 0xc7
+	id, _ := recovery.NewIdentity(s)
+	root, _ := recovery.DeriveRootKey(s, "", recovery.KDF{})
+	return &owner{id, root}
+}
+
+// listed checks that every acknowledged version is in the vault's listing.
+func (w *crashWriter) listed(t *testing.T, base string) {
+	t.Helper()
+	status, b, _ := w.do(t, "GET", base+api.VersionsPath(w.o.vault(), "k"), nil)
+	if len(w.acked) == 0 {
+		return
+	}
+	var vl api.VersionList
+	if status != 200 || json.Unmarshal(b, &vl) != nil {
+		t.Fatalf("listing a vault with acknowledged writes: %d", status)
+	}
+	have := map[uint64]string{}
+	for _, v := range vl.Versions {
+		have[v.Sequence] = v.ETag
+	}
+	for seq, env := range w.acked {
+		if have[seq] != api.ETag(env) {
+			t.Fatalf("acknowledged version %d is missing or changed", seq)
+		}
+	}
 }

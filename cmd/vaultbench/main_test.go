@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sharevault/sharevault/internal/miniotest"
+)
+
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "bare" { // the suite starts itself as the bare handler
+		if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestClosedLoop(t *testing.T) {
+	var calls atomic.Int64
+	r := closedLoop(context.Background(), "x", 4, 200*time.Millisecond, func(ctx context.Context, w int, n int64) error {
+		calls.Add(1)
+		time.Sleep(time.Millisecond)
+		if n%10 == 0 {
+			return errors.New("every tenth fails")
+		}
+		return nil
+	})
+	if r.Requests == 0 || r.Requests > calls.Load() || r.Errors == 0 || r.Errors > r.Requests/5 {
+		t.Fatalf("result %+v after %d calls", r, calls.Load())
+	}
+	if r.P50 < 1 || r.P50 > 50 {
+		t.Errorf("p50 %.2f ms for 1 ms requests", r.P50)
+	}
+}
+
+func TestOpenLoopMeasuresFromDueTime(t *testing.T) {
+	// A target that takes 20 ms at 100/s with unbounded concurrency: latency stays ~20 ms,
+	// and the number of requests follows the rate, not the answers.
+	r := openLoop(context.Background(), "x", 100, 500*time.Millisecond, func(ctx context.Context, w int, n int64) error {
+		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	if r.Requests < 40 || r.Requests > 55 || r.Errors != 0 {
+		t.Fatalf("%d requests (%d errors) at 100/s for 0.5 s", r.Requests, r.Errors)
+	}
+	if r.P50 < 19 || r.P99 > 200 {
+		t.Errorf("p50 %.2f ms, p99 %.2f ms for 20 ms requests", r.P50, r.P99)
+	}
+}
+
+// TestSuiteRuns runs the whole suite briefly against real processes: the tool works and
+// writes its report; the figures themselves are not judged.
+func TestSuiteRuns(t *testing.T) {
+	if _, err := miniotest.Binary(); err != nil && os.Getenv("SHAREVAULT_REQUIRE_MINIO") != "1" {
+		t.Skip("SKIPPED: no MinIO for the bench suite (make tools)")
+	}
+	out := filepath.Join(t.TempDir(), "bench.md")
+	err := run(context.Background(), []string{"suite", "--out", out, "--duration", "300ms", "--open-duration", "1s"}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(b)
+	for _, want := range []string{"vault (embedded) PUT", "vault on MinIO GET", "MinIO direct PUT", "bare net/http GET", "open loop PUT p99", "vault RSS"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(line, "| vault") || strings.HasPrefix(line, "| MinIO") || strings.HasPrefix(line, "| bare") {
+			if f := strings.Split(line, "|"); len(f) == 8 && strings.TrimSpace(f[6]) != "0" {
+				t.Errorf("errors in %s", line)
+			}
+		}
+	}
+}
