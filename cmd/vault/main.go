@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // only on --debug-listen: the API's handler is gin, not DefaultServeMux
 	"net/url"
 	"os"
 	"os/signal"
@@ -50,6 +51,7 @@ func main() {
 
 type options struct {
 	listen, store, tlsCert, tlsKey, proxies string
+	debugListen                             string
 	cfg                                     vault.Config
 	readHeaderTimeout, readTimeout          time.Duration
 	writeTimeout                            time.Duration
@@ -66,6 +68,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	str(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS")
 	str(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	str(&o.proxies, "trusted-proxies", "", "comma-separated addresses or CIDRs whose X-Forwarded-For is believed")
+	str(&o.debugListen, "debug-listen", "", "serve net/http/pprof on this address (keep it on loopback); off if empty")
 	fs.Int64Var(&o.cfg.MaxBody, "max-body", envInt("max-body", 1<<20), "request body limit in bytes")
 	fs.IntVar(&o.cfg.Retention, "retention", int(envInt("retention", 10)), "versions kept per key")
 	fs.DurationVar(&o.cfg.Skew, "skew", envDuration("skew", 5*time.Minute), "allowed distance of a signature's created time")
@@ -199,6 +202,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		scheme = "https"
 	}
 	fmt.Fprintf(stdout, "sharevault vault %s serving %s://%s from the %s\n", version, scheme, ln.Addr(), desc)
+	if o.debugListen != "" {
+		dbg := &http.Server{Addr: o.debugListen, Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second}
+		go dbg.ListenAndServe()
+		defer dbg.Close()
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if o.tlsCert != "" {

@@ -67,11 +67,12 @@ func (r *recorder) result(name, loop string, elapsed time.Duration) Result {
 		Max: float64(r.h.Max()) / 1000, FirstError: r.firstErr}
 }
 
-// closedLoop runs concurrency workers back to back for d.
+// closedLoop runs concurrency workers back to back for d. At the end no new request
+// starts, and the ones under way finish: cancelling them would leave requests whose
+// outcome the client never learns (a PUT the vault applied, say).
 func closedLoop(ctx context.Context, name string, concurrency int, d time.Duration, do op) Result {
 	rec := newRecorder()
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
+	end := time.Now().Add(d)
 	var n int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -80,16 +81,13 @@ func closedLoop(ctx context.Context, name string, concurrency int, d time.Durati
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			for time.Now().Before(end) && ctx.Err() == nil {
 				mu.Lock()
 				n++
 				i := n
 				mu.Unlock()
 				t := time.Now()
 				err := do(ctx, w, i)
-				if ctx.Err() != nil {
-					return // cut off by the end of the run, not an answer
-				}
 				rec.record(time.Since(t), err)
 			}
 		}()
