@@ -122,6 +122,24 @@ func (a *app) phone() (*client.Phone, error) {
 	return p, nil
 }
 
+// withPhone runs fn with the phone open and, if keys is set, the kept keys (or the keys of
+// words read from standard input).
+func (a *app) withPhone(keys bool, fn func(p *client.Phone, k *client.Keys) error) error {
+	var k *client.Keys
+	if keys {
+		var err error
+		if k, err = a.keys(); err != nil {
+			return err
+		}
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return fn(p, k)
+}
+
 func (a *app) keysPath() string { return filepath.Join(a.home, "keys.json") }
 
 // storedKeys returns the keys the app kept, or nil if there are none.
@@ -316,41 +334,27 @@ func (a *app) verify(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%w: verify KEY", errUsage)
 	}
-	k, err := a.keys()
-	if err != nil {
-		return err
-	}
-	p, err := a.phone()
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	info, err := p.Verify(k, args[0])
-	if err != nil {
-		return err
-	}
-	a.result("verified %s version %d: it opens, and holds %s public key %s (epoch %d)", info.KeyID, info.Sequence, info.Scheme, info.PublicKey, info.Epoch)
-	return nil
+	return a.withPhone(true, func(p *client.Phone, k *client.Keys) error {
+		info, err := p.Verify(k, args[0])
+		if err != nil {
+			return err
+		}
+		a.result("verified %s version %d: it opens, and holds %s public key %s (epoch %d)", info.KeyID, info.Sequence, info.Scheme, info.PublicKey, info.Epoch)
+		return nil
+	})
 }
 
 func (a *app) list(args []string) error {
-	k, err := a.keys()
-	if err != nil {
-		return err
-	}
-	p, err := a.phone()
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	l, err := p.List(k)
-	if err != nil {
-		return err
-	}
-	for i := 0; i < l.Len(); i++ {
-		a.result("%s version %d", l.At(i).KeyID, l.At(i).Sequence)
-	}
-	return nil
+	return a.withPhone(true, func(p *client.Phone, k *client.Keys) error {
+		l, err := p.List(k)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < l.Len(); i++ {
+			a.result("%s version %d", l.At(i).KeyID, l.At(i).Sequence)
+		}
+		return nil
+	})
 }
 
 func (a *app) export(args []string) error {
@@ -359,30 +363,23 @@ func (a *app) export(args []string) error {
 	if err != nil || len(pos) != 1 {
 		return fmt.Errorf("%w: export KEY [--qr FILE]", errUsage)
 	}
-	k, err := a.keys()
-	if err != nil {
-		return err
-	}
-	p, err := a.phone()
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	armored, err := p.Export(k, pos[0])
-	if err != nil {
-		return err
-	}
-	if qr != "" {
-		img, err := client.QRPNG(armored, 1024)
+	return a.withPhone(true, func(p *client.Phone, k *client.Keys) error {
+		armored, err := p.Export(k, pos[0])
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(qr, img, 0o600); err != nil {
-			return err
+		if qr != "" {
+			img, err := client.QRPNG(armored, 1024)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(qr, img, 0o600); err != nil {
+				return err
+			}
 		}
-	}
-	fmt.Fprint(a.out, armored)
-	return nil
+		fmt.Fprint(a.out, armored)
+		return nil
+	})
 }
 
 func (a *app) importFile(args []string) error {
@@ -393,54 +390,41 @@ func (a *app) importFile(args []string) error {
 	if err != nil {
 		return err
 	}
-	k, err := a.keys()
-	if err != nil {
-		return err
-	}
-	p, err := a.phone()
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	info, err := p.Import(k, string(b))
-	if err != nil {
-		return err
-	}
-	a.result("restored %s %s public key %s (epoch %d, version %d)", info.KeyID, info.Scheme, info.PublicKey, info.Epoch, info.Sequence)
-	return a.keepKeys(k)
+	return a.withPhone(true, func(p *client.Phone, k *client.Keys) error {
+		info, err := p.Import(k, string(b))
+		if err != nil {
+			return err
+		}
+		a.result("restored %s %s public key %s (epoch %d, version %d)", info.KeyID, info.Scheme, info.PublicKey, info.Epoch, info.Sequence)
+		return a.keepKeys(k)
+	})
 }
 
 func (a *app) sign(args []string) error {
 	if len(args) != 2 {
 		return fmt.Errorf("%w: sign KEY MESSAGE", errUsage)
 	}
-	p, err := a.phone()
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	sig, err := p.Sign(args[0], args[1])
-	if err != nil {
-		return err
-	}
-	a.result("signature %s (verified with crypto/ed25519)", sig)
-	return nil
+	return a.withPhone(false, func(p *client.Phone, _ *client.Keys) error {
+		sig, err := p.Sign(args[0], args[1])
+		if err != nil {
+			return err
+		}
+		a.result("signature %s (verified with crypto/ed25519)", sig)
+		return nil
+	})
 }
 
 func (a *app) reshare(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%w: reshare KEY", errUsage)
 	}
-	p, err := a.phone()
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	if err := p.Reshare(args[0]); err != nil {
-		return err
-	}
-	a.result("reshared %s", args[0])
-	return nil
+	return a.withPhone(false, func(p *client.Phone, _ *client.Keys) error {
+		if err := p.Reshare(args[0]); err != nil {
+			return err
+		}
+		a.result("reshared %s", args[0])
+		return nil
+	})
 }
 
 func (a *app) rotate(args []string) error {

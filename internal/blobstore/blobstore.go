@@ -123,10 +123,17 @@ func (c Condition) Validate() error {
 	return nil
 }
 
-// ReadBody reads exactly size bytes from r for a Put, with its SHA-256. It fails if r
-// gives fewer or more, if size is out of range, or if ctx ends first.
-func ReadBody(ctx context.Context, r io.Reader, size int64) ([]byte, [32]byte, error) {
+// PreparePut does what every backend's Put does first: it checks the name and the
+// condition, and reads exactly size bytes from r, with their SHA-256. It fails if r gives
+// fewer or more, if size is out of range, or if ctx ends first.
+func PreparePut(ctx context.Context, name string, r io.Reader, size int64, cond Condition) ([]byte, [32]byte, error) {
 	var sum [32]byte
+	if err := ValidName(name); err != nil {
+		return nil, sum, err
+	}
+	if err := cond.Validate(); err != nil {
+		return nil, sum, err
+	}
 	if size < 0 || size > MaxSize {
 		return nil, sum, fmt.Errorf("%w: %d bytes", ErrTooLarge, size)
 	}

@@ -100,21 +100,30 @@ func (s *Server) getVersion(c *gin.Context) {
 	}
 }
 
-// serve answers a version (0: the latest) of the key, as GET or HEAD.
-func (s *Server) serve(c *gin.Context, seq uint64) {
+// keyOf reads the request's key from its vault's manifest, or answers 404.
+func (s *Server) keyOf(c *gin.Context) (recovery.VaultID, string, *keyState, bool) {
 	key, ok := keyParam(c)
 	if !ok {
-		return
+		return recovery.VaultID{}, "", nil, false
 	}
 	vault := vaultOf(c)
 	m, _, err := s.loadManifest(c.Request.Context(), vault)
 	if err != nil {
 		c.Error(err)
-		return
+		return vault, key, nil, false
 	}
 	k := m.Keys[key]
 	if k == nil {
 		c.Error(errNotFound)
+		return vault, key, nil, false
+	}
+	return vault, key, k, true
+}
+
+// serve answers a version (0: the latest) of the key, as GET or HEAD.
+func (s *Server) serve(c *gin.Context, seq uint64) {
+	vault, key, k, ok := s.keyOf(c)
+	if !ok {
 		return
 	}
 	v := k.latest()
@@ -172,19 +181,8 @@ func (s *Server) listKeys(c *gin.Context) {
 }
 
 func (s *Server) listVersions(c *gin.Context) {
-	key, ok := keyParam(c)
+	vault, key, k, ok := s.keyOf(c)
 	if !ok {
-		return
-	}
-	vault := vaultOf(c)
-	m, _, err := s.loadManifest(c.Request.Context(), vault)
-	if err != nil {
-		c.Error(err)
-		return
-	}
-	k := m.Keys[key]
-	if k == nil {
-		c.Error(errNotFound)
 		return
 	}
 	out := api.VersionList{VaultID: vault.String(), KeyID: key}

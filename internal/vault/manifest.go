@@ -153,12 +153,12 @@ func casBackoff(ctx context.Context, attempt int) error {
 	}
 }
 
-// upload stores env as a new version of key: manifest read, checks, the version blob
-// (create-only, content-addressed), then the manifest's compare-and-swap.
-func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string, env []byte, v version, pre precondition) error {
-	name := versionName(vault, key, &v)
+// changeManifest applies change to the vault's manifest and saves it with a
+// compare-and-swap; on a conflict with another change to the vault it reads the manifest
+// again and applies change again, so change must decide from m alone. change returns the
+// blobs the saved manifest no longer names, deleted once it is saved.
+func (s *Server) changeManifest(ctx context.Context, vault recovery.VaultID, change func(m *manifest) (unnamed []string, err error)) error {
 	defer s.lockVault(vault)()
-	written := false
 	for attempt := range maxCASAttempts {
 		if attempt > 0 {
 			if err := casBackoff(ctx, attempt); err != nil {
@@ -169,14 +169,37 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 		if err != nil {
 			return err
 		}
-		dropped, err := s.checkUpload(m, key, v, pre)
+		unnamed, err := change(m)
 		if err != nil {
 			return err
 		}
+		switch err := s.saveManifest(ctx, vault, m, etag); {
+		case errors.Is(err, blobstore.ErrPreconditionFailed):
+			continue // another change to this vault came first
+		case err != nil:
+			return err
+		}
+		for _, name := range unnamed {
+			s.deleteBlob(ctx, name)
+		}
+		return nil
+	}
+	return errBusy
+}
+
+// upload stores env as a new version of key: the checks against the manifest, the
+// version blob (create-only, content-addressed, written once), then the manifest.
+func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string, env []byte, v version, pre precondition) error {
+	written := false
+	return s.changeManifest(ctx, vault, func(m *manifest) ([]string, error) {
+		dropped, err := s.checkUpload(m, key, v, pre)
+		if err != nil {
+			return nil, err
+		}
 		if !written {
-			_, err := s.store.Put(ctx, name, bytes.NewReader(env), int64(len(env)), blobstore.Condition{IfNoneMatch: true})
+			_, err := s.store.Put(ctx, versionName(vault, key, &v), bytes.NewReader(env), int64(len(env)), blobstore.Condition{IfNoneMatch: true})
 			if err != nil && !errors.Is(err, blobstore.ErrPreconditionFailed) { // these very bytes are already there
-				return err
+				return nil, err
 			}
 			written = true
 		}
@@ -185,59 +208,35 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 			k = &keyState{}
 			m.Keys[key] = k
 		}
+		var unnamed []string
+		for _, d := range dropped {
+			unnamed = append(unnamed, versionName(vault, key, &d))
+		}
 		k.Versions = append(k.Versions[len(dropped):], v)
 		k.High = v.Seq
-		switch err := s.saveManifest(ctx, vault, m, etag); {
-		case errors.Is(err, blobstore.ErrPreconditionFailed):
-			continue // another change to this vault came first: check again against it
-		case err != nil:
-			return err
-		}
-		for _, d := range dropped {
-			s.deleteBlob(ctx, versionName(vault, key, &d))
-		}
-		return nil
-	}
-	return errBusy
+		return unnamed, nil
+	})
 }
 
 // remove deletes version seq of key from the manifest, then its blob. A key whose last
 // version goes is removed.
 func (s *Server) remove(ctx context.Context, vault recovery.VaultID, key string, seq uint64) error {
-	defer s.lockVault(vault)()
-	for attempt := range maxCASAttempts {
-		if attempt > 0 {
-			if err := casBackoff(ctx, attempt); err != nil {
-				return err
-			}
-		}
-		m, etag, err := s.loadManifest(ctx, vault)
-		if err != nil {
-			return err
-		}
+	return s.changeManifest(ctx, vault, func(m *manifest) ([]string, error) {
 		k := m.Keys[key]
 		if k == nil {
-			return errNotFound
+			return nil, errNotFound
 		}
 		i, v := k.find(seq)
 		if v == nil {
-			return errNotFound
+			return nil, errNotFound
 		}
-		gone := *v
+		name := versionName(vault, key, v)
 		k.Versions = slices.Delete(k.Versions, i, i+1)
 		if len(k.Versions) == 0 {
 			delete(m.Keys, key)
 		}
-		switch err := s.saveManifest(ctx, vault, m, etag); {
-		case errors.Is(err, blobstore.ErrPreconditionFailed):
-			continue
-		case err != nil:
-			return err
-		}
-		s.deleteBlob(ctx, versionName(vault, key, &gone))
-		return nil
-	}
-	return errBusy
+		return []string{name}, nil
+	})
 }
 
 // deleteBlob removes a blob the manifest no longer names. A failure leaves an unnamed

@@ -88,13 +88,7 @@ func key(name string) []byte { return []byte(keyPrefix + name) }
 
 // Put implements blobstore.Store.
 func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64, cond blobstore.Condition) (blobstore.Attrs, error) {
-	if err := blobstore.ValidName(name); err != nil {
-		return blobstore.Attrs{}, err
-	}
-	if err := cond.Validate(); err != nil {
-		return blobstore.Attrs{}, err
-	}
-	data, sum, err := blobstore.ReadBody(ctx, r, size)
+	data, sum, err := blobstore.PreparePut(ctx, name, r, size, cond)
 	if err != nil {
 		return blobstore.Attrs{}, err
 	}

@@ -106,13 +106,7 @@ func unquote(etag *string) string { return strings.Trim(aws.ToString(etag), `"`)
 
 // Put implements blobstore.Store.
 func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64, cond blobstore.Condition) (blobstore.Attrs, error) {
-	if err := blobstore.ValidName(name); err != nil {
-		return blobstore.Attrs{}, err
-	}
-	if err := cond.Validate(); err != nil {
-		return blobstore.Attrs{}, err
-	}
-	data, sum, err := blobstore.ReadBody(ctx, r, size)
+	data, sum, err := blobstore.PreparePut(ctx, name, r, size, cond)
 	if err != nil {
 		return blobstore.Attrs{}, err
 	}
