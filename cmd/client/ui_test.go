@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sharevault/sharevault/client"
+	"github.com/sharevault/sharevault/internal/mnemonic"
+)
+
+func TestQuiz(t *testing.T) {
+	w, err := client.NewWords(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	right := strings.Join([]string{w.Word(2), " " + strings.ToUpper(w.Word(7)) + " ", w.Word(11)}, "\n") + "\n"
+	other := "zoo"
+	if w.Word(7) == other {
+		other = "abandon"
+	}
+	wrong := strings.Join([]string{w.Word(2), other, w.Word(11)}, "\n") + "\n"
+	tests := []struct {
+		name, answers string
+		ok            bool
+	}{
+		{"right answers, any case and spacing", right, true},
+		{"one wrong answer", wrong, false},
+		{"no answers", "", false},
+	}
+	for _, tc := range tests {
+		var out, errOut bytes.Buffer
+		u := newUI(strings.NewReader(tc.answers), &out, &errOut)
+		err := u.quiz(w)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: got %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if out.Len() != 0 {
+			t.Errorf("%s: the quiz printed to stdout: %q", tc.name, out.String())
+		}
+		if err != nil && strings.Contains(err.Error(), w.Word(7)) {
+			t.Errorf("%s: the error names a word: %v", tc.name, err)
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		err  error
+		code int
+	}{
+		{nil, 0},
+		{errUsage, 2},
+		{client.ErrWrongWords, 3},
+		{client.ErrCannotOpen, 3},
+		{&mnemonic.CountError{Got: 3}, 3},
+		{client.ErrUnreachable, 4},
+		{client.ErrStale, 5},
+		{client.ErrNotFound, 6},
+		{errors.New("disk full"), 1},
+	}
+	for _, tc := range tests {
+		if got := exitCode(tc.err); got != tc.code {
+			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.code)
+		}
+	}
+}
