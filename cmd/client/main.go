@@ -122,13 +122,13 @@ func (a *app) phone() (*client.Phone, error) {
 	return p, nil
 }
 
-// withPhone runs fn with the phone open and, if keys is set, the kept keys (or the keys of
-// words read from standard input).
-func (a *app) withPhone(keys bool, fn func(p *client.Phone, k *client.Keys) error) error {
+// withPhone runs fn with the phone open and the keys that keys returns (none if nil):
+// a.keys for the kept keys or typed words, a.typedKeys to always ask for the words.
+func (a *app) withPhone(keys func() (*client.Keys, error), fn func(p *client.Phone, k *client.Keys) error) error {
 	var k *client.Keys
-	if keys {
+	if keys != nil {
 		var err error
-		if k, err = a.keys(); err != nil {
+		if k, err = keys(); err != nil {
 			return err
 		}
 	}
@@ -302,39 +302,32 @@ func (a *app) restore(args []string) error {
 	if _, err := flags("restore", args, func(*flag.FlagSet) {}); err != nil {
 		return fmt.Errorf("%w: restore [KEY...]", errUsage)
 	}
-	k, err := a.typedKeys()
-	if err != nil {
-		return err
-	}
-	p, err := a.phone()
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	if len(args) == 0 {
-		l, err := p.List(k)
-		if err != nil {
-			return err
+	return a.withPhone(a.typedKeys, func(p *client.Phone, k *client.Keys) error {
+		if len(args) == 0 {
+			l, err := p.List(k)
+			if err != nil {
+				return err
+			}
+			for i := 0; i < l.Len(); i++ {
+				args = append(args, l.At(i).KeyID)
+			}
 		}
-		for i := 0; i < l.Len(); i++ {
-			args = append(args, l.At(i).KeyID)
+		for _, id := range args {
+			info, err := p.Restore(k, id)
+			if err != nil {
+				return fmt.Errorf("key %s: %w", id, err)
+			}
+			a.result("restored %s %s public key %s (epoch %d, version %d)", info.KeyID, info.Scheme, info.PublicKey, info.Epoch, info.Sequence)
 		}
-	}
-	for _, id := range args {
-		info, err := p.Restore(k, id)
-		if err != nil {
-			return fmt.Errorf("key %s: %w", id, err)
-		}
-		a.result("restored %s %s public key %s (epoch %d, version %d)", info.KeyID, info.Scheme, info.PublicKey, info.Epoch, info.Sequence)
-	}
-	return a.keepKeys(k)
+		return a.keepKeys(k)
+	})
 }
 
 func (a *app) verify(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%w: verify KEY", errUsage)
 	}
-	return a.withPhone(true, func(p *client.Phone, k *client.Keys) error {
+	return a.withPhone(a.keys, func(p *client.Phone, k *client.Keys) error {
 		info, err := p.Verify(k, args[0])
 		if err != nil {
 			return err
@@ -345,7 +338,7 @@ func (a *app) verify(args []string) error {
 }
 
 func (a *app) list(args []string) error {
-	return a.withPhone(true, func(p *client.Phone, k *client.Keys) error {
+	return a.withPhone(a.keys, func(p *client.Phone, k *client.Keys) error {
 		l, err := p.List(k)
 		if err != nil {
 			return err
@@ -363,7 +356,7 @@ func (a *app) export(args []string) error {
 	if err != nil || len(pos) != 1 {
 		return fmt.Errorf("%w: export KEY [--qr FILE]", errUsage)
 	}
-	return a.withPhone(true, func(p *client.Phone, k *client.Keys) error {
+	return a.withPhone(a.keys, func(p *client.Phone, k *client.Keys) error {
 		armored, err := p.Export(k, pos[0])
 		if err != nil {
 			return err
@@ -390,7 +383,7 @@ func (a *app) importFile(args []string) error {
 	if err != nil {
 		return err
 	}
-	return a.withPhone(true, func(p *client.Phone, k *client.Keys) error {
+	return a.withPhone(a.keys, func(p *client.Phone, k *client.Keys) error {
 		info, err := p.Import(k, string(b))
 		if err != nil {
 			return err
@@ -404,7 +397,7 @@ func (a *app) sign(args []string) error {
 	if len(args) != 2 {
 		return fmt.Errorf("%w: sign KEY MESSAGE", errUsage)
 	}
-	return a.withPhone(false, func(p *client.Phone, _ *client.Keys) error {
+	return a.withPhone(nil, func(p *client.Phone, _ *client.Keys) error {
 		sig, err := p.Sign(args[0], args[1])
 		if err != nil {
 			return err
@@ -418,7 +411,7 @@ func (a *app) reshare(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%w: reshare KEY", errUsage)
 	}
-	return a.withPhone(false, func(p *client.Phone, _ *client.Keys) error {
+	return a.withPhone(nil, func(p *client.Phone, _ *client.Keys) error {
 		if err := p.Reshare(args[0]); err != nil {
 			return err
 		}
@@ -436,15 +429,13 @@ func (a *app) rotate(args []string) error {
 	}); err != nil {
 		return fmt.Errorf("%w: rotate [--words N] [--yes] [--kit FILE]", errUsage)
 	}
-	old, err := a.keys()
-	if err != nil {
-		return err
-	}
-	p, err := a.phone()
-	if err != nil {
-		return err
-	}
-	defer p.Close()
+	return a.withPhone(a.keys, func(p *client.Phone, old *client.Keys) error {
+		return a.rotateTo(p, old, words, yes, kit)
+	})
+}
+
+// rotateTo moves every key of old to new words, then deletes the old vault once confirmed.
+func (a *app) rotateTo(p *client.Phone, old *client.Keys, words int, yes bool, kit string) error {
 	nk, err := a.newWords(words, !yes, "", kit)
 	if err != nil {
 		return err
