@@ -10,8 +10,8 @@
 //	report, _ := phone.Backup(keys, keyID)     // BackupShare, seal, signed upload
 //
 //	// A new phone:
-//	keys, fix, _ := client.FindKeys(vault, typedWords, "")   // corrects one wrong word
-//	restored, _ := phone.Restore(keys, keyID)                // RestoreShare: same key ID
+//	found, _ := client.FindKeys(vault, typedWords, "")       // corrects one wrong word
+//	restored, _ := phone.Restore(found.Keys, keyID)          // RestoreShare: same key ID
 //
 // # Errors
 //
@@ -109,8 +109,8 @@ func ops(s tsm.Scheme, c *tsm.Client) schemeOps {
 	return tsm.NewEDDSAClient(c)
 }
 
-// ParseScheme reads "ecdsa" or "eddsa".
-func ParseScheme(s string) (tsm.Scheme, error) {
+// parseScheme reads "ecdsa" or "eddsa".
+func parseScheme(s string) (tsm.Scheme, error) {
 	switch strings.ToLower(s) {
 	case "ecdsa":
 		return tsm.ECDSA, nil
@@ -122,7 +122,7 @@ func ParseScheme(s string) (tsm.Scheme, error) {
 
 // KeyGen creates a key across the phone and the server nodes and returns its ID.
 func (p *Phone) KeyGen(scheme, description string) (string, error) {
-	s, err := ParseScheme(scheme)
+	s, err := parseScheme(scheme)
 	if err != nil {
 		return "", err
 	}
@@ -400,7 +400,7 @@ func (p *Phone) Import(keys *Keys, armored string) (*KeyInfo, error) {
 // Rotate re-encrypts the latest backup of every key in the old vault under new keys, into
 // the new vault, and checks each one opens there. It does not delete the old vault:
 // DeleteVault does, once the user has confirmed the new words are written down.
-func (p *Phone) Rotate(old, new *Keys) (*KeyList, error) {
+func (p *Phone) Rotate(old, next *Keys) (*KeyList, error) {
 	ctx, cancel := p.ctx()
 	defer cancel()
 	kl, err := p.vault.keys(ctx, old)
@@ -413,15 +413,15 @@ func (p *Phone) Rotate(old, new *Keys) (*KeyList, error) {
 		if err != nil {
 			return nil, fmt.Errorf("key %s: %w", k.KeyID, err)
 		}
-		env, err := envelope.Seal(new.root, envelope.Header{Scheme: h.Scheme, VaultID: new.id.VaultID(), KeyID: h.KeyID, Epoch: h.Epoch, Sequence: 1}, share)
+		env, err := envelope.Seal(next.root, envelope.Header{Scheme: h.Scheme, VaultID: next.id.VaultID(), KeyID: h.KeyID, Epoch: h.Epoch, Sequence: 1}, share)
 		clear(share)
 		if err != nil {
 			return nil, err
 		}
-		if err := p.vault.upload(ctx, new, k.KeyID, env, ""); err != nil {
+		if err := p.vault.upload(ctx, next, k.KeyID, env, ""); err != nil {
 			return nil, fmt.Errorf("key %s: %w", k.KeyID, err)
 		}
-		if s, _, err := p.open(new, k.KeyID); err != nil {
+		if s, _, err := p.open(next, k.KeyID); err != nil {
 			return nil, fmt.Errorf("key %s does not open in the new vault: %w", k.KeyID, err)
 		} else {
 			clear(s)
@@ -453,8 +453,9 @@ func (p *Phone) DeleteVault(keys *Keys) error {
 	return nil
 }
 
-// Correction says which word FindKeys changed: Position 0 means none.
-type Correction struct {
+// Found is what FindKeys found: the keys, and which word it corrected (Position 0: none).
+type Found struct {
+	Keys     *Keys
 	Position int
 	Word     string
 }
@@ -463,7 +464,7 @@ type Correction struct {
 // because of one unknown word, or parse but name no vault, it tries every single-word
 // change that passes the checksum against the vault and takes the one whose vault
 // exists. Other typing errors come back as the mnemonic package's errors.
-func FindKeys(v *Vault, typed, passphrase string) (*Keys, *Correction, error) {
+func FindKeys(v *Vault, typed, passphrase string) (*Found, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	keys, err := KeysFromWords(typed, passphrase)
@@ -471,31 +472,34 @@ func FindKeys(v *Vault, typed, passphrase string) (*Keys, *Correction, error) {
 	switch {
 	case err == nil:
 		if _, err := v.keys(ctx, keys); err == nil {
-			return keys, &Correction{}, nil
+			return &Found{Keys: keys}, nil
 		} else if !errors.Is(err, ErrNotFound) {
-			return nil, nil, err
+			return nil, err
 		}
 	case errors.As(err, &we) && we.Unknown == 1, errors.Is(err, mnemonic.ErrChecksum):
 	default:
-		return nil, nil, err
+		return nil, err
 	}
 	cands, cerr := mnemonic.Candidates(typed)
 	if cerr != nil {
-		return nil, nil, cerr
+		return nil, cerr
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].Position < cands[j].Position })
 	v.step("checking %d one-word corrections against the vault", len(cands))
 	for _, c := range cands {
 		id, err := recovery.NewIdentity(c.Secret.Bytes()) // the vault ID alone: no Argon2id per candidate
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if _, err := v.keys(ctx, &Keys{id: id}); err == nil {
 			k, err := newKeys(c.Secret, passphrase)
-			return k, &Correction{Position: c.Position, Word: c.Word}, err
+			if err != nil {
+				return nil, err
+			}
+			return &Found{Keys: k, Position: c.Position, Word: c.Word}, nil
 		} else if !errors.Is(err, ErrNotFound) {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	return nil, nil, ErrWrongWords
+	return nil, ErrWrongWords
 }

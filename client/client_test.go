@@ -149,7 +149,7 @@ func TestWrongWordsChangeNothing(t *testing.T) {
 	fresh := w.phone(t, "new.db", w.direct)
 	before := fileHash(t, filepath.Join(w.dir, "new.db"))
 	other, _ := client.NewWords(12)
-	_, _, err := client.FindKeys(client.NewVault(w.direct), other.Phrase(), "")
+	_, err := client.FindKeys(client.NewVault(w.direct), other.Phrase(), "")
 	if !errors.Is(err, client.ErrWrongWords) {
 		t.Fatalf("other words: got %v, want ErrWrongWords", err)
 	}

@@ -45,9 +45,10 @@ func QRPNG(data string, size int) ([]byte, error) {
 }
 
 // RecoveryKit returns the recovery kit PDF: the words in a numbered grid, their SeedQR,
-// the vault ID, the date and what to do with the sheet. It holds the words: print it,
-// never store it.
-func RecoveryKit(w *Words, keys *Keys, vaultURL string, date time.Time) ([]byte, error) {
+// the vault ID, the date it was made (Unix seconds) and what to do with the sheet. It
+// holds the words: print it, never store it.
+func RecoveryKit(w *Words, keys *Keys, vaultURL string, madeUnix int64) ([]byte, error) {
+	date := time.Unix(madeUnix, 0).UTC()
 	png, err := QRPNG(w.SeedQR(), 512)
 	if err != nil {
 		return nil, err

@@ -59,12 +59,12 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	newKeys, fix, err := client.FindKeys(client.NewVault(b), words.Phrase(), "")
-	if err != nil || fix.Position != 0 {
+	found, err := client.FindKeys(client.NewVault(b), words.Phrase(), "")
+	if err != nil || found.Position != 0 {
 		t.Fatalf("finding the vault through replica B: %v", err)
 	}
 	fresh := phone("new-phone.db", b)
-	info, err := fresh.Restore(newKeys, keyID)
+	info, err := fresh.Restore(found.Keys, keyID)
 	if err != nil {
 		t.Fatalf("restore through replica B: %v", err)
 	}

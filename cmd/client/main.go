@@ -185,14 +185,14 @@ func (a *app) typedKeys() (*client.Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, fix, err := client.FindKeys(a.vault, typed, pass)
+	found, err := client.FindKeys(a.vault, typed, pass)
 	if err != nil {
 		return nil, err
 	}
-	if fix.Position != 0 {
-		a.Step(fmt.Sprintf("word %d was mistyped; the checksum and the vault agree on a correction (see your sheet)", fix.Position))
+	if found.Position != 0 {
+		a.Step(fmt.Sprintf("word %d was mistyped; the checksum and the vault agree on a correction (see your sheet)", found.Position))
 	}
-	return k, nil
+	return found.Keys, nil
 }
 
 // newWords shows fresh words, quizzes the user and returns their keys.
@@ -223,7 +223,7 @@ func (a *app) newWords(count int, quiz bool, png, kit string) (*client.Keys, err
 		return nil, err
 	}
 	if kit != "" {
-		pdf, err := client.RecoveryKit(w, k, a.vaultURL, time.Now())
+		pdf, err := client.RecoveryKit(w, k, a.vaultURL, time.Now().Unix())
 		if err != nil {
 			return nil, err
 		}
