@@ -15,9 +15,9 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
+	"github.com/sharevault/sharevault/internal/vaultproc"
 	"gopkg.in/yaml.v3"
 )
 
@@ -201,10 +201,7 @@ func buildVault(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		vaultBin = filepath.Join(dir, "vault")
-		if out, err := exec.Command("go", "build", "-o", vaultBin, "../cmd/vault").CombinedOutput(); err != nil {
-			buildErr = errors.New(string(out))
-		}
+		vaultBin, buildErr = vaultproc.Build(dir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -254,30 +251,16 @@ func TestEveryVariableIsAFlag(t *testing.T) {
 
 // startReplica runs a vault with the environment env and returns its base URL.
 func startReplica(t *testing.T, env []string) string {
-	cmd := exec.Command(buildVault(t))
-	cmd.Env = env
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	p, err := vaultproc.Start(buildVault(t), env, &logs)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
 	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
+		p.Stop()
 		if t.Failed() {
 			t.Logf("replica log:\n%s", logs.String())
 		}
 	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("replica did not start: %v\n%s", err, logs.String())
-	}
-	go io.Copy(io.Discard, stdout)
-	i := strings.Index(line, "http://")
-	return strings.Fields(line[i:])[0]
+	return p.URL
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/sharevault/sharevault/internal/mnemonic"
+	"github.com/sharevault/sharevault/internal/vaultproc"
 )
 
 func TestMain(m *testing.M) {
@@ -65,11 +65,7 @@ func buildVault() (string, error) {
 			buildErr = err
 			return
 		}
-		vaultBin = filepath.Join(dir, "vault")
-		out, err := exec.Command("go", "build", "-o", vaultBin, "github.com/sharevault/sharevault/cmd/vault").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building the vault: %v\n%s", err, out)
-		}
+		vaultBin, buildErr = vaultproc.Build(dir)
 	})
 	return vaultBin, buildErr
 }
@@ -79,22 +75,13 @@ func buildVault() (string, error) {
 func vaultStart(ts *testscript.TestScript, neg bool, args []string) {
 	bin, err := buildVault()
 	ts.Check(err)
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--store", ts.MkAbs("vault-data"), "--rate-ip", "1000", "--burst-ip", "2000")
-	cmd.Env = os.Environ()
-	stdout, err := cmd.StdoutPipe()
+	log, err := os.Create(ts.MkAbs("vault.log"))
 	ts.Check(err)
-	cmd.Stderr, _ = os.Create(ts.MkAbs("vault.log"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	ts.Check(cmd.Start())
-	ts.Defer(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	p, err := vaultproc.Start(bin, nil, log, "--listen", "127.0.0.1:0", "--store", ts.MkAbs("vault-data"), "--rate-ip", "1000", "--burst-ip", "2000")
 	ts.Check(err)
-	i := strings.Index(line, "http://")
-	if i < 0 {
-		ts.Fatalf("vault start line: %q", line)
-	}
-	ts.Setenv("SHAREVAULT_VAULT", strings.Fields(line[i:])[0])
-	vaults.Store(ts, cmd)
+	ts.Defer(func() { p.Cmd.Process.Kill(); p.Cmd.Wait() }) // a no-op after vault-stop
+	ts.Setenv("SHAREVAULT_VAULT", p.URL)
+	vaults.Store(ts, p.Cmd)
 }
 
 func vaultStop(ts *testscript.TestScript, neg bool, args []string) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"flag"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -21,14 +19,15 @@ import (
 	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/envelope"
 	"github.com/sharevault/sharevault/internal/recovery"
+	"github.com/sharevault/sharevault/internal/vaultproc"
 )
 
 var crashRounds = flag.Int("crash.rounds", 10, "rounds of TestCrashLoop (make crash runs 200)")
 
 func buildVault(t *testing.T) string {
-	bin := filepath.Join(t.TempDir(), "vault")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := vaultproc.Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -142,23 +141,12 @@ func (w *crashWriter) load(t *testing.T, base string, seq uint64, etag string) {
 }
 
 func startProcess(t *testing.T, bin, store string) (*exec.Cmd, string) {
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--store", store, "--retention", "100000",
+	p, err := vaultproc.Start(bin, nil, nil, "--listen", "127.0.0.1:0", "--store", store, "--retention", "100000",
 		"--rate-ip", "1e9", "--burst-ip", "1000000", "--rate-vault", "1e9", "--burst-vault", "1000000", "--quota-bytes", "1000000000")
-	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		cmd.Process.Kill()
-		t.Fatalf("vault did not start: %v", err)
-	}
-	go io.Copy(io.Discard, stdout)
-	return cmd, strings.Fields(line[strings.Index(line, "http://"):])[0]
+	return p.Cmd, p.URL
 }
 
 // TestCrashLoop kills the vault with SIGKILL at random moments during concurrent PUT

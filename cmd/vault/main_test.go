@@ -5,11 +5,11 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/miniotest"
+	"github.com/sharevault/sharevault/internal/vaultproc"
 )
 
 // start runs the vault in-process with args and returns its base URL.
@@ -33,11 +33,11 @@ func start(t *testing.T, args ...string) string {
 		t.Fatalf("no start line: %v", err)
 	}
 	go io.Copy(io.Discard, pr)
-	i := strings.Index(line, "http://")
-	if i < 0 {
-		t.Fatalf("start line %q has no address", line)
+	url, err := vaultproc.Address(line)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return strings.Fields(line[i:])[0]
+	return url
 }
 
 func get(t *testing.T, url string) int {

@@ -5,57 +5,22 @@ package main
 // and written up as docs/benchmarks.md with each ratio against its goal.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/miniotest"
+	"github.com/sharevault/sharevault/internal/vaultproc"
 )
-
-type process struct {
-	cmd *exec.Cmd
-	url string
-}
-
-// startProcess runs a server whose first stdout line names its http:// address.
-func startProcess(name string, env []string, args ...string) (*process, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		cmd.Process.Kill()
-		return nil, fmt.Errorf("%s did not start: %v", name, err)
-	}
-	go io.Copy(io.Discard, out)
-	i := strings.Index(line, "http://")
-	if i < 0 {
-		cmd.Process.Kill()
-		return nil, fmt.Errorf("%s: no address in %q", name, line)
-	}
-	return &process{cmd: cmd, url: strings.Fields(line[i:])[0]}, nil
-}
-
-func (p *process) stop() { p.cmd.Process.Signal(syscall.SIGTERM); p.cmd.Wait() }
 
 // rssSampler records a process's largest resident set size while it runs.
 type rssSampler struct {
@@ -108,9 +73,9 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer os.RemoveAll(tmp)
 
 	logf("building the vault")
-	vaultBin := filepath.Join(tmp, "vault")
-	if b, err := exec.Command("go", "build", "-o", vaultBin, "github.com/sharevault/sharevault/cmd/vault").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build cmd/vault: %v\n%s", err, b)
+	vaultBin, err := vaultproc.Build(tmp)
+	if err != nil {
+		return err
 	}
 	minioBin, err := miniotest.Binary()
 	if err != nil {
@@ -128,23 +93,23 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	open := []string{"--rate-ip", "1e9", "--burst-ip", "1000000000", "--rate-vault", "1e9", "--burst-vault", "1000000000",
 		"--quota-keys", "100000", "--listen", "127.0.0.1:0"}
-	embedded, err := startProcess(vaultBin, nil, append(open, "--store", filepath.Join(tmp, "pebble"))...)
+	embedded, err := vaultproc.Start(vaultBin, nil, nil, append(open, "--store", filepath.Join(tmp, "pebble"))...)
 	if err != nil {
 		return err
 	}
-	defer embedded.stop()
-	onMinIO, err := startProcess(vaultBin, []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey},
+	defer embedded.Stop()
+	onMinIO, err := vaultproc.Start(vaultBin, append(os.Environ(), "AWS_ACCESS_KEY_ID="+m.AccessKey, "AWS_SECRET_ACCESS_KEY="+m.SecretKey), nil,
 		append(open, "--store", "s3://vault/v?endpoint="+m.Endpoint+"&region=us-east-1&path_style=true")...)
 	if err != nil {
 		return err
 	}
-	defer onMinIO.stop()
+	defer onMinIO.Stop()
 	self, _ := os.Executable()
-	bare, err := startProcess(self, nil, "bare", "--listen", "127.0.0.1:0")
+	bare, err := vaultproc.Start(self, nil, nil, "bare", "--listen", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	defer bare.stop()
+	defer bare.Stop()
 
 	stamp := fmt.Sprint(time.Now().UnixNano())
 	targets := []struct {
@@ -152,10 +117,10 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		t    target
 		pid  int
 	}{
-		{"vault (embedded)", newVaultTarget(embedded.url, *size, max(*conc, 256)), embedded.cmd.Process.Pid},
-		{"vault on MinIO", newVaultTarget(onMinIO.url, *size, max(*conc, 256)), 0},
+		{"vault (embedded)", newVaultTarget(embedded.URL, *size, max(*conc, 256)), embedded.Cmd.Process.Pid},
+		{"vault on MinIO", newVaultTarget(onMinIO.URL, *size, max(*conc, 256)), 0},
 		{"MinIO direct", &s3Target{client: s3Client(m.Endpoint, m.AccessKey, m.SecretKey), bucket: "bench", payload: make([]byte, *size), run: stamp}, 0},
-		{"bare net/http", &bareTarget{base: bare.url, payload: make([]byte, *size), run: stamp}, 0},
+		{"bare net/http", &bareTarget{base: bare.URL, payload: make([]byte, *size), run: stamp}, 0},
 	}
 	results := map[string]Result{}
 	var order []string
