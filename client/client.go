@@ -219,43 +219,64 @@ func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 	return out, nil
 }
 
+// opened is a backup downloaded and opened: the share (wipe it when done), the
+// envelope's header, and the key the share describes (checked against the header).
+type opened struct {
+	share  []byte
+	header *envelope.Header
+	key    tsm.KeyInfo
+}
+
 // open downloads and opens the latest backup of keyID; it changes nothing.
-func (p *Phone) open(keys *Keys, keyID string) ([]byte, *envelope.Header, error) {
+func (p *Phone) open(keys *Keys, keyID string) (*opened, error) {
 	ctx, cancel := p.ctx()
 	defer cancel()
 	env, err := p.vault.latest(ctx, keys, keyID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	return openEnvelope(keys, keyID, env)
 }
 
-func openEnvelope(keys *Keys, keyID string, env []byte) ([]byte, *envelope.Header, error) {
+func openEnvelope(keys *Keys, keyID string, env []byte) (*opened, error) {
 	h, err := envelope.ParseHeader(env)
 	if err != nil {
-		return nil, nil, fmt.Errorf("the backup is damaged: %w", err)
+		return nil, fmt.Errorf("the backup is damaged: %w", err)
 	}
 	if h.VaultID != keys.id.VaultID() || (keyID != "" && h.KeyID != keyID) {
-		return nil, nil, errors.New("the backup belongs to another vault or key")
+		return nil, errors.New("the backup belongs to another vault or key")
 	}
 	root, err := keys.rootFor(h.KDF)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	_, share, err := envelope.Open(root, env)
 	if err != nil {
-		return nil, nil, ErrCannotOpen
+		return nil, ErrCannotOpen
 	}
 	info, err := tsm.InspectBackup(share)
 	if err != nil {
 		clear(share)
-		return nil, nil, fmt.Errorf("the backup opened but its share is damaged: %w", err)
+		return nil, fmt.Errorf("the backup opened but its share is damaged: %w", err)
 	}
 	if info.KeyID != h.KeyID || info.Epoch != h.Epoch || tsm.Scheme(h.Scheme) != info.Scheme {
 		clear(share)
-		return nil, nil, errors.New("the backup's header does not match the share inside")
+		return nil, errors.New("the backup's header does not match the share inside")
 	}
-	return share, h, nil
+	return &opened{share: share, header: h, key: info}, nil
+}
+
+// checkEpoch refuses a backup from before the key's last reshare, as the server nodes
+// know it (nothing to check without them).
+func (p *Phone) checkEpoch(o *opened) error {
+	cur, err := p.currentEpoch(o.key.KeyID, o.key.Scheme)
+	if err != nil {
+		return err
+	}
+	if cur > int64(o.key.Epoch) {
+		return fmt.Errorf("%w (backup at epoch %d, the key is at %d)", ErrStale, o.key.Epoch, cur)
+	}
+	return nil
 }
 
 // currentEpoch asks the server nodes for the key's epoch (-1 when there are none).
@@ -276,18 +297,13 @@ func (p *Phone) currentEpoch(keyID string, s tsm.Scheme) (int64, error) {
 }
 
 // restoreShare writes an opened share into the phone after the stale-epoch check.
-func (p *Phone) restoreShare(share []byte, h *envelope.Header) (*KeyInfo, error) {
-	defer clear(share)
-	s := tsm.Scheme(h.Scheme)
-	cur, err := p.currentEpoch(h.KeyID, s)
-	if err != nil {
+func (p *Phone) restoreShare(o *opened) (*KeyInfo, error) {
+	defer clear(o.share)
+	if err := p.checkEpoch(o); err != nil {
 		return nil, err
 	}
-	if cur > int64(h.Epoch) {
-		return nil, fmt.Errorf("%w (backup at epoch %d, the key is at %d)", ErrStale, h.Epoch, cur)
-	}
-	c := ops(s, p.node)
-	id, err := c.RestoreShare(share)
+	c := ops(o.key.Scheme, p.node)
+	id, err := c.RestoreShare(o.share)
 	if errors.Is(err, tsm.ErrStaleEpoch) {
 		return nil, ErrStale
 	}
@@ -299,36 +315,34 @@ func (p *Phone) restoreShare(share []byte, h *envelope.Header) (*KeyInfo, error)
 		return nil, err
 	}
 	out := infoOf(info)
-	out.Sequence = int64(h.Sequence)
+	out.Sequence = int64(o.header.Sequence)
 	return out, nil
 }
 
 // Restore downloads the latest backup of keyID, opens it and restores the share into
 // the phone's node. The key ID it returns is always keyID.
 func (p *Phone) Restore(keys *Keys, keyID string) (*KeyInfo, error) {
-	share, h, err := p.open(keys, keyID)
+	o, err := p.open(keys, keyID)
 	if err != nil {
 		return nil, err
 	}
-	return p.restoreShare(share, h)
+	return p.restoreShare(o)
 }
 
 // Verify is the restore drill: it downloads and opens the latest backup of keyID and
 // checks its key ID, public key and epoch against the phone's node (and the server
 // nodes' epoch, where known). It changes nothing.
 func (p *Phone) Verify(keys *Keys, keyID string) (*KeyInfo, error) {
-	share, h, err := p.open(keys, keyID)
+	o, err := p.open(keys, keyID)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(share)
-	b, _ := tsm.InspectBackup(share)
+	defer clear(o.share)
+	b := o.key
 	out := infoOf(b)
-	out.Sequence = int64(h.Sequence)
-	if cur, err := p.currentEpoch(keyID, b.Scheme); err != nil {
-		return nil, err
-	} else if cur > int64(b.Epoch) {
-		return out, fmt.Errorf("%w (backup at epoch %d, the key is at %d)", ErrStale, b.Epoch, cur)
+	out.Sequence = int64(o.header.Sequence)
+	if err := p.checkEpoch(o); err != nil {
+		return out, err
 	}
 	mine, err := ops(b.Scheme, p.node).KeyInfo(keyID)
 	switch {
@@ -378,9 +392,11 @@ func (p *Phone) Export(keys *Keys, keyID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, _, err := openEnvelope(keys, keyID, env); err != nil { // never export what does not open
+	o, err := openEnvelope(keys, keyID, env) // never export what does not open
+	if err != nil {
 		return "", err
 	}
+	clear(o.share)
 	return string(envelope.Armor(env)), nil
 }
 
@@ -390,11 +406,11 @@ func (p *Phone) Import(keys *Keys, armored string) (*KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	share, h, err := openEnvelope(keys, "", env)
+	o, err := openEnvelope(keys, "", env)
 	if err != nil {
 		return nil, err
 	}
-	return p.restoreShare(share, h)
+	return p.restoreShare(o)
 }
 
 // Rotate re-encrypts the latest backup of every key in the old vault under new keys, into
@@ -409,23 +425,24 @@ func (p *Phone) Rotate(old, next *Keys) (*KeyList, error) {
 	}
 	out := &KeyList{}
 	for _, k := range kl.Keys {
-		share, h, err := p.open(old, k.KeyID)
+		o, err := p.open(old, k.KeyID)
 		if err != nil {
 			return nil, fmt.Errorf("key %s: %w", k.KeyID, err)
 		}
-		env, err := envelope.Seal(next.root, envelope.Header{Scheme: h.Scheme, VaultID: next.id.VaultID(), KeyID: h.KeyID, Epoch: h.Epoch, Sequence: 1}, share)
-		clear(share)
+		h := o.header
+		env, err := envelope.Seal(next.root, envelope.Header{Scheme: h.Scheme, VaultID: next.id.VaultID(), KeyID: h.KeyID, Epoch: h.Epoch, Sequence: 1}, o.share)
+		clear(o.share)
 		if err != nil {
 			return nil, err
 		}
 		if err := p.vault.upload(ctx, next, k.KeyID, env, ""); err != nil {
 			return nil, fmt.Errorf("key %s: %w", k.KeyID, err)
 		}
-		if s, _, err := p.open(next, k.KeyID); err != nil {
+		check, err := p.open(next, k.KeyID)
+		if err != nil {
 			return nil, fmt.Errorf("key %s does not open in the new vault: %w", k.KeyID, err)
-		} else {
-			clear(s)
 		}
+		clear(check.share)
 		out.items = append(out.items, &KeyInfo{KeyID: k.KeyID, Sequence: 1, Epoch: int64(h.Epoch)})
 	}
 	return out, nil
