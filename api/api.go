@@ -103,8 +103,10 @@ func VersionPath(vault, key string, seq uint64) string {
 }
 
 // ContentDigest returns the RFC 9530 Content-Digest field value of body (sha-256).
-func ContentDigest(body []byte) string {
-	sum := sha256.Sum256(body)
+func ContentDigest(body []byte) string { return DigestField(sha256.Sum256(body)) }
+
+// DigestField returns the Content-Digest field value for a known SHA-256 of the content.
+func DigestField(sum [32]byte) string {
 	return "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
 }
 

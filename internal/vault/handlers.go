@@ -2,7 +2,6 @@ package vault
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"net/http"
 	"slices"
@@ -133,8 +132,9 @@ func (s *Server) serve(c *gin.Context, seq uint64) {
 			return
 		}
 	}
-	sum, _ := hex.DecodeString(v.SHA256)
-	headers := map[string]string{"ETag": `"` + v.SHA256 + `"`, "Content-Digest": "sha-256=:" + base64.StdEncoding.EncodeToString(sum) + ":"}
+	var sum [32]byte
+	hex.Decode(sum[:], []byte(v.SHA256))
+	headers := map[string]string{"ETag": `"` + v.SHA256 + `"`, "Content-Digest": api.DigestField(sum)}
 	if c.Request.Method == http.MethodHead {
 		for k, x := range headers {
 			c.Header(k, x)
