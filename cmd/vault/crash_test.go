@@ -18,7 +18,6 @@ import (
 
 	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/envelope"
-	"github.com/sharevault/sharevault/internal/recovery"
 	"github.com/sharevault/sharevault/internal/vaultproc"
 )
 
@@ -179,7 +178,7 @@ func TestCrashLoop(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		for i := range perRound {
-			w := &crashWriter{o: newOwnerN(round*perRound + i + 1), sent: map[uint64][]byte{}, acked: map[uint64][]byte{}}
+			w := &crashWriter{o: newOwner(round*perRound + i + 1), sent: map[uint64][]byte{}, acked: map[uint64][]byte{}}
 			all = append(all, w)
 			wg.Add(1)
 			go func() { defer wg.Done(); w.load(t, base, 0, "") }()
@@ -197,15 +196,6 @@ func TestCrashLoop(t *testing.T) {
 	}
 	t.Logf("%d rounds, %d acknowledged writes, all intact", *crashRounds, acks)
 	fmt.Fprintf(os.Stderr, "crash loop: %d rounds, %d acknowledged writes, all intact\n", *crashRounds, acks)
-}
-
-// newOwnerN is an owner for any writer number (newOwner takes one byte).
-func newOwnerN(n int) *owner {
-	s := make([]byte, 32)
-	s[0], s[1], s[2], s[31] = byte(n), byte(n>>8), byte(n>>16), 0xc7
-	id, _ := recovery.NewIdentity(s)
-	root, _ := recovery.DeriveRootKey(s, "", recovery.KDF{})
-	return &owner{id, root}
 }
 
 // listed checks that every acknowledged version is in the vault's listing.

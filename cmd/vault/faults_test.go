@@ -41,7 +41,7 @@ func TestS3Faults(t *testing.T) {
 	base := start(t, "--store", "s3://"+bucket+"/v?endpoint=http://"+proxy.Listen+"&region=us-east-1&path_style=true",
 		"--request-timeout", "3s")
 
-	o := newOwner(t, 7)
+	o := newOwner(7)
 	var acked [][]byte // every envelope the vault answered 201 for
 	etag := ""
 	seq := uint64(0)

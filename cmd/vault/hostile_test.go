@@ -24,8 +24,10 @@ type owner struct {
 	root *recovery.RootKey
 }
 
-func newOwner(t *testing.T, b byte) *owner {
-	s := bytes.Repeat([]byte{b}, 32)
+// newOwner returns the owner numbered n: a secret of its own, so a vault of its own.
+func newOwner(n int) *owner {
+	s := make([]byte, 32)
+	s[0], s[1], s[2], s[31] = byte(n), byte(n>>8), byte(n>>16), 0xc7
 	id, _ := recovery.NewIdentity(s)
 	root, _ := recovery.DeriveRootKey(s, "", recovery.KDF{})
 	return &owner{id, root}
@@ -84,7 +86,7 @@ func send(t *testing.T, req *http.Request) result {
 // succeeds, and the server stays up with the owner's data intact.
 func TestHostileMatrix(t *testing.T) {
 	base := start(t, "--store", t.TempDir(), "--max-body", "4096", "--max-header-bytes", "4096", "--read-header-timeout", "1s")
-	o, thief := newOwner(t, 1), newOwner(t, 2)
+	o, thief := newOwner(1), newOwner(2)
 	key := "victim-key"
 	env1 := o.seal(key, 1)
 	env2 := o.seal(key, 2)
