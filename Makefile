@@ -61,7 +61,8 @@ $(MINIO):
 $(BENCHSTAT):
 	GOBIN=$(dir $@) $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
 
-# The independent Python reader of docs/keys.md and docs/envelope.md against the pinned
-# vectors, and trezor's BIP-39 code for the word vectors (Debian packages).
+# The independent Python reader of docs/keys.md, docs/envelope.md and the request signatures
+# of docs/api.md against the pinned vectors, and trezor's BIP-39 code for the word vectors
+# (Debian packages).
 crosscheck:
 	/usr/bin/python3 docs/reference/check_vectors.py

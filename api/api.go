@@ -4,20 +4,19 @@
 // # Signing
 //
 // Sign adds an RFC 9421 signature over "@method", "@path", "@query" and "content-digest"
-// (RFC 9530), with created, keyid and alg parameters. It builds the signature base by hand,
-// exactly as docs/api.md writes it out, so that an app on another platform can do the same;
-// the vault verifies with github.com/yaronf/httpsign, an independent implementation.
+// (RFC 9530), and over If-Match or If-None-Match when the request carries one, with created,
+// keyid and alg parameters. It builds the signature base by hand, exactly as docs/api.md
+// writes it out, so that an app on another platform can do the same. ParseSignature reads
+// exactly that form and nothing else, so the vault parses no unauthenticated field with a
+// general-purpose library; the tests check Sign's output with github.com/yaronf/httpsign,
+// an independent RFC 9421 implementation.
 package api
 
 import (
-	"bytes"
-	"crypto/ed25519"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
-	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 )
@@ -26,12 +25,6 @@ import (
 //
 //go:embed openapi.yaml
 var OpenAPI []byte
-
-// SignatureLabel is the label of the one signature a request carries.
-const SignatureLabel = "sig1"
-
-// Components are the covered components, in order.
-var Components = []string{"@method", "@path", "@query", "content-digest"}
 
 // ProblemType returns the RFC 9457 type URI of a problem name (docs/api.md, "Errors").
 func ProblemType(name string) string { return "urn:sharevault:problem:" + name }
@@ -108,32 +101,4 @@ func ContentDigest(body []byte) string { return DigestField(sha256.Sum256(body))
 // DigestField returns the Content-Digest field value for a known SHA-256 of the content.
 func DigestField(sum [32]byte) string {
 	return "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
-}
-
-// Signer signs with a vault's Ed25519 key.
-type Signer interface {
-	PublicKey() ed25519.PublicKey
-	Sign(msg []byte) []byte
-}
-
-// Sign sets Content-Digest, Signature-Input and Signature on req, whose body is body
-// (nil for none), created at the given time.
-func Sign(req *http.Request, body []byte, key Signer, created time.Time) {
-	req.Header.Set("Content-Digest", ContentDigest(body))
-	params := fmt.Sprintf(`("@method" "@path" "@query" "content-digest");created=%d;keyid="%s";alg="ed25519"`,
-		created.Unix(), hex.EncodeToString(key.PublicKey()))
-	query := "?" + req.URL.RawQuery
-	path := req.URL.EscapedPath()
-	if path == "" {
-		path = "/"
-	}
-	var base bytes.Buffer // RFC 9421, section 2.5
-	fmt.Fprintf(&base, "\"@method\": %s\n", req.Method)
-	fmt.Fprintf(&base, "\"@path\": %s\n", path)
-	fmt.Fprintf(&base, "\"@query\": %s\n", query)
-	fmt.Fprintf(&base, "\"content-digest\": %s\n", req.Header.Get("Content-Digest"))
-	fmt.Fprintf(&base, "\"@signature-params\": %s", params)
-	sig := key.Sign(base.Bytes())
-	req.Header.Set("Signature-Input", SignatureLabel+"="+params)
-	req.Header.Set("Signature", SignatureLabel+"=:"+base64.StdEncoding.EncodeToString(sig)+":")
 }

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,6 +120,45 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if min, _ := get(kinds["HorizontalPodAutoscaler"], "spec", "minReplicas").(int); min < 2 {
 		t.Error("HPA may scale below 2 replicas")
+	}
+	env := map[string]string{}
+	for _, e := range get(c, "env").([]any) {
+		m := e.(map[string]any)
+		if v, ok := m["value"].(string); ok {
+			env[m["name"].(string)] = v
+		}
+	}
+	checkTrustedProxies(t, "the Deployment", env["VAULT_TRUSTED_PROXIES"])
+	if env["VAULT_METRICS_LISTEN"] == "" || get(dep, "spec", "template", "metadata", "annotations", "prometheus.io/port") != strings.TrimPrefix(env["VAULT_METRICS_LISTEN"], ":") {
+		t.Error("metrics are not on their own listener, or the scrape annotation names another port")
+	}
+	for _, p := range get(kinds["Service"], "spec", "ports").([]any) {
+		if p.(map[string]any)["targetPort"] != "http" {
+			t.Errorf("the Service exposes %v: only the API belongs in it", p)
+		}
+	}
+}
+
+// checkTrustedProxies fails for a trusted range wider than a /24 (IPv4) or /120 (IPv6): any
+// peer inside a trusted range can claim any client address, so only the proxies' own
+// addresses belong there (the Deployment once trusted all of 10.0.0.0/8).
+func checkTrustedProxies(t *testing.T, where, list string) {
+	t.Helper()
+	for _, p := range strings.Split(list, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			continue // one address
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			t.Errorf("%s: trusted proxy %q is not an address or CIDR", where, p)
+			continue
+		}
+		if ones, bits := n.Mask.Size(); bits-ones > 8 {
+			t.Errorf("%s trusts all of %s: name the proxies' own addresses", where, p)
+		}
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 // TestTwoReplicas runs two vault processes, configured with the Deployment's VAULT_*
-// environment (only the listen address and the S3 endpoint changed, to loopback and a
+// environment (only the listen addresses and the S3 endpoint changed, to loopback and a
 // real MinIO), over one bucket. A backup made through one replica restores through the
 // other.
 func TestTwoReplicas(t *testing.T) {
@@ -24,6 +24,7 @@ func TestTwoReplicas(t *testing.T) {
 	env["VAULT_LISTEN"] = "127.0.0.1:0"
 	env["VAULT_STORE"] += "&endpoint=" + m.Endpoint + "&path_style=true"
 	env["VAULT_TRUSTED_PROXIES"] = ""
+	env["VAULT_METRICS_LISTEN"] = "127.0.0.1:0"
 	var vars []string
 	for k, v := range env {
 		vars = append(vars, k+"="+v)

@@ -141,7 +141,8 @@ func (w *crashWriter) load(t *testing.T, base string, seq uint64, etag string) {
 
 func startProcess(t *testing.T, bin, store string) (*exec.Cmd, string) {
 	p, err := vaultproc.Start(bin, nil, nil, "--listen", "127.0.0.1:0", "--store", store, "--retention", "100000",
-		"--rate-ip", "1e9", "--burst-ip", "1000000", "--rate-vault", "1e9", "--burst-vault", "1000000", "--quota-bytes", "1000000000")
+		"--rate-ip", "1e9", "--burst-ip", "1000000", "--rate-vault", "1e9", "--burst-vault", "1000000", "--quota-bytes", "1000000000",
+		"--new-vaults-ip", "1e9", "--inflight-ip", "1000000")
 	if err != nil {
 		t.Fatal(err)
 	}

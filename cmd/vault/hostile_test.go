@@ -53,8 +53,10 @@ func signWith(req *http.Request, o *owner, components []string, created time.Tim
 			fmt.Fprintf(&base, "\"@path\": %s\n", req.URL.EscapedPath())
 		case "@query":
 			fmt.Fprintf(&base, "\"@query\": ?%s\n", req.URL.RawQuery)
-		case "content-digest":
-			fmt.Fprintf(&base, "\"content-digest\": %s\n", req.Header.Get("Content-Digest"))
+		case "@authority":
+			fmt.Fprintf(&base, "\"@authority\": %s\n", req.URL.Host)
+		case "content-digest", "if-match", "if-none-match":
+			fmt.Fprintf(&base, "%q: %s\n", c, req.Header.Get(c))
 		}
 	}
 	params := fmt.Sprintf(`(%s);created=%d;keyid="%s";alg="%s"`, strings.Join(quoted, " "), created.Unix(), hex.EncodeToString(o.id.PublicKey()), alg)
@@ -130,6 +132,29 @@ func TestHostileMatrix(t *testing.T) {
 		}, 404, "not-found"},
 		{"expired created time", forged(all, time.Now().Add(-10*time.Minute), "ed25519"), 401, "unauthorized"},
 		{"future created time", forged(all, time.Now().Add(10*time.Minute), "ed25519"), 401, "unauthorized"},
+		{"created two minutes ahead", forged(all, time.Now().Add(2*time.Minute), "ed25519"), 401, "unauthorized"},
+		{"components reordered", forged([]string{"@path", "@method", "@query", "content-digest"}, time.Now(), "ed25519"), 401, "unauthorized"},
+		{"an extra component", forged([]string{"@method", "@path", "@query", "content-digest", "@authority"}, time.Now(), "ed25519"), 401, "unauthorized"},
+		{"trailer parameter", func() *http.Request {
+			req := forged(all, time.Now(), "ed25519")()
+			req.Header.Set("Signature-Input", strings.Replace(req.Header.Get("Signature-Input"), `"content-digest"`, `"content-digest";tr`, 1))
+			return req
+		}, 401, "unauthorized"},
+		{"precondition not covered", func() *http.Request {
+			fresh := o.seal("fresh-key", 1)
+			req, _ := http.NewRequest("PUT", base+api.KeyPath(o.vault(), "fresh-key"), bytes.NewReader(fresh))
+			req.Header.Set("Content-Digest", api.ContentDigest(fresh))
+			req.Header.Set("If-None-Match", "*")
+			signWith(req, o, all, time.Now(), "ed25519")
+			return req
+		}, 401, "unauthorized"},
+		{"precondition rewritten from If-Match to If-None-Match", func() *http.Request {
+			fresh := o.seal("fresh-key", 1)
+			req := signed("PUT", base+api.KeyPath(o.vault(), "fresh-key"), fresh, "If-Match", `"`+api.ETag(env2)+`"`)
+			req.Header.Del("If-Match")
+			req.Header.Set("If-None-Match", "*")
+			return req
+		}, 401, "unauthorized"},
 		{"content-digest not covered", forged([]string{"@method", "@path", "@query"}, time.Now(), "ed25519"), 401, "unauthorized"},
 		{"path not covered", forged([]string{"@method", "content-digest"}, time.Now(), "ed25519"), 401, "unauthorized"},
 		{"wrong alg", forged(all, time.Now(), "hmac-sha256"), 401, "unauthorized"},
@@ -170,7 +195,7 @@ func TestHostileMatrix(t *testing.T) {
 			return req
 		}, 431, ""},
 		{"no Signature header", func() *http.Request {
-			req := signed("GET", keyURL, nil)
+			req := signed("PUT", keyURL, o.seal(key, 3), "If-Match", `"`+api.ETag(env2)+`"`)
 			req.Header.Del("Signature")
 			return req
 		}, 401, "unauthorized"},

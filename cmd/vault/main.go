@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sharevault/sharevault/internal/blobstore"
 	"github.com/sharevault/sharevault/internal/blobstore/metered"
@@ -51,7 +52,7 @@ func main() {
 
 type options struct {
 	listen, store, tlsCert, tlsKey, proxies string
-	debugListen                             string
+	debugListen, metricsListen              string
 	cfg                                     vault.Config
 	readHeaderTimeout, readTimeout          time.Duration
 	writeTimeout                            time.Duration
@@ -69,9 +70,16 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	str(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	str(&o.proxies, "trusted-proxies", "", "comma-separated addresses or CIDRs whose X-Forwarded-For is believed")
 	str(&o.debugListen, "debug-listen", "", "serve net/http/pprof on this address (keep it on loopback); off if empty")
+	str(&o.metricsListen, "metrics-listen", "", "serve /metrics on this address instead of the API's listener; on the API's if empty")
 	fs.Int64Var(&o.cfg.MaxBody, "max-body", envInt("max-body", 1<<20), "request body limit in bytes")
+	fs.Int64Var(&o.cfg.MemoryBudget, "memory-budget", envInt("memory-budget", 64<<20), "bytes of request bodies in flight, all requests together; past it uploads get 503 at once")
+	fs.IntVar(&o.cfg.InflightIP, "inflight-ip", int(envInt("inflight-ip", 16)), "requests in flight per client address; past it 429 at once")
+	fs.Float64Var(&o.cfg.NewVaultsIP, "new-vaults-ip", envFloat("new-vaults-ip", 10), "new vaults per hour per client address (burst as many)")
+	fs.Int64Var(&o.cfg.StorageBudget, "storage-budget", envInt("storage-budget", 0), "bytes the embedded store may hold before new vaults are refused; 0: no budget")
+	fs.Int64Var(&o.cfg.MinFree, "min-free", envInt("min-free", 1<<30), "free bytes the embedded store's disk keeps before new vaults are refused; negative: no check")
 	fs.IntVar(&o.cfg.Retention, "retention", int(envInt("retention", 10)), "versions kept per key")
-	fs.DurationVar(&o.cfg.Skew, "skew", envDuration("skew", 5*time.Minute), "allowed distance of a signature's created time")
+	fs.DurationVar(&o.cfg.Skew, "skew", envDuration("skew", 5*time.Minute), "how old a signature's created time may be")
+	fs.DurationVar(&o.cfg.FutureSkew, "future-skew", envDuration("future-skew", time.Minute), "how far ahead of the vault's clock a signature's created time may be")
 	fs.Float64Var(&o.cfg.RateIP, "rate-ip", envFloat("rate-ip", 50), "requests per second per client address")
 	fs.IntVar(&o.cfg.BurstIP, "burst-ip", int(envInt("burst-ip", 100)), "burst per client address")
 	fs.Float64Var(&o.cfg.RateVault, "rate-vault", envFloat("rate-vault", 20), "requests per second per vault")
@@ -186,6 +194,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	o.cfg.Logger, o.cfg.Registerer, o.cfg.Gatherer = log, reg, reg
+	o.cfg.NoMetricsRoute = o.metricsListen != ""
+	if c, ok := store.(blobstore.Capacity); ok {
+		o.cfg.Capacity = c
+	} else if o.cfg.StorageBudget > 0 {
+		log.Warn("--storage-budget applies to the embedded store only; on S3 use the bucket's quota")
+	}
 	handler, err := vault.New(ms, o.cfg)
 	if err != nil {
 		return err
@@ -202,6 +216,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		scheme = "https"
 	}
 	fmt.Fprintf(stdout, "sharevault vault %s serving %s://%s from the %s\n", version, scheme, ln.Addr(), desc)
+	if o.metricsListen != "" {
+		mln, err := net.Listen("tcp", o.metricsListen)
+		if err != nil {
+			return err
+		}
+		msrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		log.Info("serving metrics", "address", "http://"+mln.Addr().String()+"/metrics")
+	}
 	if o.debugListen != "" {
 		dbg := &http.Server{Addr: o.debugListen, Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second}
 		go dbg.ListenAndServe()

@@ -92,6 +92,7 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	open := []string{"--rate-ip", "1e9", "--burst-ip", "1000000000", "--rate-vault", "1e9", "--burst-vault", "1000000000",
+		"--new-vaults-ip", "1e9", "--inflight-ip", "1000000", "--memory-budget", "1073741824",
 		"--quota-keys", "100000", "--listen", "127.0.0.1:0"}
 	embedded, err := vaultproc.Start(vaultBin, nil, nil, append(open, "--store", filepath.Join(tmp, "pebble"))...)
 	if err != nil {

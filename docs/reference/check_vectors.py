@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""An independent reader of docs/keys.md and docs/envelope.md, written from those documents only.
+"""An independent reader of docs/keys.md, docs/envelope.md and the request signatures of
+docs/api.md, written from those documents only.
 
-It derives the recovery keys and opens (or rejects) every pinned envelope vector with Python's
-`cryptography` and `argon2-cffi` packages, and exits non-zero on any disagreement:
+It derives the recovery keys, opens (or rejects) every pinned envelope vector, and checks (or
+refuses) every pinned request signature with Python's `cryptography` and `argon2-cffi` packages,
+and exits non-zero on any disagreement:
 
     apt-get install python3-cryptography python3-argon2
     /usr/bin/python3 docs/reference/check_vectors.py      # or: make crosscheck
@@ -10,14 +12,15 @@ It derives the recovery keys and opens (or rejects) every pinned envelope vector
 import base64
 import hashlib
 import json
+import re
 import struct
 import sys
 import unicodedata
 
 from argon2.low_level import Type, hash_secret_raw
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
@@ -124,6 +127,44 @@ def dearmor(text):
     return out
 
 
+# docs/api.md, "Signed requests"
+class SigMalformed(Exception):
+    pass
+
+
+def covered(headers):
+    c = ["@method", "@path", "@query", "content-digest"]
+    return c + [f for f in ("if-match", "if-none-match") if f in headers]
+
+
+def check_signature(secret, v):
+    """Returns "ok", or raises SigMalformed, or returns "invalid"."""
+    h = v["headers"]
+    comps = covered(h)
+    m = re.fullmatch(r'sig1=\(([^)]*)\);created=([1-9][0-9]*);keyid="([0-9a-f]{64})";alg="ed25519"', v["signature_input"])
+    if not m or m.group(1) != " ".join('"%s"' % c for c in comps):
+        raise SigMalformed()
+    m2 = re.fullmatch(r"sig1=:([A-Za-z0-9+/=]+):", v["signature"])
+    if not m2:
+        raise SigMalformed()
+    try:
+        sig = base64.b64decode(m2.group(1), validate=True)
+    except ValueError:
+        raise SigMalformed()
+    if len(sig) != 64 or base64.b64encode(sig).decode() != m2.group(1):
+        raise SigMalformed()
+    values = {"@method": v["method"], "@path": v["path"] or "/", "@query": "?" + v["query"]}
+    lines = ['"%s": %s' % (c, values[c] if c in values else h[c].strip()) for c in comps]
+    lines.append('"@signature-params": ' + v["signature_input"][len("sig1="):])
+    base = "\n".join(lines).encode()
+    pub = Ed25519PublicKey.from_public_bytes(bytes.fromhex(m.group(3)))
+    try:
+        pub.verify(sig, base)
+    except InvalidSignature:
+        return "invalid", base
+    return "ok", base
+
+
 def main():
     failures = 0
     keys = json.load(open("internal/recovery/testdata/keys-v1.json"))["vectors"]
@@ -153,7 +194,24 @@ def main():
         if got != v["expect"]:
             failures += 1
             print("FAIL", v["name"], "got", got, "want", v["expect"])
-    total = len(keys) + len(envs)
+    sigs = json.load(open("api/testdata/signatures-v1.json"))["vectors"]
+    for v in sigs:
+        secret = bytes.fromhex(v["secret"])
+        try:
+            got, base = check_signature(secret, v)
+        except SigMalformed:
+            got, base = "malformed", None
+        if got == "ok":
+            seed = hkdf(secret, b"", "sharevault v1 vault signing key", 32)
+            mine = base64.b64encode(Ed25519PrivateKey.from_private_bytes(seed).sign(base)).decode()
+            if base.decode() != v["signature_base"] or "sig1=:" + mine + ":" != v["signature"]:
+                got = "different base or signature"
+            if v["headers"]["content-digest"] != "sha-256=:" + base64.b64encode(hashlib.sha256(bytes.fromhex(v["body"])).digest()).decode() + ":":
+                got = "wrong content-digest"
+        if got != v["expect"]:
+            failures += 1
+            print("FAIL signature", v["name"], "got", got, "want", v["expect"])
+    total = len(keys) + len(envs) + len(sigs)
     print(f"{total - failures} passed, {failures} failed")
     sys.exit(1 if failures else 0)
 

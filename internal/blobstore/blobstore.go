@@ -64,6 +64,14 @@ type Condition struct {
 	IfMatch string
 }
 
+// Capacity is implemented by stores that can say how much room they take: used is the bytes
+// the store holds on disk, free the bytes still available to it on that disk. A store
+// whose room is managed elsewhere (S3: bucket quotas, the provider's limits) does not
+// implement it.
+type Capacity interface {
+	Capacity(ctx context.Context) (used, free int64, err error)
+}
+
 // Store keeps blobs. Its methods are safe for concurrent use.
 type Store interface {
 	// Put stores exactly size bytes read from r under name, if cond holds. It is atomic:

@@ -2,6 +2,7 @@
 //
 //	internal/recovery/testdata/keys-v1.json
 //	internal/envelope/testdata/v1/vectors.json
+//	api/testdata/signatures-v1.json (docs/api.md, "Signed requests")
 //
 // It was run once, from the repository root, and refuses to overwrite a file: pinned
 // vectors are never regenerated. A format change is a new version with new files.
@@ -12,10 +13,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/envelope"
 	"github.com/sharevault/sharevault/internal/recovery"
 )
@@ -31,7 +36,10 @@ func run() error {
 	if err := writeNew("internal/recovery/testdata/keys-v1.json", keyVectors); err != nil {
 		return err
 	}
-	return writeNew("internal/envelope/testdata/v1/vectors.json", envelopeVectors)
+	if err := writeNew("internal/envelope/testdata/v1/vectors.json", envelopeVectors); err != nil {
+		return err
+	}
+	return writeNew("api/testdata/signatures-v1.json", signatureVectors)
 }
 
 // writeNew writes the output of gen to path, only if path does not exist yet.
@@ -207,6 +215,106 @@ func envelopeVectors() (any, error) {
 		{"armor: missing END", s16, "", "", armored[:len(armored)-32], "armor", ""},
 		{"armor: text before BEGIN", s16, "", "", "hello\n" + armored, "armor", ""},
 	}}, nil
+}
+
+type signatureVector struct {
+	Name           string            `json:"name"`
+	Secret         string            `json:"secret"`
+	Method         string            `json:"method"`
+	Path           string            `json:"path"`
+	Query          string            `json:"query"`
+	Headers        map[string]string `json:"headers"`
+	Body           string            `json:"body"`
+	SignatureInput string            `json:"signature_input"`
+	Signature      string            `json:"signature"`
+	SignatureBase  string            `json:"signature_base,omitempty"`
+	Expect         string            `json:"expect"` // ok, malformed (refused by the parser), invalid (does not verify)
+}
+
+// signatureVectors signs requests of every shape with the identity of secret32 at a fixed
+// created time, then alters copies of them into requests the vault must refuse.
+func signatureVectors() (any, error) {
+	id, err := recovery.NewIdentity(secret32)
+	if err != nil {
+		return nil, err
+	}
+	vault := id.VaultID().String()
+	created := time.Unix(1764000000, 0)
+	etag := api.ETag([]byte("the previous envelope"))
+	sign := func(name, method, path, query string, body []byte, hdr ...string) signatureVector {
+		u := "http://127.0.0.1" + path
+		if query != "" {
+			u += "?" + query
+		}
+		req, err := http.NewRequest(method, u, bytes.NewReader(body))
+		if err != nil {
+			panic(err)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		api.Sign(req, body, id, created)
+		v := signatureVector{Name: name, Secret: hex.EncodeToString(secret32), Method: method, Path: path, Query: query,
+			Headers: map[string]string{}, Body: hex.EncodeToString(body), Expect: "ok",
+			SignatureInput: req.Header.Get("Signature-Input"), Signature: req.Header.Get("Signature")}
+		for _, c := range api.CoveredComponents(req.Header) {
+			if c[0] != '@' {
+				v.Headers[c] = req.Header.Get(c)
+			}
+		}
+		base, err := api.SignatureBase(req)
+		if err != nil {
+			panic(err)
+		}
+		v.SignatureBase = string(base)
+		return v
+	}
+	get := sign("GET the latest version", "GET", api.KeyPath(vault, "key-1"), "", nil)
+	create := sign("PUT a key's first version (If-None-Match)", "PUT", api.KeyPath(vault, "key-1"), "", []byte("envelope bytes"), "If-None-Match", "*")
+	replace := sign("PUT a new version (If-Match)", "PUT", api.KeyPath(vault, "key-1"), "", []byte("envelope bytes 2"), "If-Match", `"`+etag+`"`)
+	out := []signatureVector{get, create, replace,
+		sign("DELETE a version", "DELETE", api.VersionPath(vault, "key-1", 7), "", nil),
+		sign("GET with a query", "GET", api.KeysPath(vault), "a=1&b=two", nil),
+	}
+	bad := func(name, expect string, v signatureVector, change func(v *signatureVector)) {
+		v.Name, v.Expect, v.SignatureBase = name, expect, ""
+		v.Headers = maps.Clone(v.Headers)
+		change(&v)
+		out = append(out, v)
+	}
+	in := func(old, new string) func(v *signatureVector) {
+		return func(v *signatureVector) {
+			if !strings.Contains(v.SignatureInput, old) {
+				panic(old)
+			}
+			v.SignatureInput = strings.Replace(v.SignatureInput, old, new, 1)
+		}
+	}
+	bad("components reordered", "malformed", get, in(`"@method" "@path"`, `"@path" "@method"`))
+	bad("an extra component", "malformed", get, in(`"content-digest"`, `"content-digest" "host"`))
+	bad("trailer parameter on a component", "malformed", get, in(`"content-digest"`, `"content-digest";tr`))
+	bad("precondition not covered", "malformed", replace, in(` "if-match"`, ""))
+	bad("parameters in another order", "malformed", get, in(`;keyid=`, `;alg="ed25519";keyid=`))
+	bad("an extra parameter", "malformed", get, in(`alg="ed25519"`, `alg="ed25519";nonce="x"`))
+	bad("keyid in upper case", "malformed", get, in(`keyid="`, `keyid="`+strings.ToUpper(hex.EncodeToString(id.PublicKey())[:2])+`x`))
+	bad("a second signature", "malformed", get, in(`alg="ed25519"`, `alg="ed25519", sig2=("@method");created=1764000000`))
+	bad("precondition rewritten from If-Match to If-None-Match", "malformed", replace, func(v *signatureVector) {
+		delete(v.Headers, "if-match")
+		v.Headers["if-none-match"] = "*"
+	})
+	bad("precondition rewritten, coverage renamed", "invalid", replace, func(v *signatureVector) {
+		delete(v.Headers, "if-match")
+		v.Headers["if-none-match"] = "*"
+		in(`"if-match"`, `"if-none-match"`)(v)
+	})
+	bad("another ETag in If-Match", "invalid", replace, func(v *signatureVector) { v.Headers["if-match"] = `"` + strings.Repeat("0", 64) + `"` })
+	bad("another method", "invalid", get, func(v *signatureVector) { v.Method = "DELETE" })
+	bad("another path", "invalid", get, func(v *signatureVector) { v.Path = api.KeyPath(vault, "key-2") })
+	bad("another body digest", "invalid", create, func(v *signatureVector) { v.Headers["content-digest"] = api.ContentDigest([]byte("other")) })
+	bad("created changed", "invalid", get, in("created=1764000000", "created=1764000001"))
+	return struct {
+		Vectors []signatureVector `json:"vectors"`
+	}{out}, nil
 }
 
 func mustHex(s string) []byte {

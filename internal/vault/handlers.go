@@ -82,7 +82,7 @@ func (s *Server) putVersion(c *gin.Context) {
 	}
 	sum := sha256.Sum256(body)
 	v := version{Seq: h.Sequence, Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]), Created: time.Now().UTC().Truncate(time.Second)}
-	if err := s.upload(c.Request.Context(), vault, key, body, v, pre); err != nil {
+	if err := s.upload(c.Request.Context(), vault, key, body, v, pre, clientKey(c)); err != nil {
 		c.Error(err)
 		return
 	}
@@ -112,7 +112,7 @@ func (s *Server) keyOf(c *gin.Context) (recovery.VaultID, string, *keyState, boo
 		return vault, key, nil, false
 	}
 	k := m.Keys[key]
-	if k == nil {
+	if !k.live() {
 		c.Error(errNotFound)
 		return vault, key, nil, false
 	}
@@ -164,12 +164,15 @@ func (s *Server) listKeys(c *gin.Context) {
 		c.Error(err)
 		return
 	}
-	if etag == "" || len(m.Keys) == 0 { // a vault whose every version was deleted is absent
+	if etag == "" || m.liveKeys() == 0 { // a vault whose every version was deleted is absent
 		c.Error(errNotFound)
 		return
 	}
 	out := api.KeyList{VaultID: vault.String(), Keys: []api.KeyEntry{}}
 	for id, k := range m.Keys {
+		if !k.live() {
+			continue
+		}
 		e := api.KeyEntry{KeyID: id, LatestSequence: k.latest().Seq, ETag: k.latest().SHA256, Versions: len(k.Versions)}
 		for _, v := range k.Versions {
 			e.Bytes += v.Size

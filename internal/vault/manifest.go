@@ -6,7 +6,6 @@ package vault
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,9 +30,14 @@ type manifest struct {
 	Keys   map[string]*keyState `json:"keys"`
 }
 
+// keyState is a key's versions and highest sequence. A key whose every version was deleted
+// stays as a tombstone (no versions, Deleted set) so that its highest sequence still holds:
+// a captured old upload cannot bring it back. At most QuotaKeys tombstones are kept; the
+// oldest is forgotten past that.
 type keyState struct {
-	High     uint64    `json:"high"`     // highest sequence ever stored (anti-rollback)
-	Versions []version `json:"versions"` // oldest first; never empty
+	High     uint64    `json:"high"`             // highest sequence ever stored (anti-rollback)
+	Versions []version `json:"versions"`         // oldest first; empty only in a tombstone
+	Deleted  time.Time `json:"deleted,omitzero"` // when a tombstone's last version went
 }
 
 type version struct {
@@ -44,6 +48,20 @@ type version struct {
 }
 
 func (k *keyState) latest() *version { return &k.Versions[len(k.Versions)-1] }
+
+// live says whether k has a version to serve (it is not nil and not a tombstone).
+func (k *keyState) live() bool { return k != nil && len(k.Versions) > 0 }
+
+// liveKeys counts the keys of m that are not tombstones.
+func (m *manifest) liveKeys() int {
+	n := 0
+	for _, k := range m.Keys {
+		if k.live() {
+			n++
+		}
+	}
+	return n
+}
 
 func (k *keyState) find(seq uint64) (int, *version) {
 	for i := range k.Versions {
@@ -106,11 +124,11 @@ type precondition struct {
 func (s *Server) checkUpload(m *manifest, key string, v version, pre precondition) ([]version, error) {
 	k := m.Keys[key]
 	switch {
-	case pre.create && k != nil, !pre.create && (k == nil || k.latest().SHA256 != pre.etag):
+	case pre.create && k.live(), !pre.create && (!k.live() || k.latest().SHA256 != pre.etag):
 		return nil, errPrecondition
 	case k != nil && v.Seq <= k.High:
 		return nil, newProblem(http.StatusConflict, "conflict", "sequence %d is not above %d, the key's highest", v.Seq, k.High)
-	case k == nil && len(m.Keys) >= s.cfg.QuotaKeys:
+	case !k.live() && m.liveKeys() >= s.cfg.QuotaKeys:
 		return nil, newProblem(http.StatusForbidden, "quota-exceeded", "the vault holds its maximum of %d keys", s.cfg.QuotaKeys)
 	}
 	var dropped []version
@@ -132,15 +150,6 @@ func (s *Server) checkUpload(m *manifest, key string, v version, pre preconditio
 	return dropped, nil
 }
 
-// lockVault serializes the changes to one vault within this process, so concurrent
-// requests queue instead of racing the compare-and-swap; across replicas the CAS alone
-// keeps every update.
-func (s *Server) lockVault(vault recovery.VaultID) func() {
-	mu := &s.vaultLocks[binary.BigEndian.Uint64(vault[:8])%uint64(len(s.vaultLocks))]
-	mu.Lock()
-	return mu.Unlock
-}
-
 // casBackoff waits before another compare-and-swap attempt: a few milliseconds, jittered,
 // growing with the attempt, so racing replicas spread out.
 func casBackoff(ctx context.Context, attempt int) error {
@@ -155,10 +164,15 @@ func casBackoff(ctx context.Context, attempt int) error {
 
 // changeManifest applies change to the vault's manifest and saves it with a
 // compare-and-swap; on a conflict with another change to the vault it reads the manifest
-// again and applies change again, so change must decide from m alone. change returns the
-// blobs the saved manifest no longer names, deleted once it is saved.
-func (s *Server) changeManifest(ctx context.Context, vault recovery.VaultID, change func(m *manifest) (unnamed []string, err error)) error {
-	defer s.lockVault(vault)()
+// again and applies change again, so change must decide from m (and exists: whether the
+// vault has a manifest yet) alone. change returns the blobs the saved manifest no longer
+// names, deleted once it is saved. It waits for the vault's lock no longer than ctx lasts.
+func (s *Server) changeManifest(ctx context.Context, vault recovery.VaultID, change func(m *manifest, exists bool) (unnamed []string, err error)) error {
+	unlock, err := s.locks.lock(ctx, vault)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	for attempt := range maxCASAttempts {
 		if attempt > 0 {
 			if err := casBackoff(ctx, attempt); err != nil {
@@ -169,7 +183,7 @@ func (s *Server) changeManifest(ctx context.Context, vault recovery.VaultID, cha
 		if err != nil {
 			return err
 		}
-		unnamed, err := change(m)
+		unnamed, err := change(m, etag != "")
 		if err != nil {
 			return err
 		}
@@ -187,14 +201,21 @@ func (s *Server) changeManifest(ctx context.Context, vault recovery.VaultID, cha
 	return errBusy
 }
 
-// upload stores env as a new version of key: the checks against the manifest, the
-// version blob (create-only, content-addressed, written once), then the manifest.
-func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string, env []byte, v version, pre precondition) error {
-	written := false
-	return s.changeManifest(ctx, vault, func(m *manifest) ([]string, error) {
+// upload stores env as a new version of key: the checks against the manifest (and, for a
+// vault's first upload, the admission of a new vault from client), the version blob
+// (create-only, content-addressed, written once), then the manifest.
+func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string, env []byte, v version, pre precondition, client string) error {
+	written, admitted, created := false, false, false
+	err := s.changeManifest(ctx, vault, func(m *manifest, exists bool) ([]string, error) {
 		dropped, err := s.checkUpload(m, key, v, pre)
 		if err != nil {
 			return nil, err
+		}
+		if created = !exists; created && !admitted {
+			if err := s.admitVault(client); err != nil {
+				return nil, err
+			}
+			admitted = true
 		}
 		if !written {
 			_, err := s.store.Put(ctx, versionName(vault, key, &v), bytes.NewReader(env), int64(len(env)), blobstore.Condition{IfNoneMatch: true})
@@ -213,17 +234,21 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 			unnamed = append(unnamed, versionName(vault, key, &d))
 		}
 		k.Versions = append(k.Versions[len(dropped):], v)
-		k.High = v.Seq
+		k.High, k.Deleted = v.Seq, time.Time{}
 		return unnamed, nil
 	})
+	if err == nil && created {
+		s.metrics.vaultsCreated.Inc()
+	}
+	return err
 }
 
 // remove deletes version seq of key from the manifest, then its blob. A key whose last
-// version goes is removed.
+// version goes becomes a tombstone.
 func (s *Server) remove(ctx context.Context, vault recovery.VaultID, key string, seq uint64) error {
-	return s.changeManifest(ctx, vault, func(m *manifest) ([]string, error) {
+	return s.changeManifest(ctx, vault, func(m *manifest, _ bool) ([]string, error) {
 		k := m.Keys[key]
-		if k == nil {
+		if !k.live() {
 			return nil, errNotFound
 		}
 		i, v := k.find(seq)
@@ -233,10 +258,28 @@ func (s *Server) remove(ctx context.Context, vault recovery.VaultID, key string,
 		name := versionName(vault, key, v)
 		k.Versions = slices.Delete(k.Versions, i, i+1)
 		if len(k.Versions) == 0 {
-			delete(m.Keys, key)
+			k.Deleted = time.Now().UTC().Truncate(time.Second)
+			s.forgetOldTombstones(m)
 		}
 		return []string{name}, nil
 	})
+}
+
+// forgetOldTombstones keeps the QuotaKeys newest tombstones of m.
+func (s *Server) forgetOldTombstones(m *manifest) {
+	var ids []string
+	for id, k := range m.Keys {
+		if !k.live() {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) <= s.cfg.QuotaKeys {
+		return
+	}
+	slices.SortFunc(ids, func(a, b string) int { return m.Keys[a].Deleted.Compare(m.Keys[b].Deleted) })
+	for _, id := range ids[:len(ids)-s.cfg.QuotaKeys] {
+		delete(m.Keys, id)
+	}
 }
 
 // deleteBlob removes a blob the manifest no longer names. A failure leaves an unnamed

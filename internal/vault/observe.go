@@ -12,10 +12,17 @@ import (
 )
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	bytesIn  prometheus.Counter
-	bytesOut prometheus.Counter
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	bytesIn       prometheus.Counter
+	bytesOut      prometheus.Counter
+	refused       *prometheus.CounterVec // requests refused at once, by the limit that refused them
+	bodyBytes     prometheus.Gauge       // bytes of the memory budget held by bodies in flight
+	vaultsCreated prometheus.Counter
+	refusedVaults *prometheus.CounterVec // new vaults refused, by reason
+	storeUsed     prometheus.Gauge
+	storeFree     prometheus.Gauge
+	budget        prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,8 +36,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "method"}),
 		bytesIn:  prometheus.NewCounter(prometheus.CounterOpts{Name: "sharevault_http_request_bytes_total", Help: "Request body bytes read."}),
 		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "sharevault_http_response_bytes_total", Help: "Response body bytes written."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sharevault_requests_refused_total", Help: "Requests refused at once by a limit: memory (the body budget) or inflight (per address).",
+		}, []string{"limit"}),
+		bodyBytes:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "sharevault_body_budget_used_bytes", Help: "Bytes of the memory budget held by request bodies in flight."}),
+		vaultsCreated: prometheus.NewCounter(prometheus.CounterOpts{Name: "sharevault_vaults_created_total", Help: "Vaults created (first upload to a new vault)."}),
+		refusedVaults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sharevault_vaults_refused_total", Help: "New vaults refused: rate (per address), budget (storage budget spent) or disk (free space low).",
+		}, []string{"reason"}),
+		storeUsed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sharevault_store_used_bytes", Help: "Bytes the store holds, as last probed (embedded store only)."}),
+		storeFree: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sharevault_store_free_bytes", Help: "Free bytes on the store's disk, as last probed (embedded store only)."}),
+		budget:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "sharevault_storage_budget_bytes", Help: "The storage budget (0: none)."}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytesIn, m.bytesOut} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytesIn, m.bytesOut, m.refused, m.bodyBytes,
+		m.vaultsCreated, m.refusedVaults, m.storeUsed, m.storeFree, m.budget} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -37,6 +37,8 @@ var (
 	errStoreDown      = &problem{status: http.StatusServiceUnavailable, name: "unavailable", detail: "storage is unavailable; retry", retryAfter: 5}
 	errInternal       = &problem{status: http.StatusInternalServerError, name: "internal", detail: "internal error"}
 	errDigestMismatch = &problem{status: http.StatusBadRequest, name: "bad-request", detail: "the body does not match its Content-Digest"}
+	errMemory         = &problem{status: http.StatusServiceUnavailable, name: "unavailable", detail: "the vault is at its memory budget for uploads in flight; retry", retryAfter: 1}
+	errStorageFull    = &problem{status: http.StatusInsufficientStorage, name: "storage-full", detail: "the vault's storage is full: no new vaults are accepted; existing vaults keep working"}
 )
 
 // problems is the one place errors become responses. Handlers call c.Error and return;
@@ -52,6 +54,7 @@ func (s *Server) problems(c *gin.Context) {
 	case errors.As(err, &p):
 	case errors.Is(err, blobstore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		s.log.Warn("store unavailable", "request_id", c.GetString(ctxRequestID), "error", err)
+		s.probe.failed(err)
 		p = errStoreDown
 	default:
 		s.log.Error("internal error", "request_id", c.GetString(ctxRequestID), "error", err)

@@ -7,8 +7,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -17,24 +17,33 @@ import (
 
 	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/blobstore"
+	"github.com/sharevault/sharevault/internal/recovery"
 )
 
 // Config holds the server's limits. Zero fields take the defaults of docs/api.md.
 type Config struct {
-	MaxBody        int64         // request body limit in bytes (1 MiB)
-	Retention      int           // versions kept per key (10)
-	Skew           time.Duration // allowed distance of a signature's created time (5m)
-	RateIP         float64       // requests per second per client address (50)
-	BurstIP        int           // (100)
-	RateVault      float64       // requests per second per vault (20)
-	BurstVault     int           // (40)
-	QuotaKeys      int           // keys per vault (100)
-	QuotaBytes     int64         // stored bytes per vault (64 MiB)
-	TrustedProxies []string      // addresses whose X-Forwarded-For is believed; none by default
-	RequestTimeout time.Duration // deadline for a request's store calls (20s): a hung store gives 503
-	Logger         *slog.Logger  // access and error logs (slog.Default())
+	MaxBody        int64              // request body limit in bytes (1 MiB)
+	MemoryBudget   int64              // bytes of request bodies in flight, all requests together (64 MiB)
+	Retention      int                // versions kept per key (10)
+	Skew           time.Duration      // how old a signature's created time may be (5m)
+	FutureSkew     time.Duration      // how far ahead of the vault's clock created may be (60s)
+	RateIP         float64            // requests per second per client address (50)
+	BurstIP        int                // (100)
+	InflightIP     int                // requests in flight per client address (16)
+	RateVault      float64            // requests per second per vault (20)
+	BurstVault     int                // (40)
+	NewVaultsIP    float64            // new vaults per hour per client address (10; burst as many)
+	QuotaKeys      int                // keys per vault (100)
+	QuotaBytes     int64              // stored bytes per vault (64 MiB)
+	StorageBudget  int64              // bytes the store may hold before new vaults are refused (0: no budget)
+	MinFree        int64              // free bytes the store's disk keeps before new vaults are refused (1 GiB; <0: no check)
+	Capacity       blobstore.Capacity // how much the store holds and has left; nil: budgets are not checked
+	TrustedProxies []string           // addresses whose X-Forwarded-For is believed; none by default
+	RequestTimeout time.Duration      // deadline for a request's store calls (20s): a hung store gives 503
+	Logger         *slog.Logger       // access and error logs (slog.Default())
 	Registerer     prometheus.Registerer
 	Gatherer       prometheus.Gatherer // served at /metrics
+	NoMetricsRoute bool                // /metrics is served elsewhere (its own listener), not here
 }
 
 func (c *Config) setDefaults() {
@@ -44,17 +53,25 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.MaxBody, 1<<20)
+	def(&c.MemoryBudget, 64<<20)
 	def(&c.QuotaBytes, 64<<20)
+	def(&c.MinFree, 1<<30)
 	for _, p := range []struct {
 		v *int
 		d int
-	}{{&c.Retention, 10}, {&c.BurstIP, 100}, {&c.BurstVault, 40}, {&c.QuotaKeys, 100}} {
+	}{{&c.Retention, 10}, {&c.BurstIP, 100}, {&c.InflightIP, 16}, {&c.BurstVault, 40}, {&c.QuotaKeys, 100}} {
 		if *p.v == 0 {
 			*p.v = p.d
 		}
 	}
 	if c.Skew == 0 {
 		c.Skew = 5 * time.Minute
+	}
+	if c.FutureSkew == 0 {
+		c.FutureSkew = time.Minute
+	}
+	if c.NewVaultsIP == 0 {
+		c.NewVaultsIP = 10
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 20 * time.Second
@@ -76,42 +93,59 @@ func (c *Config) setDefaults() {
 
 // Server serves the API from a store: the one interface its handlers use.
 type Server struct {
-	store      blobstore.Store
-	cfg        Config
-	log        *slog.Logger
-	ipLimit    *limiter
-	vaultLimit *limiter
-	metrics    *metrics
-	vaultLocks [256]sync.Mutex
+	store       blobstore.Store
+	cfg         Config
+	log         *slog.Logger
+	ipLimit     *limiter
+	vaultLimit  *limiter
+	createLimit *limiter
+	inflight    *inflight
+	bodies      *budget // bytes of request bodies in flight
+	metrics     *metrics
+	locks       vaultLocks
+	probe       storeProbe
 }
 
 // New builds the HTTP handler: gin with explicit middleware, and the routes of docs/api.md.
 func New(store blobstore.Store, cfg Config) (http.Handler, error) {
 	cfg.setDefaults()
-	if cfg.Retention < 1 || cfg.MaxBody < 1 {
-		return nil, errors.New("vault: retention and body limit must be positive")
+	if cfg.Retention < 1 || cfg.MaxBody < 1 || cfg.InflightIP < 1 {
+		return nil, errors.New("vault: retention, body limit and requests in flight must be positive")
+	}
+	if cfg.MemoryBudget < cfg.MaxBody+1 {
+		return nil, errors.New("vault: the memory budget must hold at least one body of the largest size")
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{store: store, cfg: cfg, log: cfg.Logger, metrics: m,
-		ipLimit: newLimiter(cfg.RateIP, cfg.BurstIP), vaultLimit: newLimiter(cfg.RateVault, cfg.BurstVault)}
+		ipLimit: newLimiter(cfg.RateIP, cfg.BurstIP), vaultLimit: newLimiter(cfg.RateVault, cfg.BurstVault),
+		createLimit: newLimiter(cfg.NewVaultsIP/3600, int(math.Ceil(cfg.NewVaultsIP))),
+		inflight:    &inflight{n: map[string]int{}}, bodies: &budget{max: cfg.MemoryBudget}}
+	s.locks.m = map[recovery.VaultID]*vaultLock{}
+	m.budget.Set(float64(cfg.StorageBudget))
 
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	if err := r.SetTrustedProxies(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
-	r.Use(s.requestID, s.accessLog, s.measure, gin.CustomRecovery(s.panicked), s.problems)
+	// Only X-Forwarded-For, and only from a trusted proxy: gin takes its rightmost address
+	// that is not a trusted proxy. (gin's default also believes X-Real-IP.)
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	// Every request, signed or not, is limited by its client address before anything else.
+	r.Use(s.requestID, s.accessLog, s.measure, gin.CustomRecovery(s.panicked), s.problems, s.bound, s.limitIP, s.limitInflight)
 	r.NoRoute(func(c *gin.Context) { c.Error(errNotFound) })
 
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	r.GET("/readyz", s.ready)
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	if !cfg.NoMetricsRoute {
+		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	}
 	r.GET("/v1/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", api.OpenAPI) })
 
-	v := r.Group("/v1/vaults/:vault", s.limitIP, s.deadline, s.authenticate, s.limitVault)
+	v := r.Group("/v1/vaults/:vault", s.deadline, s.authenticate, s.limitVault, s.readBody)
 	v.GET("/keys", s.listKeys)
 	v.PUT("/keys/:key", s.putVersion)
 	v.GET("/keys/:key", s.getLatest)
@@ -131,12 +165,16 @@ func (s *Server) deadline(c *gin.Context) {
 	c.Next()
 }
 
-// ready answers 200 when the store answers a listing within two seconds.
+// bound caps what any request can make the server read from its body at MaxBody+1
+// bytes, before any handler sees it; past that the connection is closed.
+func (s *Server) bound(c *gin.Context) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBody+1)
+	c.Next()
+}
+
+// ready answers 200 when the store answered its last probe (at most a second old).
 func (s *Server) ready(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
-	defer cancel()
-	if _, _, err := s.store.List(ctx, "readyz/", "", 1); err != nil {
-		s.log.Warn("not ready", "error", err)
+	if st := s.probe.get(s); st.err != nil {
 		c.String(http.StatusServiceUnavailable, "store unavailable\n")
 		return
 	}

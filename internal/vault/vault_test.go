@@ -248,6 +248,16 @@ func TestCycle(t *testing.T) {
 			if err != nil || len(page) != 0 {
 				t.Errorf("blobs left after deleting every version: %v %v", page, err)
 			}
+
+			// The deleted key's highest sequence outlives it (a tombstone).
+			want(t, "list after all deleted", tt.do(u, "GET", api.KeysPath(u.vault()), nil), 404, "not-found")
+			want(t, "replayed first PUT after the key was deleted", tt.do(u, "PUT", p, v1, "If-None-Match", "*"), 409, "conflict")
+			want(t, "a sequence below the deleted key's highest", tt.do(u, "PUT", p, u.seal(t, key, 2, "old"), "If-None-Match", "*"), 409, "conflict")
+			v3 := u.seal(t, key, 3, "share backup, epoch 2")
+			want(t, "a new first version above the highest", tt.do(u, "PUT", p, v3, "If-None-Match", "*"), 201, "")
+			if r := tt.do(u, "GET", p, nil); !bytes.Equal(r.body, v3) {
+				t.Fatalf("latest after the key came back: %d", r.status)
+			}
 		})
 	}
 }

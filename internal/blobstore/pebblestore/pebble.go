@@ -37,12 +37,16 @@ const (
 
 // Store is a blobstore.Store on Pebble.
 type Store struct {
+	dir   string
 	db    *pebble.DB
 	seed  maphash.Seed
 	locks [256]sync.Mutex
 }
 
-var _ blobstore.Store = (*Store)(nil)
+var (
+	_ blobstore.Store    = (*Store)(nil)
+	_ blobstore.Capacity = (*Store)(nil)
+)
 
 // Open opens or creates the store in dir (created 0700). A directory in use by another
 // process, or a store Pebble cannot read, is an error; Open never panics.
@@ -68,7 +72,7 @@ func Open(dir string) (s *Store, err error) {
 		}
 		return nil, fmt.Errorf("pebblestore: cannot open %s: %w", dir, err)
 	}
-	return &Store{db: db, seed: maphash.MakeSeed()}, nil
+	return &Store{dir: dir, db: db, seed: maphash.MakeSeed()}, nil
 }
 
 // logger sends Pebble's errors to slog and drops its chatter. Fatalf panics rather than
@@ -249,4 +253,14 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 }
 
 // Close implements blobstore.Store.
+// Capacity returns Pebble's disk space usage and the space left on the directory's
+// file system for an unprivileged writer.
+func (s *Store) Capacity(ctx context.Context) (used, free int64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("pebblestore: %w", err)
+	}
+	return int64(s.db.Metrics().DiskSpaceUsage()), int64(st.Bavail) * st.Bsize, nil
+}
+
 func (s *Store) Close() error { return s.db.Close() }

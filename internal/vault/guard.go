@@ -1,0 +1,198 @@
+package vault
+
+// What keeps one client from taking what others need (docs/api.md, "Limits"): a budget of
+// bytes for request bodies in flight, a count of requests in flight per client address,
+// locks per vault that give up when the request's deadline ends, the admission of new
+// vaults (per address, and against the store's budget), and a store probe shared by
+// /readyz and that admission so that neither costs a store call per request.
+
+import (
+	"context"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/sharevault/sharevault/internal/recovery"
+)
+
+// budget is a semaphore counted in bytes that never waits: a request takes its share at
+// once or is refused.
+type budget struct {
+	mu        sync.Mutex
+	max, used int64
+}
+
+func (b *budget) TryAcquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.max {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *budget) Release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
+// clientKey is the address limits are kept by: the client's IPv4 address, or the /64 of
+// its IPv6 address (one host is commonly given a whole /64).
+func clientKey(c *gin.Context) string {
+	ip := net.ParseIP(c.ClientIP())
+	if ip == nil {
+		return c.ClientIP()
+	}
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// inflight counts the requests in flight per client address; an address's entry lives
+// only while it has one, so the map is no larger than the requests being served.
+type inflight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *Server) limitInflight(c *gin.Context) {
+	key := clientKey(c)
+	f := s.inflight
+	f.mu.Lock()
+	if f.n[key] >= s.cfg.InflightIP {
+		f.mu.Unlock()
+		s.metrics.refused.WithLabelValues("inflight").Inc()
+		p := newProblem(http.StatusTooManyRequests, "rate-limited", "too many requests in flight from this address; retry after 1s")
+		p.retryAfter = 1
+		abort(c, p)
+		return
+	}
+	f.n[key]++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		if f.n[key]--; f.n[key] == 0 {
+			delete(f.n, key)
+		}
+		f.mu.Unlock()
+	}()
+	c.Next()
+}
+
+// vaultLocks serializes the changes to each vault within this process, so concurrent
+// requests queue instead of racing the compare-and-swap (across replicas the CAS alone
+// keeps every update). One lock a vault, so no vault waits behind another; a waiter gives
+// up when its request's context ends.
+type vaultLocks struct {
+	mu sync.Mutex
+	m  map[recovery.VaultID]*vaultLock
+}
+
+type vaultLock struct {
+	ch   chan struct{} // holds a token while locked
+	refs int           // holders and waiters; the entry goes when none is left
+}
+
+func (l *vaultLocks) lock(ctx context.Context, vault recovery.VaultID) (unlock func(), err error) {
+	l.mu.Lock()
+	vl := l.m[vault]
+	if vl == nil {
+		vl = &vaultLock{ch: make(chan struct{}, 1)}
+		l.m[vault] = vl
+	}
+	vl.refs++
+	l.mu.Unlock()
+	release := func() {
+		l.mu.Lock()
+		if vl.refs--; vl.refs == 0 {
+			delete(l.m, vault)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case vl.ch <- struct{}{}:
+		return func() { <-vl.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, errBusy
+	}
+}
+
+// storeProbe is the store's state as last probed: whether it answers a listing, and how
+// much it holds and has free (when Config.Capacity can say). It is probed at most once a
+// second, however many requests ask.
+type storeProbe struct {
+	mu sync.Mutex
+	at time.Time
+	st probed
+}
+
+type probed struct {
+	err        error
+	known      bool // used and free are known
+	used, free int64
+}
+
+func (p *storeProbe) get(s *Server) probed {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.at) < time.Second {
+		return p.st
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st := probed{}
+	_, _, st.err = s.store.List(ctx, "readyz/", "", 1)
+	if st.err == nil && s.cfg.Capacity != nil {
+		used, free, err := s.cfg.Capacity.Capacity(ctx)
+		if err == nil {
+			st.known, st.used, st.free = true, used, free
+			s.metrics.storeUsed.Set(float64(used))
+			s.metrics.storeFree.Set(float64(free))
+		} else {
+			s.log.Warn("store capacity unknown", "error", err)
+		}
+	}
+	if st.err != nil {
+		s.log.Warn("not ready", "error", st.err)
+	}
+	p.at, p.st = time.Now(), st
+	return st
+}
+
+// failed records that a request found the store not answering, so /readyz says so at once
+// rather than from a probe up to a second old.
+func (p *storeProbe) failed(err error) {
+	p.mu.Lock()
+	p.at, p.st = time.Now(), probed{err: err}
+	p.mu.Unlock()
+}
+
+// admitVault decides whether client may create a new vault: the store must be within its
+// budget and keep its free space (507 otherwise), and the address within its rate of new
+// vaults (429).
+func (s *Server) admitVault(client string) error {
+	st := s.probe.get(s)
+	switch {
+	case st.known && s.cfg.StorageBudget > 0 && st.used >= s.cfg.StorageBudget:
+		s.metrics.refusedVaults.WithLabelValues("budget").Inc()
+		return errStorageFull
+	case st.known && s.cfg.MinFree >= 0 && st.free < s.cfg.MinFree:
+		s.metrics.refusedVaults.WithLabelValues("disk").Inc()
+		return errStorageFull
+	}
+	if ok, wait := s.createLimit.allow(client); !ok {
+		s.metrics.refusedVaults.WithLabelValues("rate").Inc()
+		p := newProblem(http.StatusTooManyRequests, "rate-limited", "too many new vaults from this address; retry after %s", wait.Round(time.Second))
+		p.retryAfter = int(math.Ceil(wait.Seconds()))
+		return p
+	}
+	return nil
+}
