@@ -178,6 +178,10 @@ func infoOf(i tsm.KeyInfo) *KeyInfo {
 	return &KeyInfo{KeyID: i.KeyID, Scheme: i.Scheme.String(), PublicKey: hex.EncodeToString(i.PublicKey), Epoch: int64(i.Epoch)}
 }
 
+// testHookBeforeShare, set by tests only, runs just before Backup reads the share: where a
+// refresh racing the backup can land.
+var testHookBeforeShare func()
+
 // Backup seals the phone's share of keyID and uploads it as the vault's next version.
 func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 	ctx, cancel := p.ctx()
@@ -186,16 +190,20 @@ func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := ops(s, p.node)
-	info, err := c.KeyInfo(keyID)
-	if err != nil {
-		return nil, err
+	if testHookBeforeShare != nil {
+		testHookBeforeShare()
 	}
-	share, err := c.BackupShare(keyID)
+	share, err := ops(s, p.node).BackupShare(keyID)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(share)
+	// The header's key ID, scheme and epoch come from the backup bytes themselves, never from
+	// a separate read that a refresh could overtake.
+	info, err := tsm.InspectBackup(share)
+	if err != nil {
+		return nil, err
+	}
 	seq, prev := uint64(1), ""
 	vl, err := p.vault.versions(ctx, keys, keyID)
 	switch {
@@ -205,7 +213,7 @@ func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 	case err != nil && !errors.Is(err, ErrNotFound):
 		return nil, err
 	}
-	env, err := envelope.Seal(keys.root, envelope.Header{Scheme: envelope.Scheme(s), VaultID: keys.id.VaultID(),
+	env, err := envelope.Seal(keys.root, envelope.Header{Scheme: envelope.Scheme(info.Scheme), VaultID: keys.id.VaultID(),
 		KeyID: keyID, Epoch: info.Epoch, Sequence: seq}, share)
 	if err != nil {
 		return nil, err

@@ -2,9 +2,12 @@ package tsm
 
 // A node persists to its own SQLite database (modernc.org/sqlite: pure Go, no cgo, fit for
 // phones). Writes use BEGIN IMMEDIATE and synchronous=FULL in WAL mode, so a committed
-// transaction is on disk. The schema is versioned with PRAGMA user_version.
+// transaction is on disk; secure_delete overwrites what a write frees, and a refresh ends
+// with a WAL checkpoint, so a replaced share leaves the files. The schema is versioned with
+// PRAGMA user_version.
 
 import (
+	"bytes"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -16,8 +19,8 @@ import (
 )
 
 // migrations[i] takes the schema from version i to i+1. Append only.
-var migrations = []string{
-	`CREATE TABLE keys (
+var migrations = []func(tx *sql.Tx) error{
+	sqlMigration(`CREATE TABLE keys (
 		key_id       TEXT PRIMARY KEY,
 		scheme       INTEGER NOT NULL,
 		curve        INTEGER NOT NULL,
@@ -36,7 +39,66 @@ var migrations = []string{
 		node_index INTEGER NOT NULL,
 		point      BLOB NOT NULL,
 		PRIMARY KEY (key_id, node_index)
-	) STRICT;`,
+	) STRICT;`),
+	// Version 2: threshold keys. Every v1 key (additive n-of-n) becomes the Shamir share of
+	// degree n−1 it is equivalent to (protocol.FromAdditive), and a refresh keeps its next
+	// share in pending until every node has it.
+	func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`CREATE TABLE pending (
+			key_id        TEXT PRIMARY KEY REFERENCES keys(key_id) ON DELETE CASCADE,
+			session       BLOB NOT NULL,
+			epoch         INTEGER NOT NULL,
+			secret_share  BLOB NOT NULL,
+			public_shares BLOB NOT NULL
+		) STRICT`); err != nil {
+			return err
+		}
+		return convertAdditive(tx)
+	},
+}
+
+func sqlMigration(q string) func(tx *sql.Tx) error {
+	return func(tx *sql.Tx) error { _, err := tx.Exec(q); return err }
+}
+
+// convertAdditive rewrites every key of a v1 database as its Shamir equivalent.
+func convertAdditive(tx *sql.Tx) error {
+	rows, err := tx.Query(`SELECT key_id, scheme FROM keys`)
+	if err != nil {
+		return err
+	}
+	type id struct {
+		key    string
+		scheme Scheme
+	}
+	var ids []id
+	for rows.Next() {
+		var i id
+		if err := rows.Scan(&i.key, &i.scheme); err != nil {
+			rows.Close()
+			return err
+		}
+		ids = append(ids, i)
+	}
+	rows.Close()
+	for _, i := range ids {
+		k, err := readKey(tx, i.key, i.scheme)
+		if err != nil {
+			return err
+		}
+		k.additive = true
+		s, err := k.toShamir()
+		k.wipe()
+		if err != nil {
+			return fmt.Errorf("key %q: %w", i.key, err)
+		}
+		err = replaceShare(tx, s)
+		s.wipe()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type node struct {
@@ -56,7 +118,7 @@ func openNode(path string) (*node, error) {
 	}
 	f.Close()
 	dsn := path + "?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)" +
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=secure_delete(1)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("tsm: open node database %s: %w", path, err)
@@ -86,7 +148,7 @@ func (n *node) migrate() error {
 		return fmt.Errorf("schema version %d is newer than this code knows (%d)", v, len(migrations))
 	}
 	for ; v < len(migrations); v++ {
-		if _, err := tx.Exec(migrations[v]); err != nil {
+		if err := migrations[v](tx); err != nil {
 			return fmt.Errorf("migration %d: %w", v+1, err)
 		}
 	}
@@ -160,20 +222,19 @@ func insertPublicShares(tx *sql.Tx, keyID string, points [][]byte) error {
 	return nil
 }
 
-// updateShare replaces a key's share and public shares and raises its epoch by one, if
-// the key is still at epoch `from`.
-func updateShare(tx *sql.Tx, keyID string, from uint32, share []byte, points [][]byte) error {
-	res, err := tx.Exec(`UPDATE keys SET secret_share = ?, epoch = epoch + 1 WHERE key_id = ? AND epoch = ?`, share, keyID, from)
+// replaceShare writes k's share, epoch, threshold and public shares over the key's row.
+func replaceShare(tx *sql.Tx, k *keyState) error {
+	res, err := tx.Exec(`UPDATE keys SET secret_share = ?, epoch = ?, threshold = ? WHERE key_id = ?`, k.share, k.Epoch, k.Threshold, k.KeyID)
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return fmt.Errorf("key %q changed during the reshare", keyID)
+		return fmt.Errorf("key %q is gone", k.KeyID)
 	}
-	if _, err := tx.Exec(`DELETE FROM public_shares WHERE key_id = ?`, keyID); err != nil {
+	if _, err := tx.Exec(`DELETE FROM public_shares WHERE key_id = ?`, k.KeyID); err != nil {
 		return err
 	}
-	return insertPublicShares(tx, keyID, points)
+	return insertPublicShares(tx, k.KeyID, k.publicShares)
 }
 
 // restore writes k in one transaction; see schemeClient.RestoreShare for the rules.
@@ -227,30 +288,114 @@ func (n *node) keyIDs(scheme Scheme) ([]string, error) {
 	return ids, rows.Err()
 }
 
-// writeAll runs fn on every node inside a transaction of its own, then commits them in
-// order. An error before the first commit leaves every node unchanged. (Across separate
-// databases there is no atomic commit; a failure between two commits is reported.)
-func writeAll(nodes []*node, fn func(i int, tx *sql.Tx) error) error {
-	txs := make([]*sql.Tx, 0, len(nodes))
-	defer func() {
-		for _, tx := range txs {
-			tx.Rollback() // a no-op after Commit
-		}
-	}()
-	for i, n := range nodes {
-		tx, err := n.db.Begin()
+// faultHook, when set (by tests only), is called before and after each write of a refresh
+// with the node's path and the step ("prepare-before", …, "commit-after"); an error it
+// returns stops the step there, as a crash would.
+var faultHook func(path, step string) error
+
+func (n *node) fault(step string) error {
+	if faultHook == nil {
+		return nil
+	}
+	return faultHook(n.path, step)
+}
+
+func concat(ps [][]byte) []byte { return bytes.Join(ps, nil) }
+
+// pendingEpoch returns the epoch of the key's prepared refresh, or 0.
+func (n *node) pendingEpoch(keyID string) (uint32, error) {
+	var e uint32
+	err := n.db.QueryRow(`SELECT epoch FROM pending WHERE key_id = ?`, keyID).Scan(&e)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return e, err
+}
+
+// prepare stores next (the key at its next epoch) as the key's pending share, durably.
+func (n *node) prepare(next *keyState, session []byte) error {
+	if err := n.fault("prepare-before"); err != nil {
+		return err
+	}
+	err := n.write(func(tx *sql.Tx) error {
+		cur, err := readKey(tx, next.KeyID, next.Scheme)
 		if err != nil {
 			return err
 		}
-		txs = append(txs, tx)
-		if err := fn(i, tx); err != nil {
+		cur.wipe()
+		if cur.Epoch+1 != next.Epoch {
+			return fmt.Errorf("key %q moved to epoch %d during the refresh", next.KeyID, cur.Epoch)
+		}
+		if _, err := tx.Exec(`DELETE FROM pending WHERE key_id = ?`, next.KeyID); err != nil {
 			return err
 		}
+		_, err = tx.Exec(`INSERT INTO pending (key_id, session, epoch, secret_share, public_shares) VALUES (?,?,?,?,?)`,
+			next.KeyID, session, next.Epoch, next.share, concat(next.publicShares))
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	for i, tx := range txs {
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("commit on node %d of %d: %w", i+1, len(txs), err)
+	return n.fault("prepare-after")
+}
+
+// commitPending switches the key to its pending share, then checkpoints the WAL so the
+// old share is gone from the files (secure_delete zeroes what the switch frees).
+func (n *node) commitPending(keyID string) error {
+	if err := n.fault("commit-before"); err != nil {
+		return err
+	}
+	err := n.write(func(tx *sql.Tx) error {
+		var scheme Scheme
+		if err := tx.QueryRow(`SELECT scheme FROM keys WHERE key_id = ?`, keyID).Scan(&scheme); err != nil {
+			return fmt.Errorf("%w: %q", ErrKeyNotFound, keyID)
 		}
+		k, err := readKey(tx, keyID, scheme)
+		if err != nil {
+			return err
+		}
+		defer k.wipe()
+		var epoch uint32
+		var share, points []byte
+		err = tx.QueryRow(`SELECT epoch, secret_share, public_shares FROM pending WHERE key_id = ?`, keyID).Scan(&epoch, &share, &points)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("key %q has no prepared refresh to commit", keyID)
+		}
+		if err != nil {
+			return err
+		}
+		next := &keyState{KeyInfo: k.KeyInfo, share: share}
+		defer next.wipe()
+		next.Epoch = epoch
+		pl := len(k.publicShares[0])
+		for i := 0; i+pl <= len(points); i += pl {
+			next.publicShares = append(next.publicShares, points[i:i+pl])
+		}
+		if epoch != k.Epoch+1 {
+			return fmt.Errorf("key %q: prepared epoch %d does not follow %d", keyID, epoch, k.Epoch)
+		}
+		if err := next.check(); err != nil {
+			return fmt.Errorf("key %q: the prepared share does not check: %w", keyID, err)
+		}
+		if err := replaceShare(tx, next); err != nil {
+			return err
+		}
+		_, err = tx.Exec(`DELETE FROM pending WHERE key_id = ?`, keyID)
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	return nil
+	if _, err := n.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		return err
+	}
+	return n.fault("commit-after")
+}
+
+// abortPending discards the key's prepared refresh, if any.
+func (n *node) abortPending(keyID string) error {
+	return n.write(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`DELETE FROM pending WHERE key_id = ?`, keyID)
+		return err
+	})
 }

@@ -1,6 +1,6 @@
 // Package tsm is the phone's embedded TSM node (threshold signing) and the client API of
-// Builder Vault's "Backup/Restore of Key Shares" (../shared/seed): the source of what
-// sharevault backs up and the place it restores into.
+// Builder Vault's "Backup/Restore of Key Shares": the source of what sharevault backs up
+// and the place it restores into.
 //
 // # Clients and nodes
 //
@@ -17,21 +17,37 @@
 //
 // As the seed says, BackupShare and RestoreShare refuse to run unless EnableShareBackup is
 // set for the protocol and exactly one node is configured, since the share comes back
-// unencrypted. Key generation, reshare, VerifyShare and signing run across every node of a
+// unencrypted. Key generation, refresh, VerifyShare and signing run across the nodes of a
 // client (in this process: the phone and, for the demonstration, the server nodes).
+//
+// # Parties and the coordinator
+//
+// Each node is a party (party.go) that holds only its own share and answers protocol steps
+// with messages; the coordinator (coordinator.go) carries messages between parties through
+// a Peer and never holds a share. The protocols themselves are pure state machines in
+// package protocol: Pedersen DKG with proofs of knowledge, FROST(Ed25519, SHA-512) signing
+// (RFC 9591) and proactive refresh. docs/tsm-protocol.md specifies them.
 //
 // # Keys
 //
-// Sharing is additive and n-of-n: ECDSA on secp256k1 and EdDSA on Ed25519. EdDSA signing
-// across the nodes gives a standard Ed25519 signature; threshold ECDSA signing is out of
-// scope, and VerifyShare proves an ECDSA share instead. The backup format is
-// docs/tsm-backup.md.
+// A key of n nodes with threshold t is a Shamir sharing: any t+1 nodes sign. The default is
+// n-of-n (t = n−1: the phone plus two server nodes, and every signature needs the phone);
+// GenerateKeyThreshold makes others, such as 2-of-3. ECDSA keys on secp256k1 get key
+// generation, refresh, backup, restore and VerifyShare; threshold ECDSA signing is out of
+// scope. EdDSA keys on Ed25519 sign by FROST, giving standard Ed25519 signatures.
+//
+// A refresh switches every node to a new share of the same key, by two-phase commit; a
+// crash at any point is finished or rolled back on every node by Recover, which every
+// operation across nodes runs first. The backup format is docs/tsm-backup.md (version 2;
+// version 1 backups, of the additive n-of-n keys before, still restore).
 package tsm
 
 import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sharevault/sharevault/internal/tsm/protocol"
 )
 
 // Scheme is a signature scheme. Its values match the envelope's (docs/envelope.md).
@@ -94,7 +110,7 @@ var (
 	// ErrUnsupportedBackup: the backup is of a newer format version.
 	ErrUnsupportedBackup = errors.New("share backup format version is not supported")
 	// ErrShareMismatch: a share does not match the public share the other nodes hold.
-	ErrShareMismatch = errors.New("the share does not match the public share the other nodes hold")
+	ErrShareMismatch = protocol.ErrShareMismatch
 )
 
 // KeyInfo describes one key as one node holds it. It holds no secret.
@@ -104,7 +120,7 @@ type KeyInfo struct {
 	Curve       Curve
 	NodeIndex   int // this node's player index
 	Players     int
-	Threshold   int // any Threshold+1 shares sign; v1 keys are n-of-n
+	Threshold   int // any Threshold+1 shares sign
 	Epoch       uint32
 	Created     time.Time
 	PublicKey   []byte // compressed secp256k1 point, or Ed25519 public key
@@ -154,6 +170,7 @@ type ProtocolConfig struct {
 type Client struct {
 	cfg   Config
 	nodes []*node
+	peers []Peer // nodes[i] as a party
 }
 
 // NewClient opens every node of cfg.
@@ -169,6 +186,7 @@ func NewClient(cfg Config) (*Client, error) {
 			return nil, err
 		}
 		c.nodes = append(c.nodes, n)
+		c.peers = append(c.peers, newParty(n))
 	}
 	return c, nil
 }
@@ -236,6 +254,14 @@ func (s *schemeClient) RestoreShare(backup []byte) (string, error) {
 	defer k.wipe()
 	if k.Scheme != s.scheme {
 		return "", fmt.Errorf("%w: it holds an %s key, not %s", ErrBadBackup, k.Scheme, s.scheme)
+	}
+	if k.additive { // a version 1 backup: the Shamir share it is equivalent to
+		sh, err := k.toShamir()
+		if err != nil {
+			return "", fmt.Errorf("%w: %w", ErrBadBackup, err)
+		}
+		defer sh.wipe()
+		k = sh
 	}
 	if err := n.restore(k); err != nil {
 		return "", err

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -64,15 +66,16 @@ func (c *cluster) reopenAll() {
 	c.all = c.open(c.phone, filepath.Join(c.dir, "server1.db"), filepath.Join(c.dir, "server2.db"))
 }
 
-// protocol is what the tests need of ECDSAClient and EDDSAClient alike.
-type protocol interface {
+// schemeAPI is what the tests need of ECDSAClient and EDDSAClient alike.
+type schemeAPI interface {
 	ShareBackup
 	GenerateKey(description string) (string, error)
+	GenerateKeyThreshold(description string, threshold int) (string, error)
 	VerifyShare(keyID string) error
 	Reshare(keyID string) error
 }
 
-func clientFor(s Scheme, c *Client) protocol {
+func clientFor(s Scheme, c *Client) schemeAPI {
 	if s == ECDSA {
 		return NewECDSAClient(c)
 	}
@@ -139,9 +142,9 @@ func TestLoseThePhone(t *testing.T) {
 	}
 }
 
-// TestSharesSumToKey checks the sharing itself: the shares of all nodes add up to the
-// secret key of the public key (which only a test may ever compute).
-func TestSharesSumToKey(t *testing.T) {
+// TestKeysAcrossNodes: after key generation and each refresh, every node's share checks
+// against the public shares, the nodes agree on them, the share changes and the key stays.
+func TestKeysAcrossNodes(t *testing.T) {
 	for _, scheme := range []Scheme{ECDSA, EdDSA} {
 		c := newCluster(t)
 		sc := clientFor(scheme, c.all)
@@ -149,30 +152,35 @@ func TestSharesSumToKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var prev []byte
 		for epoch := 0; epoch < 3; epoch++ {
-			var ks []*keyState
-			for _, n := range c.all.nodes {
+			var first *keyState
+			for i, n := range c.all.nodes {
 				k, err := n.key(keyID, scheme)
 				if err != nil {
 					t.Fatal(err)
 				}
-				ks = append(ks, k)
+				if err := k.check(); err != nil || int(k.Epoch) != epoch || k.NodeIndex != i || k.Threshold != 2 {
+					t.Fatalf("%s epoch %d node %d: %v (epoch %d, index %d, threshold %d)", scheme, epoch, i, err, k.Epoch, k.NodeIndex, k.Threshold)
+				}
+				if first == nil {
+					first = k
+				} else if !first.keyShare().Public.Equal(&k.keyShare().Public) {
+					t.Fatalf("%s epoch %d: node %d holds other public shares", scheme, epoch, i)
+				}
+				if i == 0 {
+					if bytes.Equal(k.share, prev) {
+						t.Fatalf("%s: the refresh kept the phone's share", scheme)
+					}
+					prev = bytes.Clone(k.share)
+				}
 			}
-			g := groupOf(curveOf(scheme))
-			sum := ks[0].share
-			for _, k := range ks[1:] {
-				sum = g.addScalars(sum, k.share)
-			}
-			if !bytes.Equal(g.baseMult(sum), ks[0].PublicKey) || int(ks[0].Epoch) != epoch {
-				t.Fatalf("%s epoch %d: shares do not sum to the key (epoch %d)", scheme, epoch, ks[0].Epoch)
-			}
-			old := ks[0].share
+			before := first.PublicKey
 			if err := sc.Reshare(keyID); err != nil {
 				t.Fatal(err)
 			}
-			k, _ := c.all.nodes[0].key(keyID, scheme)
-			if bytes.Equal(k.share, old) || !bytes.Equal(k.PublicKey, ks[0].PublicKey) {
-				t.Fatalf("reshare kept the share or changed the public key")
+			if pk, _ := sc.PublicKey(keyID); !bytes.Equal(pk, before) {
+				t.Fatalf("%s: the refresh changed the public key", scheme)
 			}
 		}
 	}
@@ -333,7 +341,10 @@ func TestCorruptBackupsChangeNothing(t *testing.T) {
 		{"truncated to the header", backup[:9], ErrBadBackup},
 		{"trailing byte", append(bytes.Clone(backup), 0), ErrBadBackup},
 		{"bad magic", set(0, 'X'), ErrBadBackup},
-		{"version 2", set(4, 2), ErrUnsupportedBackup},
+		{"version 3", set(4, 3), ErrUnsupportedBackup},
+		{"labelled version 1, checksum fixed", rechecksum(set(4, 1)), ErrBadBackup},
+		{"threshold 0, checksum fixed", rechecksum(set(idOff+3, 0)), ErrBadBackup},
+		{"threshold 3 of 3 players, checksum fixed", rechecksum(set(idOff+3, 3)), ErrBadBackup},
 		{"flipped bit", flip(len(backup) / 2), ErrBadBackup},
 		{"flipped checksum", flip(len(backup) - 1), ErrBadBackup},
 		{"share changed, checksum fixed", rechecksum(flip(shareOff + 5)), ErrBadBackup},
@@ -415,7 +426,20 @@ func FuzzDecodeBackup(f *testing.F) {
 		}
 		cl.Close()
 	}
-	if seeds == 0 {
+	for _, path := range []string{"testdata/backup-v1.json", "testdata/backup-v2.json"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var file struct{ Vectors []backupVector }
+		json.Unmarshal(b, &file)
+		for _, v := range file.Vectors {
+			raw, _ := hex.DecodeString(v.Backup)
+			f.Add(raw)
+			seeds++
+		}
+	}
+	if seeds < 10 {
 		f.Fatal("no seeds")
 	}
 	f.Add([]byte("SVTS\x01\x00\x00\x00\x01"))

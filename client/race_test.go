@@ -1,0 +1,64 @@
+package client
+
+import (
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/sharevault/sharevault/internal/blobstore/pebblestore"
+	"github.com/sharevault/sharevault/internal/vault"
+)
+
+// TestBackupRacesRefresh: a refresh that lands while a backup is being made (here, just
+// before the share is read) cannot make the envelope's header disagree with the share
+// inside: key ID, scheme and epoch come from the backup bytes. The backup opens, and is
+// of the new epoch.
+func TestBackupRacesRefresh(t *testing.T) {
+	store, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h, err := vault.New(store, vault.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	phone, err := OpenPhone(filepath.Join(dir, "phone.db"), NewVault(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { phone.Close() })
+	phone.AddServerNode(filepath.Join(dir, "s1.db"))
+	phone.AddServerNode(filepath.Join(dir, "s2.db"))
+	keyID, err := phone.KeyGen("eddsa", "race")
+	if err != nil {
+		t.Fatal(err)
+	}
+	words, _ := NewWords(12)
+	keys, _ := words.Keys("")
+	t.Cleanup(func() { testHookBeforeShare = nil })
+	for i := range 3 {
+		testHookBeforeShare = func() {
+			if err := phone.Reshare(keyID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		info, err := phone.Backup(keys, keyID)
+		testHookBeforeShare = nil
+		if err != nil {
+			t.Fatalf("backup %d: %v", i, err)
+		}
+		if info.Epoch != int64(i+1) {
+			t.Fatalf("backup %d is of epoch %d, want %d (the refresh came first)", i, info.Epoch, i+1)
+		}
+		got, err := phone.Verify(keys, keyID)
+		if err != nil || got.Epoch != info.Epoch {
+			t.Fatalf("backup %d: %v (epoch %d)", i, err, got.Epoch)
+		}
+	}
+}

@@ -1,0 +1,416 @@
+package tsm
+
+// A party is one node as the protocols see it (docs/tsm-protocol.md, "Steps"): it holds
+// its own share, in its database, and the secrets of its sessions in progress, in memory,
+// and answers one step at a time. A step takes protocol messages in and gives messages
+// out; nothing but a party ever reads a share. The coordinator (coordinator.go) reaches a
+// party through a Peer: in this process for an embedded node, over a network for a
+// remote one.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sharevault/sharevault/internal/tsm/protocol"
+)
+
+// Op names a step.
+type Op string
+
+const (
+	OpInfo          Op = "info"           // the key's public state: KeyInfo, public shares, pending epoch
+	OpCheck         Op = "check"          // check the party's share against its public state
+	OpKeyGenStart   Op = "keygen/start"   // → DKG round one broadcast
+	OpKeyGenRound2  Op = "keygen/round2"  // round one broadcasts → private round two messages
+	OpKeyGenFinish  Op = "keygen/finish"  // round two messages → the key, stored
+	OpKeyGenDiscard Op = "keygen/discard" // remove a key a failed key generation left
+	OpSignCommit    Op = "sign/commit"    // → FROST round one commitment
+	OpSignShare     Op = "sign/share"     // signing request → signature share
+	OpRefreshStart  Op = "refresh/start"  // → refresh round one broadcast
+	OpRefreshRound2 Op = "refresh/round2" // round one broadcasts → private round two messages
+	OpRefreshPrep   Op = "refresh/prepare"
+	OpRefreshCommit Op = "refresh/commit" // switch to the prepared share
+	OpRefreshAbort  Op = "refresh/abort"  // discard the prepared share
+)
+
+// Step is one request to a party.
+type Step struct {
+	Op      Op
+	KeyID   string
+	Scheme  Scheme
+	Session []byte   // protocol.SessionLen bytes, chosen by the coordinator
+	In      [][]byte // encoded protocol messages (protocol.Unmarshal)
+	KeyGen  *KeyGenParams
+}
+
+// KeyGenParams are what every party of a new key is told; Index differs per party.
+type KeyGenParams struct {
+	Threshold   int
+	Parties     int
+	Index       int // 0-based; the protocol identifier is Index+1
+	Description string
+	Created     time.Time
+	ChainCode   []byte
+}
+
+// StepResult is a party's answer.
+type StepResult struct {
+	Out          [][]byte // encoded protocol messages
+	Info         *KeyInfo // OpInfo, OpKeyGenFinish, OpRefreshPrep (the next state)
+	PublicShares [][]byte // with Info
+	Pending      uint32   // OpInfo: the epoch of a prepared refresh, 0 if none
+}
+
+// Peer is how a coordinator reaches one party.
+type Peer interface {
+	Step(ctx context.Context, s *Step) (*StepResult, error)
+}
+
+// sessionTTL bounds how long a party keeps a session's secrets waiting for its next step.
+const sessionTTL = 2 * time.Minute
+
+// party answers steps for one node.
+type party struct {
+	n        *node
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+type session struct {
+	started time.Time
+	keyID   string
+	dkg     *protocol.DKG
+	params  *KeyGenParams
+	nonces  *protocol.Nonces
+	scheme  Scheme
+}
+
+func (s *session) wipe() {
+	if s.nonces != nil {
+		s.nonces.Wipe()
+	}
+}
+
+func newParty(n *node) *party { return &party{n: n, sessions: map[string]*session{}} }
+
+// take removes and returns the session, or nil; expired sessions are wiped.
+func (p *party) take(id []byte, op Op) (*session, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, s := range p.sessions {
+		if time.Since(s.started) > sessionTTL {
+			s.wipe()
+			delete(p.sessions, k)
+		}
+	}
+	s := p.sessions[string(id)]
+	if s == nil {
+		return nil, fmt.Errorf("%s: no session %x on this node (expired, or the node restarted)", op, id)
+	}
+	delete(p.sessions, string(id))
+	return s, nil
+}
+
+func (p *party) put(id []byte, s *session) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(id) != protocol.SessionLen {
+		return errors.New("bad session ID")
+	}
+	if p.sessions[string(id)] != nil {
+		return errors.New("session already in progress")
+	}
+	s.started = time.Now()
+	p.sessions[string(id)] = s
+	return nil
+}
+
+// Step runs one step on the party's node.
+func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
+	switch st.Op {
+	case OpInfo:
+		return p.info(st.KeyID, st.Scheme)
+	case OpCheck:
+		k, err := p.n.key(st.KeyID, st.Scheme)
+		if err != nil {
+			return nil, err
+		}
+		defer k.wipe()
+		return &StepResult{}, k.check()
+	case OpKeyGenStart, OpRefreshStart:
+		return p.dkgStart(st)
+	case OpKeyGenRound2, OpRefreshRound2:
+		return p.dkgRound2(st)
+	case OpKeyGenFinish:
+		return p.keygenFinish(st)
+	case OpKeyGenDiscard:
+		return &StepResult{}, p.n.discardNew(st.KeyID)
+	case OpSignCommit:
+		return p.signCommit(st)
+	case OpSignShare:
+		return p.signShare(st)
+	case OpRefreshPrep:
+		return p.refreshPrepare(st)
+	case OpRefreshCommit:
+		return &StepResult{}, p.n.commitPending(st.KeyID)
+	case OpRefreshAbort:
+		return &StepResult{}, p.n.abortPending(st.KeyID)
+	}
+	return nil, fmt.Errorf("unknown step %q", st.Op)
+}
+
+func (p *party) info(keyID string, s Scheme) (*StepResult, error) {
+	k, err := p.n.key(keyID, s)
+	if err != nil {
+		return nil, err
+	}
+	k.wipe()
+	pending, err := p.n.pendingEpoch(keyID)
+	if err != nil {
+		return nil, err
+	}
+	return &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares, Pending: pending}, nil
+}
+
+// decode parses every input message, requiring the session and type given.
+func decode(st *Step, want protocol.MsgType) ([]*protocol.Message, error) {
+	var out []*protocol.Message
+	for _, b := range st.In {
+		m, err := protocol.Unmarshal(b)
+		if err != nil {
+			return nil, err
+		}
+		if m.Type != want || !bytes.Equal(m.Session, st.Session) {
+			return nil, fmt.Errorf("a message of type %d for another session, in a %s step", m.Type, st.Op)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func encode(ms ...*protocol.Message) ([][]byte, error) {
+	var out [][]byte
+	for _, m := range ms {
+		b, err := m.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func (p *party) dkgStart(st *Step) (*StepResult, error) {
+	refresh := st.Op == OpRefreshStart
+	params := protocol.DKGParams{Session: st.Session, Curve: protocol.Curve(curveOf(st.Scheme))}
+	s := &session{keyID: st.KeyID, scheme: st.Scheme}
+	typ := protocol.MsgDKGRound1
+	if refresh {
+		typ = protocol.MsgRefreshRound1
+		k, err := p.n.key(st.KeyID, st.Scheme)
+		if err != nil {
+			return nil, err
+		}
+		k.wipe()
+		params.Threshold, params.Parties, params.ID = k.Threshold, k.Players, k.NodeIndex+1
+	} else {
+		kp := st.KeyGen
+		if kp == nil || validKeyID(st.KeyID) != nil {
+			return nil, errors.New("key generation needs a key ID and parameters")
+		}
+		if _, err := p.n.key(st.KeyID, st.Scheme); !errors.Is(err, ErrKeyNotFound) {
+			return nil, fmt.Errorf("key %q exists on this node", st.KeyID)
+		}
+		params.Threshold, params.Parties, params.ID = kp.Threshold, kp.Parties, kp.Index+1
+		s.params = kp
+	}
+	start := protocol.NewDKG
+	if refresh {
+		start = protocol.NewRefresh
+	}
+	d, r1, err := start(params, rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	s.dkg = d
+	if err := p.put(st.Session, s); err != nil {
+		return nil, err
+	}
+	out, err := encode(&protocol.Message{Type: typ, Session: st.Session, Curve: params.Curve, From: params.ID, Round1: r1})
+	return &StepResult{Out: out}, err
+}
+
+func (p *party) dkgRound2(st *Step) (*StepResult, error) {
+	s, err := p.take(st.Session, st.Op)
+	if err != nil {
+		return nil, err
+	}
+	in, typ := protocol.MsgDKGRound1, protocol.MsgDKGRound2
+	if st.Op == OpRefreshRound2 {
+		in, typ = protocol.MsgRefreshRound1, protocol.MsgRefreshRound2
+	}
+	ms, err := decode(st, in)
+	if err != nil {
+		return nil, err
+	}
+	var r1 []*protocol.Round1
+	for _, m := range ms {
+		r1 = append(r1, m.Round1)
+	}
+	r2, err := s.dkg.Round2(r1)
+	if err != nil {
+		return nil, err
+	}
+	var out []*protocol.Message
+	for _, m := range r2 {
+		out = append(out, &protocol.Message{Type: typ, Session: st.Session, Curve: protocol.Curve(curveOf(s.scheme)), From: m.From, To: m.To, Round2: m})
+	}
+	if err := p.put(st.Session, s); err != nil {
+		return nil, err
+	}
+	enc, err := encode(out...)
+	for _, m := range r2 {
+		clear(m.Share)
+	}
+	return &StepResult{Out: enc}, err
+}
+
+// finishDKG runs the last round of a session's DKG on the step's messages.
+func (p *party) finishDKG(st *Step, typ protocol.MsgType) (*session, *protocol.Result, error) {
+	s, err := p.take(st.Session, st.Op)
+	if err != nil {
+		return nil, nil, err
+	}
+	ms, err := decode(st, typ)
+	if err != nil {
+		return nil, nil, err
+	}
+	var r2 []*protocol.Round2
+	for _, m := range ms {
+		r2 = append(r2, m.Round2)
+	}
+	res, err := s.dkg.Finish(r2)
+	return s, res, err
+}
+
+func (p *party) keygenFinish(st *Step) (*StepResult, error) {
+	s, res, err := p.finishDKG(st, protocol.MsgDKGRound2)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(res.Secret)
+	kp := s.params
+	k := &keyState{KeyInfo: KeyInfo{KeyID: s.keyID, Scheme: s.scheme, Curve: curveOf(s.scheme), NodeIndex: kp.Index,
+		Players: kp.Parties, Threshold: kp.Threshold, Created: kp.Created.Truncate(time.Second).UTC(), PublicKey: res.Public.PublicKey,
+		Description: kp.Description, ChainCode: kp.ChainCode}, share: res.Secret, publicShares: res.Public.Shares}
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	if err := p.n.insert(k); err != nil {
+		return nil, err
+	}
+	return &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares}, nil
+}
+
+func (p *party) refreshPrepare(st *Step) (*StepResult, error) {
+	s, res, err := p.finishDKG(st, protocol.MsgRefreshRound2)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(res.Secret)
+	old, err := p.n.key(s.keyID, s.scheme)
+	if err != nil {
+		return nil, err
+	}
+	defer old.wipe()
+	ks, err := protocol.ApplyRefresh(old.keyShare(), res)
+	if err != nil {
+		return nil, err
+	}
+	next := &keyState{KeyInfo: old.KeyInfo, share: ks.Secret, publicShares: ks.Shares}
+	defer next.wipe()
+	next.Epoch++
+	if err := p.n.prepare(next, st.Session); err != nil {
+		return nil, err
+	}
+	return &StepResult{Info: &next.KeyInfo, PublicShares: next.publicShares}, nil
+}
+
+func (p *party) signCommit(st *Step) (*StepResult, error) {
+	if st.Scheme != EdDSA {
+		return nil, errors.New("signing is built for EdDSA keys; for ECDSA, verify the share instead")
+	}
+	k, err := p.n.key(st.KeyID, st.Scheme)
+	if err != nil {
+		return nil, err
+	}
+	defer k.wipe()
+	n, err := protocol.Commit(k.keyShare(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.put(st.Session, &session{keyID: st.KeyID, scheme: st.Scheme, nonces: n}); err != nil {
+		n.Wipe()
+		return nil, err
+	}
+	out, err := encode(&protocol.Message{Type: protocol.MsgCommitment, Session: st.Session, Curve: protocol.Ed25519, From: k.NodeIndex + 1, Commitment: &n.Commitment})
+	return &StepResult{Out: out}, err
+}
+
+func (p *party) signShare(st *Step) (*StepResult, error) {
+	s, err := p.take(st.Session, st.Op)
+	if err != nil {
+		return nil, err
+	}
+	defer s.wipe() // nonces are used once, whatever happens
+	ms, err := decode(st, protocol.MsgSignRequest)
+	if err != nil {
+		return nil, err
+	}
+	if len(ms) != 1 || s.keyID != st.KeyID {
+		return nil, errors.New("a signing step takes one request, for the session's key")
+	}
+	k, err := p.n.key(st.KeyID, st.Scheme)
+	if err != nil {
+		return nil, err
+	}
+	defer k.wipe()
+	z, err := protocol.SignShare(k.keyShare(), s.nonces, ms[0].Request.Message, ms[0].Request.Commitments)
+	if err != nil {
+		return nil, err
+	}
+	out, err := encode(&protocol.Message{Type: protocol.MsgSignShare, Session: st.Session, Curve: protocol.Ed25519, From: k.NodeIndex + 1, SigShare: z})
+	return &StepResult{Out: out}, err
+}
+
+// These node methods are the party's writes; each is one transaction.
+
+func (n *node) insert(k *keyState) error {
+	return n.write(func(tx *sql.Tx) error { return insertKey(tx, k) })
+}
+
+// discardNew removes a key at epoch 0 that a failed key generation left behind.
+func (n *node) discardNew(keyID string) error {
+	return n.write(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`DELETE FROM keys WHERE key_id = ? AND epoch = 0`, keyID)
+		return err
+	})
+}
+
+func (n *node) write(fn func(tx *sql.Tx) error) error {
+	tx, err := n.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}

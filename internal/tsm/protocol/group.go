@@ -1,0 +1,388 @@
+package protocol
+
+// This file is all of the package's cryptography: scalar and point arithmetic on the two
+// curves, the hashes of RFC 9591 for FROST(Ed25519, SHA-512), and the challenge of the
+// DKG's proof of knowledge. Everything else handles scalars and points only as their
+// canonical encodings (docs/tsm-protocol.md, "Conventions"), and every method that takes
+// an encoding checks it.
+
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+	"errors"
+	"io"
+
+	"filippo.io/edwards25519"
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+)
+
+// Curve names a group. Its values are those of the backup format (docs/tsm-backup.md).
+type Curve uint8
+
+const (
+	Secp256k1 Curve = 1
+	Ed25519   Curve = 2
+)
+
+// Group is the arithmetic of one curve on canonical encodings. Scalars are 32 bytes.
+type Group interface {
+	PointLen() int
+	// RandomScalar draws a uniform non-zero scalar from rand.
+	RandomScalar(rand io.Reader) ([]byte, error)
+	// ValidScalar: canonical (below the order) and not zero, as a secret share must be.
+	ValidScalar(s []byte) bool
+	// CanonicalScalar: canonical, zero allowed (a signature share may be anything).
+	CanonicalScalar(s []byte) bool
+	AddScalars(a, b []byte) []byte
+	SubScalars(a, b []byte) []byte
+	MulScalars(a, b []byte) []byte
+	// InvertScalar returns 1/a; a must not be zero.
+	InvertScalar(a []byte) []byte
+	// ScalarFromInt encodes the small integer i as a scalar (a party's identifier).
+	ScalarFromInt(i int) []byte
+	BaseMult(s []byte) []byte
+	// ScalarMult returns s·P for a valid point P. It is for public values only (it may take
+	// variable time): commitments, public shares, binding factors, Lagrange coefficients.
+	ScalarMult(s, p []byte) ([]byte, error)
+	// ValidPoint: a canonical encoding of a point of the prime-order subgroup other than
+	// the identity (on Ed25519: [ℓ]P is the identity, so no torsion component).
+	ValidPoint(p []byte) bool
+	// AddPoints sums valid points; a sum that is the identity is an error.
+	AddPoints(ps ...[]byte) ([]byte, error)
+	// Challenge hashes a domain and parts (each length-prefixed) to a scalar.
+	Challenge(domain string, parts ...[]byte) []byte
+}
+
+// GroupOf returns the group of c, or nil.
+func GroupOf(c Curve) Group {
+	switch c {
+	case Secp256k1:
+		return secp{}
+	case Ed25519:
+		return edw{}
+	}
+	return nil
+}
+
+var errIdentity = errors.New("points sum to the identity")
+
+// frame writes the domain and every part, each preceded by its length (2 bytes), so no
+// two different inputs hash alike.
+func frame(w io.Writer, domain string, parts ...[]byte) {
+	var l [2]byte
+	binary.BigEndian.PutUint16(l[:], uint16(len(domain)))
+	w.Write(l[:])
+	io.WriteString(w, domain)
+	for _, p := range parts {
+		binary.BigEndian.PutUint16(l[:], uint16(len(p)))
+		w.Write(l[:])
+		w.Write(p)
+	}
+}
+
+// secp is secp256k1 with decred's implementation. Scalars are big-endian; points SEC 1
+// compressed. (decred has no constant-time base multiplication; its NonConst variant is
+// the one its own signing code uses for secret nonces. A local timing attacker on the
+// phone is outside the threat model: docs/threat-model.md.)
+type secp struct{}
+
+func (secp) PointLen() int { return 33 }
+
+func (secp) RandomScalar(rand io.Reader) ([]byte, error) {
+	var b [32]byte
+	for {
+		if _, err := io.ReadFull(rand, b[:]); err != nil {
+			return nil, err
+		}
+		var s secp256k1.ModNScalar
+		if overflow := s.SetBytes(&b); overflow == 0 && !s.IsZero() { // rejection: no bias
+			clear(b[:])
+			out := s.Bytes()
+			return out[:], nil
+		}
+	}
+}
+
+func secpScalar(b []byte) (s secp256k1.ModNScalar, ok bool) {
+	if len(b) != 32 {
+		return s, false
+	}
+	overflow := s.SetByteSlice(b)
+	return s, !overflow
+}
+
+func (secp) ValidScalar(b []byte) bool { s, ok := secpScalar(b); return ok && !s.IsZero() }
+
+func (secp) CanonicalScalar(b []byte) bool { _, ok := secpScalar(b); return ok }
+
+func secpOut(s *secp256k1.ModNScalar) []byte { b := s.Bytes(); return b[:] }
+
+func (secp) AddScalars(a, b []byte) []byte {
+	x, _ := secpScalar(a)
+	y, _ := secpScalar(b)
+	return secpOut(x.Add(&y))
+}
+
+func (secp) SubScalars(a, b []byte) []byte {
+	x, _ := secpScalar(a)
+	y, _ := secpScalar(b)
+	return secpOut(x.Add(y.Negate()))
+}
+
+func (secp) MulScalars(a, b []byte) []byte {
+	x, _ := secpScalar(a)
+	y, _ := secpScalar(b)
+	return secpOut(x.Mul(&y))
+}
+
+func (secp) InvertScalar(a []byte) []byte {
+	x, _ := secpScalar(a)
+	return secpOut(x.InverseNonConst()) // only public values are inverted (identifiers)
+}
+
+func (secp) ScalarFromInt(i int) []byte {
+	var s secp256k1.ModNScalar
+	s.SetInt(uint32(i))
+	return secpOut(&s)
+}
+
+func secpPoint(p []byte) (*secp256k1.JacobianPoint, error) {
+	k, err := secp256k1.ParsePubKey(p)
+	if err != nil || len(p) != 33 {
+		return nil, errors.New("not a compressed secp256k1 point")
+	}
+	var j secp256k1.JacobianPoint
+	k.AsJacobian(&j)
+	return &j, nil
+}
+
+func secpEncode(j *secp256k1.JacobianPoint) ([]byte, error) {
+	if (j.X.IsZero() && j.Y.IsZero()) || j.Z.IsZero() {
+		return nil, errIdentity
+	}
+	j.ToAffine()
+	return secp256k1.NewPublicKey(&j.X, &j.Y).SerializeCompressed(), nil
+}
+
+func (secp) BaseMult(b []byte) []byte {
+	s, _ := secpScalar(b)
+	var j secp256k1.JacobianPoint
+	secp256k1.ScalarBaseMultNonConst(&s, &j)
+	out, err := secpEncode(&j)
+	if err != nil {
+		panic("protocol: BaseMult of zero") // callers pass valid (non-zero) scalars
+	}
+	return out
+}
+
+func (secp) ScalarMult(b, p []byte) ([]byte, error) {
+	s, ok := secpScalar(b)
+	if !ok {
+		return nil, errors.New("not a canonical scalar")
+	}
+	q, err := secpPoint(p)
+	if err != nil {
+		return nil, err
+	}
+	var j secp256k1.JacobianPoint
+	secp256k1.ScalarMultNonConst(&s, q, &j) // public points and public scalars only
+	return secpEncode(&j)
+}
+
+func (secp) ValidPoint(p []byte) bool {
+	// ParsePubKey checks the curve equation; secp256k1 has cofactor 1 and no identity
+	// encoding, so every point it accepts is in the group of prime order.
+	k, err := secp256k1.ParsePubKey(p)
+	return err == nil && len(p) == 33 && string(k.SerializeCompressed()) == string(p)
+}
+
+func (secp) AddPoints(ps ...[]byte) ([]byte, error) {
+	var sum secp256k1.JacobianPoint // the zero value is the point at infinity
+	for _, p := range ps {
+		q, err := secpPoint(p)
+		if err != nil {
+			return nil, err
+		}
+		secp256k1.AddNonConst(&sum, q, &sum)
+	}
+	return secpEncode(&sum)
+}
+
+func (secp) Challenge(domain string, parts ...[]byte) []byte {
+	h := sha256.New()
+	frame(h, domain, parts...)
+	var s secp256k1.ModNScalar
+	s.SetByteSlice(h.Sum(nil)) // reduced mod n; n is within 2^-128 of 2^256, so no useful bias
+	return secpOut(&s)
+}
+
+// edw is the Ed25519 group with filippo.io/edwards25519 (constant time). Scalars are
+// little-endian; points RFC 8032 encoded.
+type edw struct{}
+
+func (edw) PointLen() int { return 32 }
+
+func (edw) RandomScalar(rand io.Reader) ([]byte, error) {
+	var wide [64]byte
+	defer clear(wide[:])
+	for {
+		if _, err := io.ReadFull(rand, wide[:]); err != nil {
+			return nil, err
+		}
+		s, _ := edwards25519.NewScalar().SetUniformBytes(wide[:]) // 512 bits mod ℓ: no bias
+		if s.Equal(edwards25519.NewScalar()) == 0 {
+			return s.Bytes(), nil
+		}
+	}
+}
+
+func edScalar(b []byte) (*edwards25519.Scalar, bool) {
+	s, err := edwards25519.NewScalar().SetCanonicalBytes(b)
+	return s, err == nil
+}
+
+func (edw) ValidScalar(b []byte) bool {
+	s, ok := edScalar(b)
+	return ok && s.Equal(edwards25519.NewScalar()) == 0
+}
+
+func (edw) CanonicalScalar(b []byte) bool { _, ok := edScalar(b); return ok }
+
+func edPair(a, b []byte) (*edwards25519.Scalar, *edwards25519.Scalar) {
+	x, _ := edScalar(a)
+	y, _ := edScalar(b)
+	if x == nil || y == nil {
+		panic("protocol: scalar not canonical") // callers check encodings first
+	}
+	return x, y
+}
+
+func (edw) AddScalars(a, b []byte) []byte {
+	x, y := edPair(a, b)
+	return edwards25519.NewScalar().Add(x, y).Bytes()
+}
+
+func (edw) SubScalars(a, b []byte) []byte {
+	x, y := edPair(a, b)
+	return edwards25519.NewScalar().Subtract(x, y).Bytes()
+}
+
+func (edw) MulScalars(a, b []byte) []byte {
+	x, y := edPair(a, b)
+	return edwards25519.NewScalar().Multiply(x, y).Bytes()
+}
+
+func (edw) InvertScalar(a []byte) []byte {
+	x, _ := edPair(a, a)
+	return edwards25519.NewScalar().Invert(x).Bytes()
+}
+
+func (edw) ScalarFromInt(i int) []byte {
+	var b [32]byte
+	binary.LittleEndian.PutUint32(b[:], uint32(i))
+	return b[:]
+}
+
+func (edw) BaseMult(b []byte) []byte {
+	s, _ := edPair(b, b)
+	return new(edwards25519.Point).ScalarBaseMult(s).Bytes()
+}
+
+func edPoint(p []byte) (*edwards25519.Point, error) {
+	q, err := new(edwards25519.Point).SetBytes(p)
+	if err != nil || string(q.Bytes()) != string(p) {
+		return nil, errors.New("not a canonical Ed25519 point")
+	}
+	return q, nil
+}
+
+func (edw) ScalarMult(b, p []byte) ([]byte, error) {
+	s, ok := edScalar(b)
+	if !ok {
+		return nil, errors.New("not a canonical scalar")
+	}
+	q, err := edPoint(p)
+	if err != nil {
+		return nil, err
+	}
+	r := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(s, q, edwards25519.NewScalar()) // public values
+	if r.Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return nil, errIdentity
+	}
+	return r.Bytes(), nil
+}
+
+// edMinusOne is ℓ−1: [ℓ−1]P + P = [ℓ]P, the identity exactly for P in the prime-order
+// subgroup (the multiplication works on the integer value, so torsion is not reduced away).
+var edMinusOne = edwards25519.NewScalar().Negate(edwards25519.NewScalar().Add(edwards25519.NewScalar(), mustScalar(1)))
+
+func mustScalar(i int) *edwards25519.Scalar {
+	s, _ := edScalar(edw{}.ScalarFromInt(i))
+	return s
+}
+
+func (edw) ValidPoint(p []byte) bool {
+	q, err := edPoint(p)
+	if err != nil || q.Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return false
+	}
+	l := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(edMinusOne, q, edwards25519.NewScalar()) // P is public
+	return l.Add(l, q).Equal(edwards25519.NewIdentityPoint()) == 1
+}
+
+func (edw) AddPoints(ps ...[]byte) ([]byte, error) {
+	sum := edwards25519.NewIdentityPoint()
+	for _, p := range ps {
+		q, err := edPoint(p)
+		if err != nil {
+			return nil, err
+		}
+		sum.Add(sum, q)
+	}
+	if sum.Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return nil, errIdentity
+	}
+	return sum.Bytes(), nil
+}
+
+func (edw) Challenge(domain string, parts ...[]byte) []byte {
+	h := sha512.New()
+	frame(h, domain, parts...)
+	s, _ := edwards25519.NewScalar().SetUniformBytes(h.Sum(nil))
+	return s.Bytes()
+}
+
+// FROST(Ed25519, SHA-512), RFC 9591 section 6.1. contextString is the ciphersuite's.
+const frostContext = "FROST-ED25519-SHA512-v1"
+
+func edHashToScalar(parts ...[]byte) []byte {
+	h := sha512.New()
+	for _, p := range parts {
+		h.Write(p)
+	}
+	s, _ := edwards25519.NewScalar().SetUniformBytes(h.Sum(nil))
+	return s.Bytes()
+}
+
+// frostH1 is H1(m): the binding factor.
+func frostH1(m []byte) []byte { return edHashToScalar([]byte(frostContext+"rho"), m) }
+
+// frostH2 is H2(m) = SHA-512(m) mod ℓ, the Ed25519 challenge, so signatures verify as
+// RFC 8032 Ed25519.
+func frostH2(m []byte) []byte { return edHashToScalar(m) }
+
+// frostH3 is H3(m): nonce generation.
+func frostH3(m []byte) []byte { return edHashToScalar([]byte(frostContext+"nonce"), m) }
+
+// frostH4 is H4(m): the message hash in the binding factor input.
+func frostH4(m []byte) []byte {
+	h := sha512.Sum512(append([]byte(frostContext+"msg"), m...))
+	return h[:]
+}
+
+// frostH5 is H5(m): the commitment list hash in the binding factor input.
+func frostH5(m []byte) []byte {
+	h := sha512.Sum512(append([]byte(frostContext+"com"), m...))
+	return h[:]
+}

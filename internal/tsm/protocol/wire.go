@@ -1,0 +1,217 @@
+package protocol
+
+// The one encoder and parser of protocol messages (docs/tsm-protocol.md, "Messages"):
+// what parties send each other, through whatever carries them. Strict: every field
+// checked, no trailing bytes, one encoding per message.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// MsgType is a message's kind.
+type MsgType uint8
+
+const (
+	MsgDKGRound1     MsgType = 1 // broadcast: Round1 with a proof of knowledge
+	MsgDKGRound2     MsgType = 2 // private: Round2
+	MsgRefreshRound1 MsgType = 3 // broadcast: Round1 without the constant term
+	MsgRefreshRound2 MsgType = 4 // private: Round2
+	MsgCommitment    MsgType = 5 // a signer's round one
+	MsgSignRequest   MsgType = 6 // the coordinator's (From 0): the message and the signing set's commitments
+	MsgSignShare     MsgType = 7 // a signer's round two
+)
+
+const (
+	wireMagic   = "SVTP"
+	wireVersion = 1
+	headerLen   = 4 + 1 + 1 + SessionLen + 1 + 1 + 1
+	// MaxSignedMessage bounds what a signing request may carry.
+	MaxSignedMessage = 1 << 16
+)
+
+// Message is one protocol message: the header, and the body its type names.
+type Message struct {
+	Type     MsgType
+	Session  []byte
+	Curve    Curve
+	From, To int // To is 0 for a broadcast
+
+	Round1     *Round1     // MsgDKGRound1, MsgRefreshRound1
+	Round2     *Round2     // MsgDKGRound2, MsgRefreshRound2
+	Commitment *Commitment // MsgCommitment
+	Request    *SignRequest
+	SigShare   []byte // MsgSignShare
+}
+
+// SignRequest is what a coordinator sends every signer for round two.
+type SignRequest struct {
+	Message     []byte
+	Commitments []Commitment
+}
+
+var errMalformed = errors.New("malformed protocol message")
+
+// Marshal encodes m. It fails for a message whose fields break the format.
+func (m *Message) Marshal() ([]byte, error) {
+	g := GroupOf(m.Curve)
+	if g == nil || len(m.Session) != SessionLen || m.From < 0 || m.From > MaxParties || m.To < 0 || m.To > MaxParties {
+		return nil, errMalformed
+	}
+	b := append([]byte(wireMagic), wireVersion, byte(m.Type))
+	b = append(b, m.Session...)
+	b = append(b, byte(m.Curve), byte(m.From), byte(m.To))
+	switch m.Type {
+	case MsgDKGRound1, MsgRefreshRound1:
+		r := m.Round1
+		if r == nil || len(r.Commitments) == 0 || len(r.Commitments) > MaxParties {
+			return nil, errMalformed
+		}
+		b = append(b, byte(len(r.Commitments)))
+		for _, c := range r.Commitments {
+			b = append(b, c...)
+		}
+		if m.Type == MsgDKGRound1 {
+			b = append(append(b, r.ProofR...), r.ProofZ...)
+		}
+	case MsgDKGRound2, MsgRefreshRound2:
+		if m.Round2 == nil {
+			return nil, errMalformed
+		}
+		b = append(b, m.Round2.Share...)
+	case MsgCommitment:
+		if m.Commitment == nil {
+			return nil, errMalformed
+		}
+		b = append(append(b, m.Commitment.Hiding...), m.Commitment.Binding...)
+	case MsgSignRequest:
+		r := m.Request
+		if r == nil || len(r.Message) > MaxSignedMessage-1 || len(r.Commitments) == 0 || len(r.Commitments) > MaxParties {
+			return nil, errMalformed
+		}
+		b = binary.BigEndian.AppendUint16(b, uint16(len(r.Message)))
+		b = append(b, r.Message...)
+		b = append(b, byte(len(r.Commitments)))
+		for _, c := range r.Commitments {
+			b = append(b, byte(c.ID))
+			b = append(append(b, c.Hiding...), c.Binding...)
+		}
+	case MsgSignShare:
+		b = append(b, m.SigShare...)
+	default:
+		return nil, errMalformed
+	}
+	if _, err := Unmarshal(b); err != nil { // the parser is the one authority on the format
+		return nil, err
+	}
+	return b, nil
+}
+
+// Unmarshal parses a message strictly: the header, then exactly the body of its type,
+// every point and scalar canonical for its curve.
+func Unmarshal(b []byte) (*Message, error) {
+	if len(b) < headerLen || string(b[:4]) != wireMagic {
+		return nil, fmt.Errorf("%w: no SVTP header", errMalformed)
+	}
+	if b[4] != wireVersion {
+		return nil, fmt.Errorf("%w: version %d", errMalformed, b[4])
+	}
+	m := &Message{Type: MsgType(b[5]), Session: bytes.Clone(b[6 : 6+SessionLen])}
+	h := b[6+SessionLen:]
+	m.Curve, m.From, m.To = Curve(h[0]), int(h[1]), int(h[2])
+	g := GroupOf(m.Curve)
+	// The coordinator, who is no party, sends signing requests: From 0 there and only there.
+	if g == nil || (m.From < 1) != (m.Type == MsgSignRequest) || m.From > MaxParties || m.To > MaxParties {
+		return nil, fmt.Errorf("%w: curve, sender or recipient out of range", errMalformed)
+	}
+	r := &reader{b: b[headerLen:]}
+	point := func() []byte {
+		p := r.take(g.PointLen())
+		if r.err == nil && !g.ValidPoint(p) {
+			r.err = errors.New("a point is not valid")
+		}
+		return bytes.Clone(p)
+	}
+	scalar := func(nonzero bool) []byte {
+		s := r.take(32)
+		if r.err == nil && !(nonzero && g.ValidScalar(s) || !nonzero && g.CanonicalScalar(s)) {
+			r.err = errors.New("a scalar is not valid")
+		}
+		return bytes.Clone(s)
+	}
+	broadcast := m.To == 0
+	switch m.Type {
+	case MsgDKGRound1, MsgRefreshRound1:
+		n := r.byte()
+		if r.err == nil && (n < 1 || n > MaxParties) {
+			r.err = errors.New("commitment count out of range")
+		}
+		m.Round1 = &Round1{From: m.From}
+		for i := 0; i < n && r.err == nil; i++ {
+			m.Round1.Commitments = append(m.Round1.Commitments, point())
+		}
+		if m.Type == MsgDKGRound1 {
+			m.Round1.ProofR, m.Round1.ProofZ = point(), scalar(true)
+		}
+	case MsgDKGRound2, MsgRefreshRound2:
+		broadcast = !broadcast
+		m.Round2 = &Round2{From: m.From, To: m.To, Share: scalar(true)}
+	case MsgCommitment:
+		if m.Curve != Ed25519 {
+			r.err = errors.New("signing is Ed25519 only")
+		}
+		m.Commitment = &Commitment{ID: m.From, Hiding: point(), Binding: point()}
+	case MsgSignRequest:
+		if m.Curve != Ed25519 {
+			r.err = errors.New("signing is Ed25519 only")
+		}
+		m.Request = &SignRequest{Message: bytes.Clone(r.take(int(binary.BigEndian.Uint16(r.take(2)))))}
+		n := r.byte()
+		if r.err == nil && (n < 1 || n > MaxParties) {
+			r.err = errors.New("signer count out of range")
+		}
+		for i := 0; i < n && r.err == nil; i++ {
+			c := Commitment{ID: r.byte()}
+			c.Hiding, c.Binding = point(), point()
+			if r.err == nil && (c.ID < 1 || i > 0 && c.ID <= m.Request.Commitments[i-1].ID) {
+				r.err = errors.New("signers not sorted by identifier, each once")
+			}
+			m.Request.Commitments = append(m.Request.Commitments, c)
+		}
+	case MsgSignShare:
+		m.SigShare = scalar(false)
+	default:
+		return nil, fmt.Errorf("%w: unknown type %d", errMalformed, m.Type)
+	}
+	switch {
+	case r.err != nil:
+		return nil, fmt.Errorf("%w: %v", errMalformed, r.err)
+	case len(r.b) != 0:
+		return nil, fmt.Errorf("%w: %d bytes after the body", errMalformed, len(r.b))
+	case !broadcast:
+		return nil, fmt.Errorf("%w: a private message without a recipient, or a broadcast with one", errMalformed)
+	}
+	return m, nil
+}
+
+// reader takes bytes off the front of a buffer, failing once it runs short.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil || n > len(r.b) {
+		if r.err == nil {
+			r.err = errors.New("truncated")
+		}
+		return make([]byte, n)
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *reader) byte() int { return int(r.take(1)[0]) }
