@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -182,6 +183,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		// The budget counts the bodies in flight and their copies; the rest of the process is
+		// a few tens of MiB. A soft limit above both makes the collector work before the
+		// heap's garbage could double it (docs/operations.md, "Memory").
+		debug.SetMemoryLimit(o.cfg.MemoryBudget + 96<<20)
+	}
 	store, desc, err := openStore(ctx, o.store)
 	if err != nil {
 		return err

@@ -59,15 +59,60 @@ func abort(c *gin.Context, p *problem) {
 	c.Abort()
 }
 
-// readBody reads an authenticated request's body: at most MaxBody+1 bytes, into a buffer
-// reserved from the memory budget for bodies in flight (503 at once when it is spent),
-// hashing as it reads, and checks the digest. The reservation is held until the request
-// is answered.
+// storeCopies is how many copies of an upload's body exist while it is stored: the body
+// read, the store's buffer and the database's (or the S3 client's) own. The memory budget
+// counts all of them.
+const storeCopies = 3
+
+// reserve takes n bytes from the memory budget for a request of client: from the whole
+// budget (503 at once when it is spent) and from the client address's share of it, a
+// sixteenth (429 at once), so a few addresses cannot hold it all. It returns the release.
+func (s *Server) reserve(c *gin.Context, n int64) (func(), *problem) {
+	if n <= 0 {
+		return func() {}, nil
+	}
+	share := max(s.cfg.MemoryBudget/16, storeCopies*(s.cfg.MaxBody+1))
+	key := clientKey(c)
+	a := s.addrBytes
+	a.mu.Lock()
+	if int64(a.n[key])+n > share {
+		a.mu.Unlock()
+		s.metrics.refused.WithLabelValues("memory-address").Inc()
+		p := newProblem(http.StatusTooManyRequests, "rate-limited", "too many uploads in flight from this address; retry after 1s")
+		p.retryAfter = 1
+		return nil, p
+	}
+	a.n[key] += int(n)
+	a.mu.Unlock()
+	unshare := func() {
+		a.mu.Lock()
+		if a.n[key] -= int(n); a.n[key] <= 0 {
+			delete(a.n, key)
+		}
+		a.mu.Unlock()
+	}
+	if !s.bodies.TryAcquire(n) {
+		unshare()
+		s.metrics.refused.WithLabelValues("memory").Inc()
+		return nil, errMemory
+	}
+	s.metrics.bodyBytes.Add(float64(n))
+	return func() { s.bodies.Release(n); s.metrics.bodyBytes.Sub(float64(n)); unshare() }, nil
+}
+
+// readBody reads an authenticated request's body: at most MaxBody+1 bytes, within the
+// memory budget (an upload reserves its declared length, or the limit when chunked, times
+// storeCopies, until it is answered), hashing as it reads, and checks the digest. GET,
+// HEAD and DELETE have no body.
 func (s *Server) readBody(c *gin.Context) {
 	r := c.Request
 	want, ok := contentDigest(r.Header)
 	if !ok {
 		abort(c, newProblem(http.StatusBadRequest, "bad-request", "Content-Digest must hold one sha-256 digest"))
+		return
+	}
+	if r.Method != http.MethodPut && r.ContentLength != 0 {
+		abort(c, newProblem(http.StatusBadRequest, "bad-request", "a %s request has no body", r.Method))
 		return
 	}
 	if r.ContentLength > s.cfg.MaxBody {
@@ -78,15 +123,12 @@ func (s *Server) readBody(c *gin.Context) {
 	if n < 0 {
 		n = s.cfg.MaxBody + 1
 	}
-	if n > 0 {
-		if !s.bodies.TryAcquire(n) {
-			s.metrics.refused.WithLabelValues("memory").Inc()
-			abort(c, errMemory)
-			return
-		}
-		s.metrics.bodyBytes.Add(float64(n))
-		defer func() { s.bodies.Release(n); s.metrics.bodyBytes.Sub(float64(n)) }()
+	release, p := s.reserve(c, storeCopies*n)
+	if p != nil {
+		abort(c, p)
+		return
 	}
+	defer release()
 	h := sha256.New()
 	buf := make([]byte, 0, n)
 	for int64(len(buf)) < n {

@@ -8,6 +8,7 @@ package vault
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -44,7 +45,10 @@ func (b *budget) Release(n int64) {
 
 // clientKey is the address limits are kept by: the client's IPv4 address, or the /64 of
 // its IPv6 address (one host is commonly given a whole /64).
-func clientKey(c *gin.Context) string {
+func clientKey(c *gin.Context) string { return clientPrefix(c, 64) }
+
+// clientPrefix is clientKey with IPv6 addresses cut to their first bits.
+func clientPrefix(c *gin.Context, bits int) string {
 	ip := net.ParseIP(c.ClientIP())
 	if ip == nil {
 		return c.ClientIP()
@@ -52,7 +56,7 @@ func clientKey(c *gin.Context) string {
 	if ip4 := ip.To4(); ip4 != nil {
 		return ip4.String()
 	}
-	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	return fmt.Sprintf("%s/%d", ip.Mask(net.CIDRMask(bits, 128)), bits)
 }
 
 // inflight counts the requests in flight per client address; an address's entry lives
@@ -109,6 +113,14 @@ func (l *vaultLocks) lock(ctx context.Context, vault recovery.VaultID) (unlock f
 	}
 	vl.refs++
 	l.mu.Unlock()
+	if ctx.Err() != nil { // a request already out of time does not race the free lock
+		l.mu.Lock()
+		if vl.refs--; vl.refs == 0 {
+			delete(l.m, vault)
+		}
+		l.mu.Unlock()
+		return nil, errBusy
+	}
 	release := func() {
 		l.mu.Lock()
 		if vl.refs--; vl.refs == 0 {
@@ -175,17 +187,24 @@ func (p *storeProbe) failed(err error) {
 	p.mu.Unlock()
 }
 
-// admitVault decides whether client may create a new vault: the store must be within its
-// budget and keep its free space (507 otherwise), and the address within its rate of new
-// vaults (429).
-func (s *Server) admitVault(client string) error {
+// storageFull says why the store cannot take more bytes ("budget" or "disk"), or "".
+func (s *Server) storageFull() string {
 	st := s.probe.get(s)
 	switch {
 	case st.known && s.cfg.StorageBudget > 0 && st.used >= s.cfg.StorageBudget:
-		s.metrics.refusedVaults.WithLabelValues("budget").Inc()
-		return errStorageFull
+		return "budget"
 	case st.known && s.cfg.MinFree >= 0 && st.free < s.cfg.MinFree:
-		s.metrics.refusedVaults.WithLabelValues("disk").Inc()
+		return "disk"
+	}
+	return ""
+}
+
+// admitVault decides whether client may create a new vault: the store must be within its
+// budget and keep its free space (507 otherwise), and the address (an IPv6 client by its
+// /48, which one holder commonly has whole) within its rate of new vaults (429).
+func (s *Server) admitVault(client string) error {
+	if why := s.storageFull(); why != "" {
+		s.metrics.refusedVaults.WithLabelValues(why).Inc()
 		return errStorageFull
 	}
 	if ok, wait := s.createLimit.allow(client); !ok {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,4 +143,30 @@ func TestClientKey(t *testing.T) {
 			t.Errorf("clientKey(%s) = %q, want %q", remote, got, want)
 		}
 	}
+}
+
+// fullAfter is a store capacity that reports the disk full once full is set: a disk
+// filling up on demand, which no real disk in a test does.
+type fullAfter struct{ full atomic.Bool }
+
+func (f *fullAfter) Capacity(context.Context) (int64, int64, error) {
+	if f.full.Load() {
+		return 1 << 40, 0, nil
+	}
+	return 0, 1 << 40, nil
+}
+
+// TestStorageFull: once the store is short of room, uploads to existing vaults are refused
+// too (507), not only new vaults, while reads still work.
+func TestStorageFull(t *testing.T) {
+	capacity := &fullAfter{}
+	tt := newTester(t, stores(t)["pebble"](t), Config{Capacity: capacity})
+	u := newUser(t, 1)
+	p := api.KeyPath(u.vault(), "k")
+	v1 := u.seal(t, "k", 1, "x")
+	want(t, "first upload", tt.do(u, "PUT", p, v1, "If-None-Match", "*"), 201, "")
+	capacity.full.Store(true)
+	time.Sleep(1100 * time.Millisecond) // the probe is at most a second old
+	want(t, "upload to a full store", tt.do(u, "PUT", p, u.seal(t, "k", 2, "y"), "If-Match", quoted(v1)), 507, "storage-full")
+	want(t, "a read of a full store", tt.do(u, "GET", p, nil), 200, "")
 }

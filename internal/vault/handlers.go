@@ -82,7 +82,7 @@ func (s *Server) putVersion(c *gin.Context) {
 	}
 	sum := sha256.Sum256(body)
 	v := version{Seq: h.Sequence, Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]), Created: time.Now().UTC().Truncate(time.Second)}
-	if err := s.upload(c.Request.Context(), vault, key, body, v, pre, clientKey(c)); err != nil {
+	if err := s.upload(c.Request.Context(), vault, key, body, v, pre, clientPrefix(c, 48)); err != nil {
 		c.Error(err)
 		return
 	}
@@ -144,6 +144,12 @@ func (s *Server) serve(c *gin.Context, seq uint64) {
 		c.Status(http.StatusOK)
 		return
 	}
+	release, p := s.reserve(c, 2*v.Size) // the store's copy, and what is being sent
+	if p != nil {
+		c.Error(p)
+		return
+	}
+	defer release()
 	r, err := s.store.Get(c.Request.Context(), versionName(vault, key, v))
 	if err != nil {
 		c.Error(err) // the manifest names it: a missing blob is an internal error

@@ -211,6 +211,10 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 		if err != nil {
 			return nil, err
 		}
+		if why := s.storageFull(); why != "" && exists { // new vaults are refused in admitVault
+			s.metrics.refused.WithLabelValues("storage-" + why).Inc()
+			return nil, errStorageFull
+		}
 		if created = !exists; created && !admitted {
 			if err := s.admitVault(client); err != nil {
 				return nil, err

@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		bytesIn:  prometheus.NewCounter(prometheus.CounterOpts{Name: "sharevault_http_request_bytes_total", Help: "Request body bytes read."}),
 		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "sharevault_http_response_bytes_total", Help: "Response body bytes written."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sharevault_requests_refused_total", Help: "Requests refused at once by a limit: memory (the body budget) or inflight (per address).",
+			Name: "sharevault_requests_refused_total", Help: "Requests refused at once by a limit: memory (the budget), memory-address (an address's share of it), inflight (per address), storage-budget or storage-disk (uploads to a full store).",
 		}, []string{"limit"}),
 		bodyBytes:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "sharevault_body_budget_used_bytes", Help: "Bytes of the memory budget held by request bodies in flight."}),
 		vaultsCreated: prometheus.NewCounter(prometheus.CounterOpts{Name: "sharevault_vaults_created_total", Help: "Vaults created (first upload to a new vault)."}),

@@ -38,7 +38,7 @@ var (
 	errInternal       = &problem{status: http.StatusInternalServerError, name: "internal", detail: "internal error"}
 	errDigestMismatch = &problem{status: http.StatusBadRequest, name: "bad-request", detail: "the body does not match its Content-Digest"}
 	errMemory         = &problem{status: http.StatusServiceUnavailable, name: "unavailable", detail: "the vault is at its memory budget for uploads in flight; retry", retryAfter: 1}
-	errStorageFull    = &problem{status: http.StatusInsufficientStorage, name: "storage-full", detail: "the vault's storage is full: no new vaults are accepted; existing vaults keep working"}
+	errStorageFull    = &problem{status: http.StatusInsufficientStorage, name: "storage-full", detail: "the vault's storage is full: it takes no uploads until an operator makes room; reads and deletes work"}
 )
 
 // problems is the one place errors become responses. Handlers call c.Error and return;

@@ -6,6 +6,7 @@ package vault
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -100,7 +101,8 @@ type Server struct {
 	vaultLimit  *limiter
 	createLimit *limiter
 	inflight    *inflight
-	bodies      *budget // bytes of request bodies in flight
+	bodies      *budget   // bytes of request bodies (and their store copies) in flight
+	addrBytes   *inflight // the same, per client address
 	metrics     *metrics
 	locks       vaultLocks
 	probe       storeProbe
@@ -112,8 +114,8 @@ func New(store blobstore.Store, cfg Config) (http.Handler, error) {
 	if cfg.Retention < 1 || cfg.MaxBody < 1 || cfg.InflightIP < 1 {
 		return nil, errors.New("vault: retention, body limit and requests in flight must be positive")
 	}
-	if cfg.MemoryBudget < cfg.MaxBody+1 {
-		return nil, errors.New("vault: the memory budget must hold at least one body of the largest size")
+	if cfg.MemoryBudget < storeCopies*(cfg.MaxBody+1) {
+		return nil, fmt.Errorf("vault: the memory budget must hold at least one upload of the largest size (%d bytes)", storeCopies*(cfg.MaxBody+1))
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -122,7 +124,7 @@ func New(store blobstore.Store, cfg Config) (http.Handler, error) {
 	s := &Server{store: store, cfg: cfg, log: cfg.Logger, metrics: m,
 		ipLimit: newLimiter(cfg.RateIP, cfg.BurstIP), vaultLimit: newLimiter(cfg.RateVault, cfg.BurstVault),
 		createLimit: newLimiter(cfg.NewVaultsIP/3600, int(math.Ceil(cfg.NewVaultsIP))),
-		inflight:    &inflight{n: map[string]int{}}, bodies: &budget{max: cfg.MemoryBudget}}
+		inflight:    &inflight{n: map[string]int{}}, bodies: &budget{max: cfg.MemoryBudget}, addrBytes: &inflight{n: map[string]int{}}}
 	s.locks.m = map[recovery.VaultID]*vaultLock{}
 	m.budget.Set(float64(cfg.StorageBudget))
 
@@ -145,7 +147,7 @@ func New(store blobstore.Store, cfg Config) (http.Handler, error) {
 	}
 	r.GET("/v1/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", api.OpenAPI) })
 
-	v := r.Group("/v1/vaults/:vault", s.deadline, s.authenticate, s.limitVault, s.readBody)
+	v := r.Group("/v1/vaults/:vault", s.authenticate, s.limitVault, s.readBody, s.deadline)
 	v.GET("/keys", s.listKeys)
 	v.PUT("/keys/:key", s.putVersion)
 	v.GET("/keys/:key", s.getLatest)
@@ -157,9 +159,12 @@ func New(store blobstore.Store, cfg Config) (http.Handler, error) {
 	return r, nil
 }
 
-// deadline bounds the request's context, and so every store call it makes.
+// deadline bounds the store work of a request whose body is read: the store calls run
+// under the server's deadline alone, not the client's connection, so a client that goes
+// away between an upload's two writes cannot leave half of it (and a client that sends
+// its body slowly cannot spend the store's time).
 func (s *Server) deadline(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.cfg.RequestTimeout)
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
