@@ -14,8 +14,10 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
@@ -43,11 +45,72 @@ func (s *schemeClient) step(i int, st *Step) (*StepResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 	defer cancel()
 	st.Scheme = s.scheme
+	if _, remote := s.c.peers[i].(*remotePeer); remote {
+		if err := s.c.authorize(st, nil); err != nil {
+			return nil, fmt.Errorf("node %d: %s: %w", i, st.Op, err)
+		}
+	}
 	res, err := s.c.peers[i].Step(ctx, st)
+	if errors.Is(err, ErrStaleEpoch) && st.Auth != nil && st.Auth.Party >= 0 {
+		// The remote node is a refresh ahead of the share this client proved with: prove
+		// with the pending share, if the embedded node has prepared it.
+		if next, perr := s.c.local.n.pendingKey(st.KeyID, st.Scheme); perr == nil && next != nil {
+			defer next.wipe()
+			if s.c.authorize(st, next) == nil {
+				res, err = s.c.peers[i].Step(ctx, st)
+			}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("node %d: %s: %w", i, st.Op, err)
 	}
 	return res, nil
+}
+
+// authorize signs st with the embedded node's key and, for an existing key, proves
+// possession of that node's share of it (of prover, if given, else the stored one).
+func (c *Client) authorize(st *Step, prover *keyState) error {
+	if c.local == nil {
+		return errors.New("a client with remote nodes needs an embedded node to speak for it")
+	}
+	a := &Auth{Node: c.local.key.ID(), Time: time.Now().Unix(), Party: -1}
+	digest := st.digest()
+	switch st.Op {
+	case OpKeyGenStart, OpKeyGenRound2, OpKeyGenFinish, OpKeyGenDiscard:
+	default:
+		k := prover
+		if k == nil {
+			var err error
+			if k, err = c.local.n.key(st.KeyID, st.Scheme); err != nil {
+				return err
+			}
+			defer k.wipe()
+		}
+		if err := proveShare(digest, a, k); err != nil {
+			return err
+		}
+	}
+	c.local.key.signAuth(digest, a)
+	st.Auth = a
+	return nil
+}
+
+// roster returns the parties' node IDs by identifier: node i of the client is party
+// index(i)+1; parties the client lacks stay zero.
+func (s *schemeClient) roster(n int, index func(i int) int) ([]NodeID, error) {
+	r := make([]NodeID, n)
+	for i, p := range s.c.peers {
+		ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+		id, err := p.ID(ctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+		if j := index(i); j >= 0 && j < n {
+			r[j] = id
+		}
+	}
+	return r, nil
 }
 
 // each runs a step on every node, built by mk, and returns the results in node order.
@@ -64,15 +127,18 @@ func (s *schemeClient) each(mk func(i int) *Step) ([]*StepResult, error) {
 }
 
 func (s *schemeClient) multiNode() error {
-	n := len(s.c.nodes)
+	n := len(s.c.peers)
 	if n < 2 || n > maxPlayers {
 		return fmt.Errorf("tsm: this needs 2 to %d nodes, the client has %d", maxPlayers, n)
 	}
 	seen := map[string]bool{}
-	for _, nd := range s.c.nodes {
-		p, _ := filepath.Abs(nd.path)
+	for _, nc := range s.c.cfg.Nodes {
+		p := nc.URL
+		if p == "" {
+			p, _ = filepath.Abs(nc.Database)
+		}
 		if seen[p] {
-			return fmt.Errorf("tsm: node database %s is configured twice", nd.path)
+			return fmt.Errorf("tsm: node %s is configured twice", p)
 		}
 		seen[p] = true
 	}
@@ -90,14 +156,15 @@ func others(ms [][]byte, i int) [][]byte {
 	return out
 }
 
-// route delivers private messages to their recipients' inboxes, by identifier.
+// route delivers private envelopes to their recipients' inboxes, by identifier. The
+// coordinator reads only the envelope's route; what is inside is sealed to the recipient.
 func route(inbox map[int][][]byte, out [][]byte) error {
 	for _, b := range out {
-		m, err := protocol.Unmarshal(b)
+		to, err := routeOf(b)
 		if err != nil {
 			return err
 		}
-		inbox[m.To] = append(inbox[m.To], b)
+		inbox[to] = append(inbox[to], b)
 	}
 	return nil
 }
@@ -105,7 +172,7 @@ func route(inbox map[int][][]byte, out [][]byte) error {
 // GenerateKey creates a key that needs every node of the client to sign (n-of-n) and
 // returns its ID. Node i of the configuration is party i+1.
 func (s *schemeClient) GenerateKey(description string) (string, error) {
-	return s.GenerateKeyThreshold(description, len(s.c.nodes)-1)
+	return s.GenerateKeyThreshold(description, len(s.c.peers)-1)
 }
 
 // GenerateKeyThreshold creates a key among the client's n nodes, by distributed key
@@ -114,7 +181,7 @@ func (s *schemeClient) GenerateKeyThreshold(description string, threshold int) (
 	if err := s.multiNode(); err != nil {
 		return "", err
 	}
-	n := len(s.c.nodes)
+	n := len(s.c.peers)
 	if threshold < 1 || threshold >= n {
 		return "", fmt.Errorf("tsm: threshold %d out of range 1..%d for %d nodes", threshold, n-1, n)
 	}
@@ -128,8 +195,12 @@ func (s *schemeClient) GenerateKeyThreshold(description string, threshold int) (
 		}
 		return "", fmt.Errorf("tsm: generate key: %w", err)
 	}
+	roster, err := s.roster(n, func(i int) int { return i })
+	if err != nil {
+		return "", fmt.Errorf("tsm: generate key: %w", err)
+	}
 	r1, err := s.each(func(i int) *Step {
-		return &Step{Op: OpKeyGenStart, KeyID: keyID, Session: session, KeyGen: &KeyGenParams{Threshold: threshold, Parties: n,
+		return &Step{Op: OpKeyGenStart, KeyID: keyID, Session: session, Roster: roster, KeyGen: &KeyGenParams{Threshold: threshold, Parties: n,
 			Index: i, Description: description, Created: created, ChainCode: chain}}
 	})
 	if err != nil {
@@ -205,6 +276,21 @@ func (s *schemeClient) states(keyID string) ([]*StepResult, *protocol.Public, er
 	if err := s.Recover(keyID); err != nil {
 		return nil, nil, err
 	}
+	return s.infos(keyID)
+}
+
+// statesLocked is states for a caller that holds the op lock.
+func (s *schemeClient) statesLocked(keyID string) ([]*StepResult, *protocol.Public, error) {
+	if err := s.multiNode(); err != nil {
+		return nil, nil, err
+	}
+	if err := s.recoverLocked(keyID); err != nil {
+		return nil, nil, err
+	}
+	return s.infos(keyID)
+}
+
+func (s *schemeClient) infos(keyID string) ([]*StepResult, *protocol.Public, error) {
 	sts, err := s.each(func(int) *Step { return &Step{Op: OpInfo, KeyID: keyID} })
 	if err != nil {
 		return nil, nil, err
@@ -219,15 +305,26 @@ func (s *schemeClient) states(keyID string) ([]*StepResult, *protocol.Public, er
 // party of the key, every prepared share is discarded. With only some parties it only
 // commits, never discards, since an absent party may have switched.
 func (s *schemeClient) Recover(keyID string) error {
+	unlock, err := s.c.opLock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.recoverLocked(keyID)
+}
+
+func (s *schemeClient) recoverLocked(keyID string) error {
 	sts, err := s.each(func(int) *Step { return &Step{Op: OpInfo, KeyID: keyID} })
 	if err != nil {
 		return err
 	}
 	var maxEpoch uint32
 	pending := false
+	parties := map[int]bool{}
 	for _, st := range sts {
 		maxEpoch = max(maxEpoch, st.Info.Epoch)
 		pending = pending || st.Pending != 0
+		parties[st.Info.NodeIndex] = true
 	}
 	if !pending {
 		return nil
@@ -242,15 +339,16 @@ func (s *schemeClient) Recover(keyID string) error {
 			}
 		}
 	}
+	all := len(parties) == sts[0].Info.Players
 	for i, st := range sts {
 		switch {
 		case st.Pending == 0:
 		case committed && st.Pending == maxEpoch && st.Info.Epoch+1 == maxEpoch:
-			if _, err := s.step(i, &Step{Op: OpRefreshCommit, KeyID: keyID}); err != nil {
+			if _, err := s.step(i, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: st.PendingOf}); err != nil {
 				return fmt.Errorf("tsm: finishing an interrupted refresh: %w", err)
 			}
-		case !committed && len(sts) == st.Info.Players:
-			if _, err := s.step(i, &Step{Op: OpRefreshAbort, KeyID: keyID}); err != nil {
+		case !committed && all:
+			if _, err := s.step(i, &Step{Op: OpRefreshAbort, KeyID: keyID, Session: st.PendingOf}); err != nil {
 				return fmt.Errorf("tsm: discarding an interrupted refresh: %w", err)
 			}
 		}
@@ -258,12 +356,59 @@ func (s *schemeClient) Recover(keyID string) error {
 	return nil
 }
 
+// CurrentEpoch asks every node of the client but its embedded one for the epoch of the
+// key a backup holds a share of, proving to each that it is that party with the backup's
+// share (nothing is restored). A node past the backup's epoch answers ErrStaleEpoch.
+func (s *schemeClient) CurrentEpoch(backup []byte) (uint32, error) {
+	k, err := decodeBackup(backup)
+	if err != nil {
+		return 0, err
+	}
+	defer k.wipe()
+	if k.additive {
+		sh, err := k.toShamir()
+		if err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrBadBackup, err)
+		}
+		defer sh.wipe()
+		k = sh
+	}
+	var epoch uint32
+	asked := 0
+	for i, p := range s.c.peers {
+		if p == Peer(s.c.local) {
+			continue
+		}
+		st := &Step{Op: OpInfo, KeyID: k.KeyID, Scheme: k.Scheme}
+		if _, remote := p.(*remotePeer); remote {
+			if err := s.c.authorize(st, k); err != nil {
+				return 0, err
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+		res, err := p.Step(ctx, st)
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("node %d: %w", i, err)
+		}
+		epoch = max(epoch, res.Info.Epoch)
+		asked++
+	}
+	if asked == 0 {
+		return 0, errors.New("tsm: no other node to ask")
+	}
+	if epoch > k.Epoch {
+		return epoch, fmt.Errorf("%w (backup at epoch %d, the key is at %d)", ErrStaleEpoch, k.Epoch, epoch)
+	}
+	return epoch, nil
+}
+
 // VerifyShare proves that the shares of keyID work. On a client with one node it checks
 // that node's share against its own copy of the public shares. With several, each node
 // checks its own share, and their public states must agree at one epoch: a share restored
 // from before a refresh gives ErrStaleEpoch.
 func (s *schemeClient) VerifyShare(keyID string) error {
-	if len(s.c.nodes) == 1 {
+	if len(s.c.peers) == 1 {
 		_, err := s.step(0, &Step{Op: OpCheck, KeyID: keyID})
 		return err
 	}
@@ -280,7 +425,12 @@ func (s *schemeClient) VerifyShare(keyID string) error {
 // next share as pending, and only when all have does any switch; a crash anywhere leaves
 // the key at one epoch once Recover (run before every operation) has finished.
 func (s *schemeClient) Reshare(keyID string) error {
-	sts, _, err := s.states(keyID)
+	unlock, err := s.c.opLock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	sts, _, err := s.statesLocked(keyID)
 	if err != nil {
 		return err
 	}
@@ -290,11 +440,15 @@ func (s *schemeClient) Reshare(keyID string) error {
 	session := newSession()
 	abort := func(err error) error {
 		for i := range s.c.peers {
-			s.step(i, &Step{Op: OpRefreshAbort, KeyID: keyID})
+			s.step(i, &Step{Op: OpRefreshAbort, KeyID: keyID, Session: session})
 		}
 		return fmt.Errorf("tsm: refresh: %w", err)
 	}
-	r1, err := s.each(func(int) *Step { return &Step{Op: OpRefreshStart, KeyID: keyID, Session: session} })
+	roster, err := s.roster(len(sts), func(i int) int { return sts[i].Info.NodeIndex })
+	if err != nil {
+		return err
+	}
+	r1, err := s.each(func(int) *Step { return &Step{Op: OpRefreshStart, KeyID: keyID, Session: session, Roster: roster} })
 	if err != nil {
 		return abort(err)
 	}
@@ -343,23 +497,39 @@ func (c *EDDSAClient) Sign(keyID string, msg []byte) ([]byte, error) {
 	if len(msg) >= protocol.MaxSignedMessage {
 		return nil, fmt.Errorf("tsm: a message of %d bytes is over the signing limit", len(msg))
 	}
-	_, pub, err := c.states(keyID)
+	sts, pub, err := c.states(keyID)
+	if err != nil {
+		return nil, err
+	}
+	roster, err := c.roster(pub.Parties(), func(i int) int { return sts[i].Info.NodeIndex })
 	if err != nil {
 		return nil, err
 	}
 	session := newSession()
-	r1, err := c.each(func(int) *Step { return &Step{Op: OpSignCommit, KeyID: keyID, Session: session} })
+	r1, err := c.each(func(int) *Step { return &Step{Op: OpSignCommit, KeyID: keyID, Session: session, Roster: roster} })
 	if err != nil {
 		return nil, err
 	}
-	var cs []protocol.Commitment
-	for _, r := range r1 {
+	// A signer's message is read only from an envelope its node signed.
+	read := func(i int, r *StepResult, typ protocol.MsgType) (*protocol.Message, error) {
 		if len(r.Out) != 1 {
-			return nil, errors.New("tsm: a signer answered no commitment")
+			return nil, fmt.Errorf("tsm: node %d answered %d messages", i, len(r.Out))
 		}
-		m, err := protocol.Unmarshal(r.Out[0])
-		if err != nil || m.Type != protocol.MsgCommitment || !bytes.Equal(m.Session, session) {
-			return nil, fmt.Errorf("tsm: a signer's commitment is malformed: %v", err)
+		b, err := unwrapEnvelope(nil, r.Out[0], session, 0, roster)
+		if err != nil {
+			return nil, fmt.Errorf("tsm: node %d: %w", i, err)
+		}
+		m, err := protocol.Unmarshal(b)
+		if err != nil || m.Type != typ || m.From != sts[i].Info.NodeIndex+1 {
+			return nil, fmt.Errorf("tsm: node %d answered another message than its own", i)
+		}
+		return m, nil
+	}
+	var cs []protocol.Commitment
+	for i, r := range r1 {
+		m, err := read(i, r, protocol.MsgCommitment)
+		if err != nil {
+			return nil, err
 		}
 		cs = append(cs, *m.Commitment)
 	}
@@ -374,13 +544,10 @@ func (c *EDDSAClient) Sign(keyID string, msg []byte) ([]byte, error) {
 		return nil, err
 	}
 	shares := map[int][]byte{}
-	for _, r := range r2 {
-		if len(r.Out) != 1 {
-			return nil, errors.New("tsm: a signer answered no signature share")
-		}
-		m, err := protocol.Unmarshal(r.Out[0])
-		if err != nil || m.Type != protocol.MsgSignShare || !bytes.Equal(m.Session, session) {
-			return nil, fmt.Errorf("tsm: a signature share is malformed: %v", err)
+	for i, r := range r2 {
+		m, err := read(i, r, protocol.MsgSignShare)
+		if err != nil {
+			return nil, err
 		}
 		shares[m.From] = m.SigShare
 	}
@@ -392,4 +559,34 @@ func (c *EDDSAClient) Sign(keyID string, msg []byte) ([]byte, error) {
 		return nil, errors.New("tsm: the signature does not verify")
 	}
 	return sig, nil
+}
+
+// opLockWait bounds how long a refresh or a recovery waits for another on this phone.
+const opLockWait = 30 * time.Second
+
+// opLock serializes refreshes and recoveries among every coordinator that uses this
+// client's embedded node (goroutines, clients and processes alike): an exclusive flock on
+// "<database>.lock", which a crash releases. A recovery so never sees a refresh that is
+// still running as one that was interrupted.
+func (c *Client) opLock() (func(), error) {
+	n, err := c.embedded()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(n.path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("tsm: lock: %w", err)
+	}
+	deadline := time.Now().Add(opLockWait)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("tsm: another refresh of this phone's keys is still running (%v)", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

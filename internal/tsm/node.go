@@ -55,6 +55,12 @@ var migrations = []func(tx *sql.Tx) error{
 		}
 		return convertAdditive(tx)
 	},
+	// Version 3: the node's long-term identity (NodeKey), for nodes that keep it in their
+	// database (embedded ones; a service may keep it in a file instead).
+	sqlMigration(`CREATE TABLE node_key (
+		id   INTEGER PRIMARY KEY CHECK (id = 1),
+		seed BLOB NOT NULL
+	) STRICT`),
 }
 
 func sqlMigration(q string) func(tx *sql.Tx) error {
@@ -133,6 +139,24 @@ func openNode(path string) (*node, error) {
 }
 
 func (n *node) close() error { return n.db.Close() }
+
+// nodeKey returns the node's identity kept in its database, made on first use.
+func (n *node) nodeKey() (*NodeKey, error) {
+	var seed []byte
+	err := n.db.QueryRow(`SELECT seed FROM node_key WHERE id = 1`).Scan(&seed)
+	if errors.Is(err, sql.ErrNoRows) {
+		k := GenerateNodeKey()
+		if _, err := n.db.Exec(`INSERT INTO node_key (id, seed) VALUES (1, ?)`, k.seed); err != nil {
+			return nil, err
+		}
+		return k, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer clear(seed)
+	return NewNodeKey(seed)
+}
 
 func (n *node) migrate() error {
 	tx, err := n.db.Begin()
@@ -302,14 +326,15 @@ func (n *node) fault(step string) error {
 
 func concat(ps [][]byte) []byte { return bytes.Join(ps, nil) }
 
-// pendingEpoch returns the epoch of the key's prepared refresh, or 0.
-func (n *node) pendingEpoch(keyID string) (uint32, error) {
+// pendingEpoch returns the epoch and session of the key's prepared refresh, or 0 and nil.
+func (n *node) pendingEpoch(keyID string) (uint32, []byte, error) {
 	var e uint32
-	err := n.db.QueryRow(`SELECT epoch FROM pending WHERE key_id = ?`, keyID).Scan(&e)
+	var session []byte
+	err := n.db.QueryRow(`SELECT epoch, session FROM pending WHERE key_id = ?`, keyID).Scan(&e, &session)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
+		return 0, nil, nil
 	}
-	return e, err
+	return e, session, err
 }
 
 // prepare stores next (the key at its next epoch) as the key's pending share, durably.
@@ -326,7 +351,11 @@ func (n *node) prepare(next *keyState, session []byte) error {
 		if cur.Epoch+1 != next.Epoch {
 			return fmt.Errorf("key %q moved to epoch %d during the refresh", next.KeyID, cur.Epoch)
 		}
-		if _, err := tx.Exec(`DELETE FROM pending WHERE key_id = ?`, next.KeyID); err != nil {
+		var other []byte
+		switch err := tx.QueryRow(`SELECT session FROM pending WHERE key_id = ?`, next.KeyID).Scan(&other); {
+		case err == nil:
+			return fmt.Errorf("key %q has another refresh prepared: it must be finished or discarded first", next.KeyID)
+		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
 		_, err = tx.Exec(`INSERT INTO pending (key_id, session, epoch, secret_share, public_shares) VALUES (?,?,?,?,?)`,
@@ -339,9 +368,47 @@ func (n *node) prepare(next *keyState, session []byte) error {
 	return n.fault("prepare-after")
 }
 
-// commitPending switches the key to its pending share, then checkpoints the WAL so the
-// old share is gone from the files (secure_delete zeroes what the switch frees).
-func (n *node) commitPending(keyID string) error {
+// pendingKey returns the key as its prepared refresh would make it, or nil if there is none.
+func (n *node) pendingKey(keyID string, scheme Scheme) (*keyState, error) {
+	return readPending(n.db, keyID, scheme)
+}
+
+func readPending(q querier, keyID string, scheme Scheme) (*keyState, error) {
+	k, err := readKey(q, keyID, scheme)
+	if err != nil {
+		return nil, err
+	}
+	defer k.wipe()
+	var epoch uint32
+	var share, points []byte
+	err = q.QueryRow(`SELECT epoch, secret_share, public_shares FROM pending WHERE key_id = ?`, keyID).Scan(&epoch, &share, &points)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	next := &keyState{KeyInfo: k.KeyInfo, share: share}
+	next.Epoch = epoch
+	pl := len(k.publicShares[0])
+	for i := 0; i+pl <= len(points); i += pl {
+		next.publicShares = append(next.publicShares, points[i:i+pl])
+	}
+	if epoch != k.Epoch+1 {
+		next.wipe()
+		return nil, fmt.Errorf("key %q: prepared epoch %d does not follow %d", keyID, epoch, k.Epoch)
+	}
+	if err := next.check(); err != nil {
+		next.wipe()
+		return nil, fmt.Errorf("key %q: the prepared share does not check: %w", keyID, err)
+	}
+	return next, nil
+}
+
+// commitPending switches the key to its pending share of the given refresh session, then
+// checkpoints the WAL so the old share is gone from the files (secure_delete zeroes what
+// the switch frees).
+func (n *node) commitPending(keyID string, session []byte) error {
 	if err := n.fault("commit-before"); err != nil {
 		return err
 	}
@@ -350,33 +417,15 @@ func (n *node) commitPending(keyID string) error {
 		if err := tx.QueryRow(`SELECT scheme FROM keys WHERE key_id = ?`, keyID).Scan(&scheme); err != nil {
 			return fmt.Errorf("%w: %q", ErrKeyNotFound, keyID)
 		}
-		k, err := readKey(tx, keyID, scheme)
+		var prepared []byte
+		if err := tx.QueryRow(`SELECT session FROM pending WHERE key_id = ?`, keyID).Scan(&prepared); err != nil || !bytes.Equal(prepared, session) {
+			return fmt.Errorf("key %q has no refresh of this session prepared to commit", keyID)
+		}
+		next, err := readPending(tx, keyID, scheme)
 		if err != nil {
 			return err
 		}
-		defer k.wipe()
-		var epoch uint32
-		var share, points []byte
-		err = tx.QueryRow(`SELECT epoch, secret_share, public_shares FROM pending WHERE key_id = ?`, keyID).Scan(&epoch, &share, &points)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("key %q has no prepared refresh to commit", keyID)
-		}
-		if err != nil {
-			return err
-		}
-		next := &keyState{KeyInfo: k.KeyInfo, share: share}
 		defer next.wipe()
-		next.Epoch = epoch
-		pl := len(k.publicShares[0])
-		for i := 0; i+pl <= len(points); i += pl {
-			next.publicShares = append(next.publicShares, points[i:i+pl])
-		}
-		if epoch != k.Epoch+1 {
-			return fmt.Errorf("key %q: prepared epoch %d does not follow %d", keyID, epoch, k.Epoch)
-		}
-		if err := next.check(); err != nil {
-			return fmt.Errorf("key %q: the prepared share does not check: %w", keyID, err)
-		}
 		if err := replaceShare(tx, next); err != nil {
 			return err
 		}
@@ -392,10 +441,10 @@ func (n *node) commitPending(keyID string) error {
 	return n.fault("commit-after")
 }
 
-// abortPending discards the key's prepared refresh, if any.
-func (n *node) abortPending(keyID string) error {
+// abortPending discards the key's prepared refresh of the given session, if any.
+func (n *node) abortPending(keyID string, session []byte) error {
 	return n.write(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`DELETE FROM pending WHERE key_id = ?`, keyID)
+		_, err := tx.Exec(`DELETE FROM pending WHERE key_id = ? AND session = ?`, keyID, session)
 		return err
 	})
 }

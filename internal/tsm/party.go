@@ -14,6 +14,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,8 +46,10 @@ type Step struct {
 	KeyID   string
 	Scheme  Scheme
 	Session []byte   // protocol.SessionLen bytes, chosen by the coordinator
-	In      [][]byte // encoded protocol messages (protocol.Unmarshal)
+	In      [][]byte // protocol messages in their envelopes (nodekey.go)
 	KeyGen  *KeyGenParams
+	Roster  []NodeID // the parties' node IDs by identifier (a zero NodeID for one absent)
+	Auth    *Auth    // who asks; checked by a node serving remote requests (Node.Serve)
 }
 
 // KeyGenParams are what every party of a new key is told; Index differs per party.
@@ -65,10 +68,13 @@ type StepResult struct {
 	Info         *KeyInfo // OpInfo, OpKeyGenFinish, OpRefreshPrep (the next state)
 	PublicShares [][]byte // with Info
 	Pending      uint32   // OpInfo: the epoch of a prepared refresh, 0 if none
+	PendingOf    []byte   // OpInfo: that refresh's session
 }
 
 // Peer is how a coordinator reaches one party.
 type Peer interface {
+	// ID is the party's node identity, for the roster.
+	ID(ctx context.Context) (NodeID, error)
 	Step(ctx context.Context, s *Step) (*StepResult, error)
 }
 
@@ -78,17 +84,22 @@ const sessionTTL = 2 * time.Minute
 // party answers steps for one node.
 type party struct {
 	n        *node
+	key      *NodeKey
 	mu       sync.Mutex
 	sessions map[string]*session
 }
 
 type session struct {
-	started time.Time
-	keyID   string
-	dkg     *protocol.DKG
-	params  *KeyGenParams
-	nonces  *protocol.Nonces
-	scheme  Scheme
+	kind      string // "keygen", "refresh" or "sign": only that protocol's steps take it
+	started   time.Time
+	keyID     string
+	dkg       *protocol.DKG
+	params    *KeyGenParams
+	nonces    *protocol.Nonces
+	scheme    Scheme
+	self      int      // this party's identifier
+	roster    []NodeID // fixed when the session starts
+	requester NodeID   // who started it (Node.Serve checks that the same node continues it)
 }
 
 func (s *session) wipe() {
@@ -97,9 +108,70 @@ func (s *session) wipe() {
 	}
 }
 
-func newParty(n *node) *party { return &party{n: n, sessions: map[string]*session{}} }
+func (p *party) ID(context.Context) (NodeID, error) { return p.key.ID(), nil }
 
-// take removes and returns the session, or nil; expired sessions are wiped.
+func newParty(n *node, key *NodeKey) *party {
+	return &party{n: n, key: key, sessions: map[string]*session{}}
+}
+
+// checkRoster: one entry per party, this party's own ID at its identifier.
+func (p *party) checkRoster(roster []NodeID, parties, self int) error {
+	if len(roster) != parties || self < 1 || self > parties || !roster[self-1].Equal(p.key.ID()) {
+		return errors.New("the roster does not name this node at its place among the key's parties")
+	}
+	return nil
+}
+
+// open unwraps every input envelope of a session's step.
+func (p *party) open(st *Step, s *session, want protocol.MsgType) ([]*protocol.Message, error) {
+	var out []*protocol.Message
+	for _, b := range st.In {
+		msg, err := p.key.unwrap(b, st.Session, s.self, s.roster)
+		if err != nil {
+			return nil, err
+		}
+		m, err := protocol.Unmarshal(msg)
+		if err != nil {
+			return nil, err
+		}
+		if m.Type != want {
+			return nil, fmt.Errorf("a message of type %d in a %s step", m.Type, st.Op)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// seal encodes messages and wraps each in an envelope from this party: signed, and sealed
+// to its recipient when private.
+func (p *party) seal(s *session, session []byte, ms ...*protocol.Message) ([][]byte, error) {
+	var out [][]byte
+	for _, m := range ms {
+		b, err := m.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		var to *NodeID
+		if m.To != 0 {
+			if m.To > len(s.roster) || s.roster[m.To-1].Sign == nil {
+				return nil, fmt.Errorf("no node ID for party %d", m.To)
+			}
+			to = &s.roster[m.To-1]
+		}
+		w, err := p.key.wrap(b, session, m.From, m.To, to)
+		clear(b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// kindOf is the protocol a step belongs to.
+func kindOf(op Op) string { return strings.SplitN(string(op), "/", 2)[0] }
+
+// take removes and returns the session of the step's protocol; expired sessions are wiped.
 func (p *party) take(id []byte, op Op) (*session, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -110,8 +182,8 @@ func (p *party) take(id []byte, op Op) (*session, error) {
 		}
 	}
 	s := p.sessions[string(id)]
-	if s == nil {
-		return nil, fmt.Errorf("%s: no session %x on this node (expired, or the node restarted)", op, id)
+	if s == nil || s.kind != kindOf(op) {
+		return nil, fmt.Errorf("%s: no such session on this node (expired, used, or the node restarted)", op)
 	}
 	delete(p.sessions, string(id))
 	return s, nil
@@ -127,6 +199,9 @@ func (p *party) put(id []byte, s *session) error {
 		return errors.New("session already in progress")
 	}
 	s.started = time.Now()
+	if s.kind == "" {
+		return errors.New("a session without a kind")
+	}
 	p.sessions[string(id)] = s
 	return nil
 }
@@ -158,9 +233,9 @@ func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
 	case OpRefreshPrep:
 		return p.refreshPrepare(st)
 	case OpRefreshCommit:
-		return &StepResult{}, p.n.commitPending(st.KeyID)
+		return &StepResult{}, p.n.commitPending(st.KeyID, st.Session)
 	case OpRefreshAbort:
-		return &StepResult{}, p.n.abortPending(st.KeyID)
+		return &StepResult{}, p.n.abortPending(st.KeyID, st.Session)
 	}
 	return nil, fmt.Errorf("unknown step %q", st.Op)
 }
@@ -171,45 +246,17 @@ func (p *party) info(keyID string, s Scheme) (*StepResult, error) {
 		return nil, err
 	}
 	k.wipe()
-	pending, err := p.n.pendingEpoch(keyID)
+	pending, session, err := p.n.pendingEpoch(keyID)
 	if err != nil {
 		return nil, err
 	}
-	return &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares, Pending: pending}, nil
-}
-
-// decode parses every input message, requiring the session and type given.
-func decode(st *Step, want protocol.MsgType) ([]*protocol.Message, error) {
-	var out []*protocol.Message
-	for _, b := range st.In {
-		m, err := protocol.Unmarshal(b)
-		if err != nil {
-			return nil, err
-		}
-		if m.Type != want || !bytes.Equal(m.Session, st.Session) {
-			return nil, fmt.Errorf("a message of type %d for another session, in a %s step", m.Type, st.Op)
-		}
-		out = append(out, m)
-	}
-	return out, nil
-}
-
-func encode(ms ...*protocol.Message) ([][]byte, error) {
-	var out [][]byte
-	for _, m := range ms {
-		b, err := m.Marshal()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, nil
+	return &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares, Pending: pending, PendingOf: session}, nil
 }
 
 func (p *party) dkgStart(st *Step) (*StepResult, error) {
 	refresh := st.Op == OpRefreshStart
 	params := protocol.DKGParams{Session: st.Session, Curve: protocol.Curve(curveOf(st.Scheme))}
-	s := &session{keyID: st.KeyID, scheme: st.Scheme}
+	s := &session{kind: kindOf(st.Op), keyID: st.KeyID, scheme: st.Scheme, roster: st.Roster, requester: authNode(st)}
 	typ := protocol.MsgDKGRound1
 	if refresh {
 		typ = protocol.MsgRefreshRound1
@@ -230,6 +277,15 @@ func (p *party) dkgStart(st *Step) (*StepResult, error) {
 		params.Threshold, params.Parties, params.ID = kp.Threshold, kp.Parties, kp.Index+1
 		s.params = kp
 	}
+	if err := p.checkRoster(st.Roster, params.Parties, params.ID); err != nil {
+		return nil, err
+	}
+	for _, id := range st.Roster {
+		if id.Sign == nil {
+			return nil, errors.New("key generation and refresh need every party in the roster")
+		}
+	}
+	s.self = params.ID
 	start := protocol.NewDKG
 	if refresh {
 		start = protocol.NewRefresh
@@ -239,11 +295,21 @@ func (p *party) dkgStart(st *Step) (*StepResult, error) {
 		return nil, err
 	}
 	s.dkg = d
+	out, err := p.seal(s, st.Session, &protocol.Message{Type: typ, Session: st.Session, Curve: params.Curve, From: params.ID, Round1: r1})
+	if err != nil {
+		return nil, err
+	}
 	if err := p.put(st.Session, s); err != nil {
 		return nil, err
 	}
-	out, err := encode(&protocol.Message{Type: typ, Session: st.Session, Curve: params.Curve, From: params.ID, Round1: r1})
-	return &StepResult{Out: out}, err
+	return &StepResult{Out: out}, nil
+}
+
+func authNode(st *Step) NodeID {
+	if st.Auth == nil {
+		return NodeID{}
+	}
+	return st.Auth.Node
 }
 
 func (p *party) dkgRound2(st *Step) (*StepResult, error) {
@@ -255,7 +321,7 @@ func (p *party) dkgRound2(st *Step) (*StepResult, error) {
 	if st.Op == OpRefreshRound2 {
 		in, typ = protocol.MsgRefreshRound1, protocol.MsgRefreshRound2
 	}
-	ms, err := decode(st, in)
+	ms, err := p.open(st, s, in)
 	if err != nil {
 		return nil, err
 	}
@@ -271,14 +337,17 @@ func (p *party) dkgRound2(st *Step) (*StepResult, error) {
 	for _, m := range r2 {
 		out = append(out, &protocol.Message{Type: typ, Session: st.Session, Curve: protocol.Curve(curveOf(s.scheme)), From: m.From, To: m.To, Round2: m})
 	}
-	if err := p.put(st.Session, s); err != nil {
-		return nil, err
-	}
-	enc, err := encode(out...)
+	enc, err := p.seal(s, st.Session, out...)
 	for _, m := range r2 {
 		clear(m.Share)
 	}
-	return &StepResult{Out: enc}, err
+	if err != nil {
+		return nil, err
+	}
+	if err := p.put(st.Session, s); err != nil {
+		return nil, err
+	}
+	return &StepResult{Out: enc}, nil
 }
 
 // finishDKG runs the last round of a session's DKG on the step's messages.
@@ -287,7 +356,7 @@ func (p *party) finishDKG(st *Step, typ protocol.MsgType) (*session, *protocol.R
 	if err != nil {
 		return nil, nil, err
 	}
-	ms, err := decode(st, typ)
+	ms, err := p.open(st, s, typ)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -296,6 +365,9 @@ func (p *party) finishDKG(st *Step, typ protocol.MsgType) (*session, *protocol.R
 		r2 = append(r2, m.Round2)
 	}
 	res, err := s.dkg.Finish(r2)
+	for _, m := range r2 {
+		clear(m.Share)
+	}
 	return s, res, err
 }
 
@@ -351,16 +423,24 @@ func (p *party) signCommit(st *Step) (*StepResult, error) {
 		return nil, err
 	}
 	defer k.wipe()
+	if err := p.checkRoster(st.Roster, k.Players, k.NodeIndex+1); err != nil {
+		return nil, err
+	}
 	n, err := protocol.Commit(k.keyShare(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.put(st.Session, &session{keyID: st.KeyID, scheme: st.Scheme, nonces: n}); err != nil {
+	s := &session{kind: "sign", keyID: st.KeyID, scheme: st.Scheme, nonces: n, self: k.NodeIndex + 1, roster: st.Roster, requester: authNode(st)}
+	out, err := p.seal(s, st.Session, &protocol.Message{Type: protocol.MsgCommitment, Session: st.Session, Curve: protocol.Ed25519, From: k.NodeIndex + 1, Commitment: &n.Commitment})
+	if err != nil {
 		n.Wipe()
 		return nil, err
 	}
-	out, err := encode(&protocol.Message{Type: protocol.MsgCommitment, Session: st.Session, Curve: protocol.Ed25519, From: k.NodeIndex + 1, Commitment: &n.Commitment})
-	return &StepResult{Out: out}, err
+	if err := p.put(st.Session, s); err != nil {
+		n.Wipe()
+		return nil, err
+	}
+	return &StepResult{Out: out}, nil
 }
 
 func (p *party) signShare(st *Step) (*StepResult, error) {
@@ -369,23 +449,27 @@ func (p *party) signShare(st *Step) (*StepResult, error) {
 		return nil, err
 	}
 	defer s.wipe() // nonces are used once, whatever happens
-	ms, err := decode(st, protocol.MsgSignRequest)
+	// The request is the coordinator's, covered by the step's Auth; it is no envelope.
+	if len(st.In) != 1 || s.keyID != st.KeyID {
+		return nil, errors.New("a signing step takes one request, for the session's key")
+	}
+	m, err := protocol.Unmarshal(st.In[0])
 	if err != nil {
 		return nil, err
 	}
-	if len(ms) != 1 || s.keyID != st.KeyID {
-		return nil, errors.New("a signing step takes one request, for the session's key")
+	if m.Type != protocol.MsgSignRequest || !bytes.Equal(m.Session, st.Session) {
+		return nil, errors.New("not a signing request of this session")
 	}
 	k, err := p.n.key(st.KeyID, st.Scheme)
 	if err != nil {
 		return nil, err
 	}
 	defer k.wipe()
-	z, err := protocol.SignShare(k.keyShare(), s.nonces, ms[0].Request.Message, ms[0].Request.Commitments)
+	z, err := protocol.SignShare(k.keyShare(), s.nonces, m.Request.Message, m.Request.Commitments)
 	if err != nil {
 		return nil, err
 	}
-	out, err := encode(&protocol.Message{Type: protocol.MsgSignShare, Session: st.Session, Curve: protocol.Ed25519, From: k.NodeIndex + 1, SigShare: z})
+	out, err := p.seal(s, st.Session, &protocol.Message{Type: protocol.MsgSignShare, Session: st.Session, Curve: protocol.Ed25519, From: k.NodeIndex + 1, SigShare: z})
 	return &StepResult{Out: out}, err
 }
 

@@ -45,6 +45,7 @@ package tsm
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
@@ -152,12 +153,17 @@ type Config struct {
 	Nodes []NodeConfig
 	ECDSA ProtocolConfig
 	EdDSA ProtocolConfig
+	// HTTPClient reaches remote nodes (nil: one with short dial and answer timeouts).
+	HTTPClient *http.Client
 }
 
-// NodeConfig names one node: the SQLite file it persists to. The file is created with
-// mode 0600 if absent; its directory must exist.
+// NodeConfig names one node, as the seed's SDK does: an embedded node by the SQLite file it
+// persists to (created with mode 0600 if absent; its directory must exist), or a remote
+// node (cmd/tsmnode) by its URL, optionally with the node ID it must have.
 type NodeConfig struct {
 	Database string
+	URL      string
+	ID       string
 }
 
 // ProtocolConfig is a protocol's section of the configuration.
@@ -169,35 +175,73 @@ type ProtocolConfig struct {
 // Client is a connection to one or more nodes. It is safe for concurrent use.
 type Client struct {
 	cfg   Config
-	nodes []*node
-	peers []Peer // nodes[i] as a party
+	nodes []*node // the embedded nodes (nil where peers[i] is remote)
+	peers []Peer  // every node as a party
+	local *party  // the first embedded node: it proves to remote nodes who asks
 }
 
-// NewClient opens every node of cfg.
+// NewClient opens every embedded node of cfg; remote nodes are reached when first used.
 func NewClient(cfg Config) (*Client, error) {
 	if len(cfg.Nodes) == 0 {
 		return nil, errors.New("tsm: no nodes configured")
 	}
 	c := &Client{cfg: cfg}
 	for _, nc := range cfg.Nodes {
+		if (nc.Database == "") == (nc.URL == "") {
+			c.Close()
+			return nil, errors.New("tsm: a node is configured by its database or by its URL, not both")
+		}
+		if nc.URL != "" {
+			var pin NodeID
+			if nc.ID != "" {
+				var err error
+				if pin, err = ParseNodeID(nc.ID); err != nil {
+					c.Close()
+					return nil, fmt.Errorf("tsm: node %s: %w", nc.URL, err)
+				}
+			}
+			c.nodes = append(c.nodes, nil)
+			c.peers = append(c.peers, newRemotePeer(nc.URL, pin, cfg.HTTPClient))
+			continue
+		}
 		n, err := openNode(nc.Database)
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
+		key, err := n.nodeKey()
+		if err != nil {
+			n.close()
+			c.Close()
+			return nil, fmt.Errorf("tsm: node key of %s: %w", nc.Database, err)
+		}
+		p := newParty(n, key)
+		if c.local == nil {
+			c.local = p
+		}
 		c.nodes = append(c.nodes, n)
-		c.peers = append(c.peers, newParty(n))
+		c.peers = append(c.peers, p)
 	}
 	return c, nil
 }
 
-// Close closes every node's database.
+// Close closes every embedded node's database.
 func (c *Client) Close() error {
 	var errs []error
 	for _, n := range c.nodes {
-		errs = append(errs, n.close())
+		if n != nil {
+			errs = append(errs, n.close())
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// embedded returns the client's first embedded node.
+func (c *Client) embedded() (*node, error) {
+	if c.local == nil {
+		return nil, errors.New("tsm: this needs an embedded node, and the client has only remote ones")
+	}
+	return c.local.n, nil
 }
 
 // ECDSAClient runs the ECDSA (secp256k1) protocol on a client's nodes.
@@ -273,15 +317,19 @@ func (s *schemeClient) backupNode() (*node, error) {
 	if !s.cfg.EnableShareBackup {
 		return nil, fmt.Errorf("%s: %w", s.scheme, ErrBackupDisabled)
 	}
-	if len(s.c.nodes) != 1 {
-		return nil, fmt.Errorf("%w (%d nodes)", ErrMultipleNodes, len(s.c.nodes))
+	if len(s.c.peers) != 1 {
+		return nil, fmt.Errorf("%w (%d nodes)", ErrMultipleNodes, len(s.c.peers))
 	}
-	return s.c.nodes[0], nil
+	return s.c.embedded()
 }
 
-// KeyInfo describes keyID as the client's first node holds it.
+// KeyInfo describes keyID as the client's first embedded node holds it.
 func (s *schemeClient) KeyInfo(keyID string) (KeyInfo, error) {
-	k, err := s.c.nodes[0].key(keyID, s.scheme)
+	n, err := s.c.embedded()
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	k, err := n.key(keyID, s.scheme)
 	if err != nil {
 		return KeyInfo{}, err
 	}
@@ -295,8 +343,14 @@ func (s *schemeClient) PublicKey(keyID string) ([]byte, error) {
 	return info.PublicKey, err
 }
 
-// Keys lists the IDs of this scheme's keys on the client's first node, in order.
-func (s *schemeClient) Keys() ([]string, error) { return s.c.nodes[0].keyIDs(s.scheme) }
+// Keys lists the IDs of this scheme's keys on the client's first embedded node, in order.
+func (s *schemeClient) Keys() ([]string, error) {
+	n, err := s.c.embedded()
+	if err != nil {
+		return nil, err
+	}
+	return n.keyIDs(s.scheme)
+}
 
 // InspectBackup parses and checks a backup without restoring it, and describes its key.
 func InspectBackup(backup []byte) (KeyInfo, error) {
@@ -308,10 +362,14 @@ func InspectBackup(backup []byte) (KeyInfo, error) {
 	return k.KeyInfo, nil
 }
 
-// SchemeOf returns the scheme of keyID on the client's first node.
+// SchemeOf returns the scheme of keyID on the client's first embedded node.
 func (c *Client) SchemeOf(keyID string) (Scheme, error) {
+	n, err := c.embedded()
+	if err != nil {
+		return 0, err
+	}
 	for _, s := range []Scheme{ECDSA, EdDSA} {
-		if _, err := c.nodes[0].key(keyID, s); err == nil {
+		if _, err := n.key(keyID, s); err == nil {
 			return s, nil
 		}
 	}

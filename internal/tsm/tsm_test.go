@@ -408,7 +408,7 @@ func FuzzDecodeBackup(f *testing.F) {
 	seeds := 0
 	for _, scheme := range []Scheme{ECDSA, EdDSA} {
 		paths := []string{filepath.Join(dir, scheme.String()+"0.db"), filepath.Join(dir, scheme.String()+"1.db")}
-		cl, err := NewClient(Config{Nodes: []NodeConfig{{paths[0]}, {paths[1]}}})
+		cl, err := NewClient(Config{Nodes: []NodeConfig{{Database: paths[0]}, {Database: paths[1]}}})
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -1,6 +1,6 @@
-// Package vaultproc builds the vault and runs it, or any server that names its address in
-// its first line of output, as a child process: for the tests that need a real vault
-// process, the deploy smoke test and the bench tool.
+// Package vaultproc builds the vault (or another command, such as tsmnode) and runs it, or
+// any server that names its address in its first line of output, as a child process: for
+// the tests that need a real process, the deploy smoke test and the bench tool.
 package vaultproc
 
 import (
@@ -14,11 +14,14 @@ import (
 )
 
 // Build compiles cmd/vault into dir and returns the binary's path.
-func Build(dir string) (string, error) {
-	bin := filepath.Join(dir, "vault")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/sharevault/sharevault/cmd/vault").CombinedOutput()
+func Build(dir string) (string, error) { return BuildCmd(dir, "vault") }
+
+// BuildCmd compiles cmd/NAME into dir and returns the binary's path.
+func BuildCmd(dir, name string) (string, error) {
+	bin := filepath.Join(dir, name)
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/sharevault/sharevault/cmd/"+name).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build cmd/vault: %v\n%s", err, out)
+		return "", fmt.Errorf("go build cmd/%s: %v\n%s", name, err, out)
 	}
 	return bin, nil
 }

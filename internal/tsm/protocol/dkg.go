@@ -244,7 +244,9 @@ func (d *DKG) Finish(msgs []*Round2) (*Result, error) {
 			return nil, culprit(m.From, "its value for party %d does not match its commitments", d.p.ID)
 		}
 		got[m.From] = true
-		sum = g.AddScalars(sum, m.Share)
+		next := g.AddScalars(sum, m.Share)
+		clear(sum)
+		sum = next
 	}
 	if len(got) != d.p.Parties-1 {
 		return nil, fmt.Errorf("round two heard from %d of the %d other parties", len(got), d.p.Parties-1)

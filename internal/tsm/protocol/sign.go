@@ -42,7 +42,9 @@ func (n *Nonces) Wipe() {
 // nonceGenerate is RFC 9591 nonce_generate: H3(random_bytes || SerializeScalar(secret)),
 // so a weak random source alone does not give away the nonce.
 func nonceGenerate(random, secret []byte) []byte {
-	return frostH3(append(bytes.Clone(random), secret...))
+	in := append(bytes.Clone(random), secret...)
+	defer clear(in)
+	return frostH3(in)
 }
 
 // Commit is round one for signer k: nonces from 32 bytes of rand each, mixed with the
@@ -146,9 +148,10 @@ func deriveSigning(p *Public, msg []byte, cs []Commitment) (*signingState, error
 
 // SignShare is round two for signer k: its share z_i = d_i + e_i·ρ_i + λ_i·s_i·c of the
 // signature of msg by the signing set whose commitments are cs. It uses the nonces once
-// and wipes them; its own commitment must be in cs as it made it.
+// and wipes them; its own commitment must be in cs as it made it. The commitments must
+// have passed RFC 9591's element validation, which Unmarshal does where they arrive.
 func SignShare(k *KeyShare, n *Nonces, msg []byte, cs []Commitment) ([]byte, error) {
-	if n.hiding == nil {
+	if n.hiding == nil || !(edw{}).ValidScalar(n.hiding) || !(edw{}).ValidScalar(n.binding) {
 		return nil, errors.New("these nonces were used already")
 	}
 	defer n.Wipe()
@@ -165,7 +168,9 @@ func SignShare(k *KeyShare, n *Nonces, msg []byte, cs []Commitment) ([]byte, err
 	}
 	g := edw{}
 	z := g.AddScalars(n.hiding, g.MulScalars(n.binding, st.rho[k.ID]))
-	return g.AddScalars(z, g.MulScalars(g.MulScalars(st.lambdas[k.ID], k.Secret), st.c)), nil
+	ls := g.MulScalars(st.lambdas[k.ID], k.Secret)
+	defer clear(ls)
+	return g.AddScalars(z, g.MulScalars(ls, st.c)), nil
 }
 
 // Aggregate checks each signature share against its signer's public share

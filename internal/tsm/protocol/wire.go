@@ -66,7 +66,7 @@ func (m *Message) Marshal() ([]byte, error) {
 	switch m.Type {
 	case MsgDKGRound1, MsgRefreshRound1:
 		r := m.Round1
-		if r == nil || len(r.Commitments) == 0 || len(r.Commitments) > MaxParties {
+		if r == nil || r.From != m.From || len(r.Commitments) == 0 || len(r.Commitments) > MaxParties {
 			return nil, errMalformed
 		}
 		b = append(b, byte(len(r.Commitments)))
@@ -77,12 +77,12 @@ func (m *Message) Marshal() ([]byte, error) {
 			b = append(append(b, r.ProofR...), r.ProofZ...)
 		}
 	case MsgDKGRound2, MsgRefreshRound2:
-		if m.Round2 == nil {
+		if m.Round2 == nil || m.Round2.From != m.From || m.Round2.To != m.To {
 			return nil, errMalformed
 		}
 		b = append(b, m.Round2.Share...)
 	case MsgCommitment:
-		if m.Commitment == nil {
+		if m.Commitment == nil || m.Commitment.ID != m.From {
 			return nil, errMalformed
 		}
 		b = append(append(b, m.Commitment.Hiding...), m.Commitment.Binding...)
@@ -95,6 +95,9 @@ func (m *Message) Marshal() ([]byte, error) {
 		b = append(b, r.Message...)
 		b = append(b, byte(len(r.Commitments)))
 		for _, c := range r.Commitments {
+			if c.ID < 1 || c.ID > MaxParties {
+				return nil, errMalformed
+			}
 			b = append(b, byte(c.ID))
 			b = append(append(b, c.Hiding...), c.Binding...)
 		}
@@ -175,7 +178,7 @@ func Unmarshal(b []byte) (*Message, error) {
 		for i := 0; i < n && r.err == nil; i++ {
 			c := Commitment{ID: r.byte()}
 			c.Hiding, c.Binding = point(), point()
-			if r.err == nil && (c.ID < 1 || i > 0 && c.ID <= m.Request.Commitments[i-1].ID) {
+			if r.err == nil && (c.ID < 1 || c.ID > MaxParties || i > 0 && c.ID <= m.Request.Commitments[i-1].ID) {
 				r.err = errors.New("signers not sorted by identifier, each once")
 			}
 			m.Request.Commitments = append(m.Request.Commitments, c)
@@ -190,8 +193,8 @@ func Unmarshal(b []byte) (*Message, error) {
 		return nil, fmt.Errorf("%w: %v", errMalformed, r.err)
 	case len(r.b) != 0:
 		return nil, fmt.Errorf("%w: %d bytes after the body", errMalformed, len(r.b))
-	case !broadcast:
-		return nil, fmt.Errorf("%w: a private message without a recipient, or a broadcast with one", errMalformed)
+	case !broadcast || m.To != 0 && m.To == m.From:
+		return nil, fmt.Errorf("%w: a private message without a recipient (or to its sender), or a broadcast with one", errMalformed)
 	}
 	return m, nil
 }

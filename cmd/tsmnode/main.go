@@ -1,0 +1,181 @@
+// Command tsmnode is one TSM node as a service: its own SQLite database and long-term node
+// key, serving the protocol steps of docs/tsm-api.md to the phones whose keys it holds a
+// share of. A node serves key K only to a party of K, which proves it by possession of its
+// share; it takes part in keys only with the peer nodes its configuration names.
+//
+//	tsmnode --config node.json            # serve
+//	tsmnode --config node.json --print-id # print this node's ID (for the peers' configurations)
+//
+// The configuration is JSON (docs/operations.md, "TSM nodes"):
+//
+//	{"listen": "127.0.0.1:9001", "database": "node1.db", "node_key": "node1.key",
+//	 "tls_cert": "", "tls_key": "", "peers": ["<node ID>"],
+//	 "ecdsa": {"enable_share_backup": false}, "eddsa": {"enable_share_backup": false},
+//	 "rate_ip": 50, "burst_ip": 100}
+//
+// Every field can also be set as an environment variable: TSMNODE_LISTEN, TSMNODE_DATABASE,
+// TSMNODE_NODE_KEY, TSMNODE_TLS_CERT, TSMNODE_TLS_KEY, TSMNODE_PEERS (comma-separated).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sharevault/sharevault/internal/tsm"
+	"github.com/sharevault/sharevault/internal/tsmnode"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "tsmnode:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the configuration file.
+type config struct {
+	Listen   string         `json:"listen"`
+	Database string         `json:"database"`
+	NodeKey  string         `json:"node_key"`
+	TLSCert  string         `json:"tls_cert"`
+	TLSKey   string         `json:"tls_key"`
+	Peers    []string       `json:"peers"`
+	ECDSA    protocolConfig `json:"ecdsa"`
+	EdDSA    protocolConfig `json:"eddsa"`
+	RateIP   float64        `json:"rate_ip"`
+	BurstIP  int            `json:"burst_ip"`
+}
+
+type protocolConfig struct {
+	EnableShareBackup bool `json:"enable_share_backup"`
+}
+
+// load reads the file (if any), then the environment over it, and checks the result.
+func load(path string) (*config, error) {
+	c := &config{Listen: "127.0.0.1:9001"}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.DisallowUnknownFields()
+		if err := d.Decode(c); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	for name, p := range map[string]*string{"LISTEN": &c.Listen, "DATABASE": &c.Database, "NODE_KEY": &c.NodeKey,
+		"TLS_CERT": &c.TLSCert, "TLS_KEY": &c.TLSKey} {
+		if v, ok := os.LookupEnv("TSMNODE_" + name); ok {
+			*p = v
+		}
+	}
+	if v, ok := os.LookupEnv("TSMNODE_PEERS"); ok {
+		c.Peers = nil
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.Peers = append(c.Peers, p)
+			}
+		}
+	}
+	switch {
+	case c.Database == "" || c.NodeKey == "":
+		return nil, errors.New("the configuration needs a database and a node_key file")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return nil, errors.New("tls_cert and tls_key go together")
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tsmnode", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", os.Getenv("TSMNODE_CONFIG"), "configuration file (JSON)")
+	printID := fs.Bool("print-id", false, "print this node's ID and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := load(*path)
+	if err != nil {
+		return err
+	}
+	key, err := tsm.LoadNodeKey(cfg.NodeKey)
+	if err != nil {
+		return err
+	}
+	if *printID {
+		fmt.Fprintln(stdout, key.ID())
+		return nil
+	}
+	var peers []tsm.NodeID
+	for _, p := range cfg.Peers {
+		id, err := tsm.ParseNodeID(p)
+		if err != nil {
+			return fmt.Errorf("peer %q: %w", p, err)
+		}
+		peers = append(peers, id)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	if cfg.ECDSA.EnableShareBackup || cfg.EdDSA.EnableShareBackup {
+		log.Warn("enable_share_backup is set, but a node service has no backup step: back up its database (docs/operations.md)")
+	}
+	node, err := tsm.OpenNode(tsm.ServiceConfig{Database: cfg.Database, Key: key, Peers: peers})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	handler, err := tsmnode.New(node, tsmnode.Config{RateIP: cfg.RateIP, BurstIP: cfg.BurstIP, Logger: log, Registerer: reg, Gatherer: reg})
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "sharevault tsmnode %s serving %s://%s\n", node.ID(), scheme, ln.Addr())
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

@@ -1,0 +1,334 @@
+package tsm
+
+// This file is the cryptography that lets parties talk through anyone (docs/tsm-api.md,
+// "Envelopes" and "Authorization"): every node's long-term identity (an Ed25519 signing key
+// and an X25519 key for HPKE, both derived from one 32-byte seed), the envelope every
+// protocol message travels in (signed by its sender; sealed to its recipient when private,
+// with HPKE, RFC 9180), and the proof a party of a key gives a node to act on it.
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/hpke"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/sharevault/sharevault/internal/tsm/protocol"
+)
+
+// NodeID is a node's public identity: its Ed25519 key (signatures) and X25519 key (HPKE).
+type NodeID struct {
+	Sign []byte // 32 bytes
+	Seal []byte // 32 bytes
+}
+
+// String is the node ID as operators write it in a configuration: 128 hex digits.
+func (id NodeID) String() string { return hex.EncodeToString(id.Sign) + hex.EncodeToString(id.Seal) }
+
+// Equal reports whether two node IDs are the same.
+func (id NodeID) Equal(o NodeID) bool {
+	return bytes.Equal(id.Sign, o.Sign) && bytes.Equal(id.Seal, o.Seal)
+}
+
+// ParseNodeID reads String's form.
+func ParseNodeID(s string) (NodeID, error) {
+	b, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != 64 {
+		return NodeID{}, errors.New("a node ID is 128 hex digits")
+	}
+	id := NodeID{Sign: b[:32], Seal: b[32:]}
+	if _, err := ecdh.X25519().NewPublicKey(id.Seal); err != nil {
+		return NodeID{}, err
+	}
+	return id, nil
+}
+
+// NodeKey is a node's long-term private identity. It does not print.
+type NodeKey struct {
+	seed []byte
+	sign ed25519.PrivateKey
+	seal *ecdh.PrivateKey
+}
+
+func (*NodeKey) String() string { return "tsm.NodeKey{…}" }
+
+// NewNodeKey derives a node key from a 32-byte seed: the Ed25519 seed and the X25519 key
+// are HKDF-SHA256 of it with the infos "sharevault tsm node sign" and "… seal".
+func NewNodeKey(seed []byte) (*NodeKey, error) {
+	if len(seed) != 32 {
+		return nil, errors.New("a node key seed is 32 bytes")
+	}
+	s, err := hkdf.Key(sha256.New, seed, nil, "sharevault tsm node sign", 32)
+	if err != nil {
+		return nil, err
+	}
+	x, err := hkdf.Key(sha256.New, seed, nil, "sharevault tsm node seal", 32)
+	if err != nil {
+		return nil, err
+	}
+	xk, err := ecdh.X25519().NewPrivateKey(x)
+	if err != nil {
+		return nil, err
+	}
+	return &NodeKey{seed: bytes.Clone(seed), sign: ed25519.NewKeyFromSeed(s), seal: xk}, nil
+}
+
+// GenerateNodeKey draws a new node key.
+func GenerateNodeKey() *NodeKey {
+	seed := make([]byte, 32)
+	rand.Read(seed)
+	k, _ := NewNodeKey(seed)
+	return k
+}
+
+// LoadNodeKey reads a node key file (64 hex digits of seed), creating it (mode 0600) with
+// a new key if it does not exist.
+func LoadNodeKey(path string) (*NodeKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		k := GenerateNodeKey()
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("tsm: create node key %s: %w", path, err)
+		}
+		_, werr := f.WriteString(hex.EncodeToString(k.seed) + "\n")
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			return nil, fmt.Errorf("tsm: write node key %s: %w", path, err)
+		}
+		return k, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tsm: read node key: %w", err)
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != 32 {
+		return nil, fmt.Errorf("tsm: node key %s is not 64 hex digits", path)
+	}
+	return NewNodeKey(seed)
+}
+
+// ID returns the node's public identity.
+func (k *NodeKey) ID() NodeID {
+	return NodeID{Sign: bytes.Clone(k.sign.Public().(ed25519.PublicKey)), Seal: k.seal.PublicKey().Bytes()}
+}
+
+// The envelope (docs/tsm-api.md, "Envelopes"):
+//
+//	"SVTE" | 01 | session (16) | from (1) | to (1) | sealed (1) | length (4) | payload | Ed25519 signature (64)
+//
+// The signature is the sender's, over every byte before it with the prefix envDomain. A
+// sealed payload is HPKE (DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305,
+// single shot) to the recipient's X25519 key, with info envDomain || session || from || to.
+const (
+	envMagic  = "SVTE"
+	envDomain = "sharevault tsm envelope v1"
+	envHeader = 4 + 1 + protocol.SessionLen + 3 + 4
+	maxEnvLen = 1 << 17
+)
+
+var hpkeKDF, hpkeAEAD = hpke.HKDFSHA256(), hpke.ChaCha20Poly1305()
+
+func envInfo(session []byte, from, to int) []byte {
+	return append(append([]byte(envDomain), session...), byte(from), byte(to))
+}
+
+// wrap puts an encoded protocol message into an envelope from this node: signed, and sealed
+// to the recipient's identity when the message is private (to ≠ 0).
+func (k *NodeKey) wrap(msg []byte, session []byte, from, to int, recipient *NodeID) ([]byte, error) {
+	payload, sealed := msg, byte(0)
+	if to != 0 {
+		pub, err := ecdh.X25519().NewPublicKey(recipient.Seal)
+		if err != nil {
+			return nil, err
+		}
+		hp, err := hpke.NewDHKEMPublicKey(pub)
+		if err != nil {
+			return nil, err
+		}
+		if payload, err = hpke.Seal(hp, hpkeKDF, hpkeAEAD, envInfo(session, from, to), msg); err != nil {
+			return nil, err
+		}
+		sealed = 1
+	}
+	b := append([]byte(envMagic), 1)
+	b = append(b, session...)
+	b = append(b, byte(from), byte(to), sealed)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))
+	b = append(b, payload...)
+	return append(b, ed25519.Sign(k.sign, append([]byte(envDomain), b...))...), nil
+}
+
+// envelope is a parsed envelope, before its signature is checked.
+type envelope struct {
+	session  []byte
+	from, to int
+	sealed   bool
+	payload  []byte
+	signed   []byte
+	sig      []byte
+}
+
+func parseEnvelope(b []byte) (*envelope, error) {
+	if len(b) < envHeader+ed25519.SignatureSize || len(b) > maxEnvLen || string(b[:4]) != envMagic || b[4] != 1 {
+		return nil, errors.New("not a protocol envelope")
+	}
+	e := &envelope{session: b[5 : 5+protocol.SessionLen]}
+	h := b[5+protocol.SessionLen:]
+	e.from, e.to, e.sealed = int(h[0]), int(h[1]), h[2] == 1
+	n := binary.BigEndian.Uint32(h[3:7])
+	if h[2] > 1 || uint64(len(b)) != uint64(envHeader)+uint64(n)+ed25519.SignatureSize || e.sealed != (e.to != 0) {
+		return nil, errors.New("a malformed protocol envelope")
+	}
+	e.payload = b[envHeader : envHeader+int(n)]
+	e.signed, e.sig = b[:envHeader+int(n)], b[envHeader+int(n):]
+	return e, nil
+}
+
+// unwrap checks an envelope's signature against the sender's identity in the roster and,
+// if it is sealed, opens it with this node's key. It returns the protocol message.
+func (k *NodeKey) unwrap(b, session []byte, self int, roster []NodeID) ([]byte, error) {
+	return unwrapEnvelope(k, b, session, self, roster)
+}
+
+// unwrapEnvelope is unwrap for anyone: with k nil it reads broadcasts only.
+func unwrapEnvelope(k *NodeKey, b, session []byte, self int, roster []NodeID) ([]byte, error) {
+	e, err := parseEnvelope(b)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !bytes.Equal(e.session, session):
+		return nil, errors.New("an envelope of another session")
+	case e.from < 1 || e.from > len(roster) || roster[e.from-1].Sign == nil:
+		return nil, fmt.Errorf("an envelope from party %d, who is not in the roster", e.from)
+	case e.sealed && k == nil:
+		return nil, errors.New("a sealed envelope where a broadcast belongs")
+	case !ed25519.Verify(roster[e.from-1].Sign, append([]byte(envDomain), e.signed...), e.sig):
+		return nil, fmt.Errorf("party %d: the envelope's signature does not verify", e.from)
+	case e.sealed && e.to != self:
+		return nil, fmt.Errorf("party %d: a sealed envelope for party %d", e.from, e.to)
+	}
+	msg := e.payload
+	if e.sealed {
+		hk, err := hpke.NewDHKEMPrivateKey(k.seal)
+		if err != nil {
+			return nil, err
+		}
+		if msg, err = hpke.Open(hk, hpkeKDF, hpkeAEAD, envInfo(session, e.from, e.to), e.payload); err != nil {
+			return nil, fmt.Errorf("party %d: the sealed envelope does not open", e.from)
+		}
+	}
+	m, err := protocol.Unmarshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("party %d: %w", e.from, err)
+	}
+	if !bytes.Equal(m.Session, session) || m.From != e.from || m.To != e.to {
+		return nil, fmt.Errorf("party %d: the message inside does not match its envelope", e.from)
+	}
+	return msg, nil
+}
+
+// routeOf reads an envelope's recipient (0: broadcast) without checking it.
+func routeOf(b []byte) (int, error) {
+	e, err := parseEnvelope(b)
+	if err != nil {
+		return 0, err
+	}
+	return e.to, nil
+}
+
+// Authorization (docs/tsm-api.md): a request to a node is signed by the requester's node
+// key; a request about an existing key also proves possession of the requester's share of
+// it: a Schnorr proof for its public share, whose challenge binds the request.
+
+const authDomain = "sharevault tsm request v1"
+
+// Auth authorizes one step: who asks (its node key), when, and for an existing key which
+// party it is, with the proof.
+type Auth struct {
+	Node   NodeID
+	Time   int64 // Unix seconds
+	Party  int   // the requester's node index in the key (proofs only)
+	Epoch  uint32
+	ProofR []byte
+	ProofZ []byte
+	Sig    []byte // Ed25519 by Node.Sign over the request digest
+}
+
+// authDigest is what an Auth covers: the domain, the step's digest, the time, the node, the
+// party and epoch it claims.
+func authDigest(stepDigest []byte, a *Auth) []byte {
+	h := sha256.New()
+	h.Write([]byte(authDomain))
+	h.Write(stepDigest)
+	binary.Write(h, binary.BigEndian, a.Time)
+	h.Write(a.Node.Sign)
+	h.Write(a.Node.Seal)
+	binary.Write(h, binary.BigEndian, uint32(a.Party))
+	binary.Write(h, binary.BigEndian, a.Epoch)
+	return h.Sum(nil)
+}
+
+// signAuth fills in a's signature by k.
+func (k *NodeKey) signAuth(stepDigest []byte, a *Auth) {
+	a.Node = k.ID()
+	a.Sig = ed25519.Sign(k.sign, authDigest(stepDigest, a))
+}
+
+// proveShare fills in a's proof of possession of share for the party's public share.
+func proveShare(stepDigest []byte, a *Auth, k *keyState) error {
+	g := protocol.GroupOf(protocol.Curve(k.Curve))
+	r, err := g.RandomScalar(rand.Reader)
+	if err != nil {
+		return err
+	}
+	defer clear(r)
+	a.Party, a.Epoch = k.NodeIndex, k.Epoch
+	a.ProofR = g.BaseMult(r)
+	c := g.Challenge(authDomain, authDigest(stepDigest, a), k.publicShares[k.NodeIndex], a.ProofR)
+	a.ProofZ = g.AddScalars(r, g.MulScalars(c, k.share))
+	return nil
+}
+
+// verifyAuth checks a's signature and, for k, its proof against party a.Party's current
+// public share: ErrStaleEpoch for a party proving an older epoch.
+func verifyAuth(stepDigest []byte, a *Auth, k *keyState) error {
+	if len(a.Node.Sign) != ed25519.PublicKeySize || !ed25519.Verify(a.Node.Sign, authDigest(stepDigest, a), a.Sig) {
+		return ErrUnauthorized
+	}
+	if k == nil {
+		return nil
+	}
+	if a.Epoch < k.Epoch {
+		return fmt.Errorf("%w (the request proves epoch %d, the key is at %d)", ErrStaleEpoch, a.Epoch, k.Epoch)
+	}
+	g := protocol.GroupOf(protocol.Curve(k.Curve))
+	if a.Epoch != k.Epoch || a.Party < 0 || a.Party >= k.Players || !g.ValidPoint(a.ProofR) || !g.ValidScalar(a.ProofZ) {
+		return ErrNotAParty
+	}
+	c := g.Challenge(authDomain, authDigest(stepDigest, a), k.publicShares[a.Party], a.ProofR)
+	cy, err := g.ScalarMult(c, k.publicShares[a.Party])
+	if err != nil {
+		return ErrNotAParty
+	}
+	if rhs, err := g.AddPoints(a.ProofR, cy); err != nil || !bytes.Equal(g.BaseMult(a.ProofZ), rhs) {
+		return ErrNotAParty
+	}
+	return nil
+}
+
+var (
+	// ErrUnauthorized: a request to a node is not signed by the node key it names, or is
+	// out of its time window.
+	ErrUnauthorized = errors.New("the request is not signed by the node key it names")
+	// ErrNotAParty: a request about a key does not prove possession of a share of it.
+	ErrNotAParty = errors.New("the request does not prove possession of a share of this key")
+)

@@ -1,0 +1,194 @@
+package tsm
+
+// A node as a service (cmd/tsmnode; docs/tsm-api.md, "Authorization"): a party whose
+// steps come from remote coordinators, each of which must say who it is (its node key)
+// and, to act on a key, prove that it is a party of that key by possession of its share.
+// There are no accounts: a new phone with a restored share is that party, and a share from
+// before the last refresh is refused.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// MaxClockSkew bounds how far a request's time may be from the node's clock.
+const MaxClockSkew = 60 * time.Second
+
+// ServiceConfig configures a node served to remote coordinators.
+type ServiceConfig struct {
+	Database string   // its SQLite file
+	Key      *NodeKey // its long-term identity
+	// Peers are the other server nodes it takes part in keys with. In a key's roster every
+	// party but the requester must be one of them (or this node).
+	Peers []NodeID
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Node is a node serving steps to remote coordinators. It is safe for concurrent use.
+type Node struct {
+	cfg ServiceConfig
+	p   *party
+
+	mu      sync.Mutex
+	keygens map[string]keygenRecord // keys this node generated lately, for discard
+}
+
+type keygenRecord struct {
+	requester NodeID
+	at        time.Time
+}
+
+// OpenNode opens the node's database.
+func OpenNode(cfg ServiceConfig) (*Node, error) {
+	if cfg.Key == nil {
+		return nil, errors.New("tsm: a node service needs its node key")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	n, err := openNode(cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, p: newParty(n, cfg.Key), keygens: map[string]keygenRecord{}}, nil
+}
+
+// ID is the node's public identity.
+func (n *Node) ID() NodeID { return n.cfg.Key.ID() }
+
+// Close closes the node's database.
+func (n *Node) Close() error { return n.p.n.close() }
+
+// Ready reports whether the database answers.
+func (n *Node) Ready(ctx context.Context) error { return n.p.n.db.PingContext(ctx) }
+
+func (n *Node) isPeer(id NodeID) bool {
+	if id.Equal(n.ID()) {
+		return true
+	}
+	for _, p := range n.cfg.Peers {
+		if p.Equal(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkRoster: every party of the roster is this node, a configured peer, or (at the
+// requester's place, if known) the requester, which appears exactly once.
+func (n *Node) checkRoster(roster []NodeID, requester NodeID, at int) error {
+	seen := 0
+	for i, id := range roster {
+		switch {
+		case id.Sign == nil:
+		case id.Equal(requester) && (at < 0 || at == i):
+			seen++
+		case !n.isPeer(id):
+			return fmt.Errorf("%w: party %d of the roster is not a node this one works with", ErrForbidden, i+1)
+		}
+	}
+	if seen != 1 {
+		return fmt.Errorf("%w: the requester is not in the roster once, at its place", ErrForbidden)
+	}
+	return nil
+}
+
+// ErrForbidden is wrapped by refusals of a step that is authenticated but not allowed.
+var ErrForbidden = errors.New("forbidden")
+
+// Serve authorizes a step and runs it. Errors wrap ErrUnauthorized, ErrNotAParty,
+// ErrForbidden, ErrStaleEpoch or ErrKeyNotFound when the step is refused for who asks.
+func (n *Node) Serve(ctx context.Context, st *Step) (*StepResult, error) {
+	a := st.Auth
+	if a == nil {
+		return nil, ErrUnauthorized
+	}
+	if d := n.cfg.Now().Sub(time.Unix(a.Time, 0)); d > MaxClockSkew || d < -MaxClockSkew {
+		return nil, fmt.Errorf("%w: the request's time is %s from this node's clock", ErrUnauthorized, d.Round(time.Second))
+	}
+	digest := st.digest()
+	if err := verifyAuth(digest, a, nil); err != nil {
+		return nil, err
+	}
+	switch st.Op {
+	case OpKeyGenStart:
+		if st.KeyGen == nil {
+			return nil, errors.New("key generation needs its parameters")
+		}
+		if err := n.checkRoster(st.Roster, a.Node, -1); err != nil {
+			return nil, err
+		}
+	case OpKeyGenRound2, OpKeyGenFinish:
+		if err := n.sameRequester(st.Session, a.Node); err != nil {
+			return nil, err
+		}
+	case OpKeyGenDiscard:
+		n.mu.Lock()
+		r, ok := n.keygens[st.KeyID]
+		n.mu.Unlock()
+		if !ok || !r.requester.Equal(a.Node) {
+			return nil, fmt.Errorf("%w: only the node that generated a key may discard it, right after", ErrForbidden)
+		}
+	default:
+		k, err := n.p.n.key(st.KeyID, st.Scheme)
+		if err != nil {
+			return nil, err
+		}
+		defer k.wipe()
+		prove := k
+		if a.Epoch == k.Epoch+1 { // the requester switched first: its proof is of our pending share
+			next, err := n.p.n.pendingKey(st.KeyID, st.Scheme)
+			if err != nil {
+				return nil, err
+			}
+			if next != nil {
+				defer next.wipe()
+				prove = next
+			}
+		}
+		if err := verifyAuth(digest, a, prove); err != nil {
+			return nil, err
+		}
+		switch st.Op {
+		case OpSignCommit, OpRefreshStart:
+			if err := n.checkRoster(st.Roster, a.Node, a.Party); err != nil {
+				return nil, err
+			}
+		case OpSignShare, OpRefreshRound2, OpRefreshPrep:
+			if err := n.sameRequester(st.Session, a.Node); err != nil {
+				return nil, err
+			}
+		}
+	}
+	res, err := n.p.Step(ctx, st)
+	if err == nil && st.Op == OpKeyGenFinish {
+		n.mu.Lock()
+		for id, r := range n.keygens {
+			if n.cfg.Now().Sub(r.at) > sessionTTL {
+				delete(n.keygens, id)
+			}
+		}
+		n.keygens[st.KeyID] = keygenRecord{a.Node, n.cfg.Now()}
+		n.mu.Unlock()
+	}
+	return res, err
+}
+
+// sameRequester: the session exists and was started by requester.
+func (n *Node) sameRequester(session []byte, requester NodeID) error {
+	n.p.mu.Lock()
+	defer n.p.mu.Unlock()
+	s := n.p.sessions[string(session)]
+	if s == nil {
+		return fmt.Errorf("no session %x on this node (expired, used, or the node restarted)", session)
+	}
+	if !bytes.Equal(s.requester.Sign, requester.Sign) {
+		return fmt.Errorf("%w: the session was started by another node", ErrForbidden)
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+package tsmnode_test
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/sharevault/sharevault/internal/tsm"
+	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
+)
+
+// phone opens a client of the phone's embedded node and the cluster's nodes by URL.
+func phone(t *testing.T, db string, c *tsmnodetest.Cluster, servers ...int) *tsm.Client {
+	t.Helper()
+	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}}, EdDSA: tsm.ProtocolConfig{EnableShareBackup: true},
+		ECDSA: tsm.ProtocolConfig{EnableShareBackup: true}}
+	for _, i := range servers {
+		cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{URL: c.Nodes[i].URL, ID: c.Nodes[i].ID.String()})
+	}
+	cl, err := tsm.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// TestAcrossProcesses: a key made, used, refreshed, backed up and restored by a phone
+// with two tsmnode processes, which never learn the phone's share.
+func TestAcrossProcesses(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "phone.db")
+	all := tsm.NewEDDSAClient(phone(t, db, c, 0, 1))
+	keyID, err := all.GenerateKey("wallet")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, c.Nodes[0].Log())
+	}
+	pub, _ := all.PublicKey(keyID)
+	sig, err := all.Sign(keyID, []byte("pay bob"))
+	if err != nil || !ed25519.Verify(pub, []byte("pay bob"), sig) {
+		t.Fatalf("sign: %v", err)
+	}
+	if err := all.Reshare(keyID); err != nil {
+		t.Fatal(err)
+	}
+	if err := all.VerifyShare(keyID); err != nil {
+		t.Fatal(err)
+	}
+	alone := tsm.NewEDDSAClient(phone(t, db, c))
+	backup, err := alone.BackupShare(keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The phone is lost; a new one restores the backup, after asking the nodes its epoch.
+	fresh := filepath.Join(dir, "new-phone.db")
+	ask := tsm.NewEDDSAClient(phone(t, fresh, c, 0, 1))
+	if e, err := ask.CurrentEpoch(backup); err != nil || e != 1 {
+		t.Fatalf("current epoch: %d, %v", e, err)
+	}
+	if _, err := tsm.NewEDDSAClient(phone(t, fresh, c)).RestoreShare(backup); err != nil {
+		t.Fatal(err)
+	}
+	again := tsm.NewEDDSAClient(phone(t, fresh, c, 0, 1))
+	if sig, err := again.Sign(keyID, []byte("again")); err != nil || !ed25519.Verify(pub, []byte("again"), sig) {
+		t.Fatalf("sign after restore: %v", err)
+	}
+	// A backup from before a refresh is stale, on the nodes' word.
+	if err := again.Reshare(keyID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ask.CurrentEpoch(backup); !errors.Is(err, tsm.ErrStaleEpoch) {
+		t.Fatalf("a pre-refresh backup: %v, want ErrStaleEpoch", err)
+	}
+
+	// A 2-of-3 key signs with the phone and either node.
+	k2, err := all.GenerateKeyThreshold("2-of-3", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub2, _ := all.PublicKey(k2)
+	for _, server := range []int{0, 1} {
+		cl := tsm.NewEDDSAClient(phone(t, db, c, server))
+		if sig, err := cl.Sign(k2, []byte("m")); err != nil || !ed25519.Verify(pub2, []byte("m"), sig) {
+			t.Fatalf("2-of-3 with node %d: %v", server, err)
+		}
+	}
+}

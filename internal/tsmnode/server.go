@@ -1,0 +1,217 @@
+// Package tsmnode serves one TSM node over HTTP (docs/tsm-api.md): POST /v1/step runs a
+// protocol step that a remote coordinator authorized (tsm.Node.Serve), GET /v1/node tells
+// the node's identity, and /healthz, /readyz and /metrics are for operators. Requests are
+// bounded, rate-limited per client address and logged as JSON lines without their bodies;
+// errors are RFC 9457 problems.
+package tsmnode
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/sharevault/sharevault/internal/tsm"
+	"github.com/sharevault/sharevault/internal/tsm/protocol"
+)
+
+// Config holds the server's limits. Zero fields take the defaults.
+type Config struct {
+	RateIP     float64       // requests per second per client address (50)
+	BurstIP    int           // (100)
+	Timeout    time.Duration // deadline of one step (30s)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+type server struct {
+	node    *tsm.Node
+	cfg     Config
+	log     *slog.Logger
+	steps   *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+	swept   time.Time
+}
+
+// New builds the node's HTTP handler.
+func New(node *tsm.Node, cfg Config) (http.Handler, error) {
+	if cfg.RateIP == 0 {
+		cfg.RateIP = 50
+	}
+	if cfg.BurstIP == 0 {
+		cfg.BurstIP = 100
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		cfg.Registerer, cfg.Gatherer = reg, reg
+	}
+	s := &server{node: node, cfg: cfg, log: cfg.Logger, buckets: map[string]*rate.Limiter{}, swept: time.Now(),
+		steps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sharevault_tsm_steps_total",
+			Help: "Protocol steps by operation and outcome (a problem type, or ok)."}, []string{"op", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sharevault_tsm_step_duration_seconds",
+			Help: "Protocol step latency by operation.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"op"}),
+	}
+	for _, c := range []prometheus.Collector{s.steps, s.latency} {
+		if err := cfg.Registerer.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	if err := r.SetTrustedProxies(nil); err != nil {
+		return nil, err
+	}
+	r.Use(s.accessLog, gin.CustomRecovery(func(c *gin.Context, v any) {
+		s.log.Error("panic", "panic", fmt.Sprint(v))
+		problem(c, http.StatusInternalServerError, "internal", "internal error")
+	}), s.limit)
+	r.NoRoute(func(c *gin.Context) { problem(c, http.StatusNotFound, "not-found", "no such resource") })
+	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
+	r.GET("/readyz", func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		if err := node.Ready(ctx); err != nil {
+			c.String(http.StatusServiceUnavailable, "database unavailable\n")
+			return
+		}
+		c.String(http.StatusOK, "ok\n")
+	})
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	r.GET("/v1/node", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"node_id": node.ID().String()}) })
+	r.POST("/v1/step", s.step)
+	return r, nil
+}
+
+// problem answers an RFC 9457 problem.
+func problem(c *gin.Context, status int, name, detail string) {
+	c.Header("Content-Type", "application/problem+json")
+	c.JSON(status, gin.H{"type": "urn:sharevault:tsm:problem:" + name, "title": http.StatusText(status), "status": status, "detail": detail})
+	c.Abort()
+}
+
+// classify maps a step's error to its status and problem type (docs/tsm-api.md, "Errors").
+func classify(err error) (int, string) {
+	var culprit *protocol.CulpritError
+	switch {
+	case errors.Is(err, tsm.ErrStaleEpoch):
+		return http.StatusConflict, "stale-epoch"
+	case errors.Is(err, tsm.ErrKeyNotFound):
+		return http.StatusNotFound, "key-not-found"
+	case errors.Is(err, tsm.ErrForbidden):
+		return http.StatusForbidden, "forbidden"
+	case errors.Is(err, tsm.ErrNotAParty):
+		return http.StatusForbidden, "not-a-party"
+	case errors.Is(err, tsm.ErrUnauthorized):
+		return http.StatusUnauthorized, "unauthorized"
+	case errors.As(err, &culprit):
+		return http.StatusUnprocessableEntity, "culprit"
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "unavailable"
+	}
+	return http.StatusUnprocessableEntity, "step-refused"
+}
+
+func (s *server) step(c *gin.Context) {
+	start := time.Now()
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, tsm.MaxStepBody))
+	if err != nil {
+		s.steps.WithLabelValues("unparsed", "too-large").Inc()
+		problem(c, http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("a step is at most %d bytes", tsm.MaxStepBody))
+		return
+	}
+	st, err := tsm.DecodeStep(bytes.NewReader(body))
+	if err != nil {
+		status, name := http.StatusBadRequest, "bad-request"
+		if errors.Is(err, tsm.ErrUnauthorized) {
+			status, name = http.StatusUnauthorized, "unauthorized"
+		}
+		s.steps.WithLabelValues("unparsed", name).Inc()
+		problem(c, status, name, err.Error())
+		return
+	}
+	op := string(st.Op)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.Timeout)
+	defer cancel()
+	res, err := s.node.Serve(ctx, st)
+	s.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil {
+		status, name := classify(err)
+		s.steps.WithLabelValues(op, name).Inc()
+		c.Set("step_error", err.Error())
+		problem(c, status, name, err.Error())
+		return
+	}
+	out, err := tsm.EncodeResult(res)
+	if err != nil {
+		problem(c, http.StatusInternalServerError, "internal", "internal error")
+		return
+	}
+	s.steps.WithLabelValues(op, "ok").Inc()
+	c.Data(http.StatusOK, "application/json", out)
+}
+
+// limit is a token bucket per client address; buckets idle long enough to be full again
+// are forgotten, so the map stays as small as the active clients.
+func (s *server) limit(c *gin.Context) {
+	now := time.Now()
+	s.mu.Lock()
+	if now.Sub(s.swept) > time.Minute || len(s.buckets) > 1<<16 {
+		for k, b := range s.buckets {
+			if b.TokensAt(now) >= float64(s.cfg.BurstIP) {
+				delete(s.buckets, k)
+			}
+		}
+		s.swept = now
+	}
+	key := c.ClientIP()
+	b := s.buckets[key]
+	if b == nil {
+		b = rate.NewLimiter(rate.Limit(s.cfg.RateIP), s.cfg.BurstIP)
+		s.buckets[key] = b
+	}
+	ok := b.AllowN(now, 1)
+	s.mu.Unlock()
+	if !ok {
+		c.Header("Retry-After", "1")
+		problem(c, http.StatusTooManyRequests, "rate-limited", "too many requests from this address; retry after 1s")
+		return
+	}
+	c.Next()
+}
+
+// accessLog writes one JSON line a request: never a body, a share or a message.
+func (s *server) accessLog(c *gin.Context) {
+	start := time.Now()
+	var id [8]byte
+	rand.Read(id[:])
+	c.Header("X-Request-ID", hex.EncodeToString(id[:]))
+	c.Next()
+	attrs := []any{"request_id", hex.EncodeToString(id[:]), "method", c.Request.Method, "route", c.FullPath(),
+		"status", c.Writer.Status(), "duration_ms", float64(time.Since(start).Microseconds()) / 1000, "client", c.ClientIP()}
+	if e := c.GetString("step_error"); e != "" {
+		attrs = append(attrs, "error", e)
+	}
+	s.log.Info("request", attrs...)
+}
