@@ -41,18 +41,20 @@ var (
 	ErrWrongWords = errors.New("no backup exists for these words: check each word against your sheet")
 	// ErrCannotOpen: a backup did not decrypt (wrong passphrase, or a damaged backup).
 	ErrCannotOpen = errors.New("the backup does not open with these words and passphrase, or it is damaged")
+	// ErrNodeDown: a TSM server node did not answer (down, refused, or too slow).
+	ErrNodeDown = tsm.ErrNodeUnreachable
 	// ErrStale: the backup is from before a reshare; restoring it would give a share that
 	// can no longer sign with the other nodes.
 	ErrStale = errors.New("this backup is older than the key's last reshare, so its share can no longer sign; back up again from a phone that has the current share, or reshare with the other nodes")
 )
 
-// Phone is the app: its embedded TSM node (one SQLite file) and its vault. For the
-// demonstration it may also know the server nodes' databases (AddServerNode), which a
-// real app reaches through the TSM instead.
+// Phone is the app: its embedded TSM node (one SQLite file), the TSM server nodes it signs
+// with (remote nodes by URL, AddRemoteNode; or, in tests, node databases in this process,
+// AddServerNode), and its vault.
 type Phone struct {
 	path    string
 	node    *tsm.Client
-	servers []string
+	servers []tsm.NodeConfig
 	vault   *Vault
 }
 
@@ -67,9 +69,17 @@ func OpenPhone(dbPath string, vault *Vault) (*Phone, error) {
 	return &Phone{path: dbPath, node: n, vault: vault}, nil
 }
 
-// AddServerNode adds a server node's database, for key generation, signing and the
-// stale-epoch check in this demonstration.
-func (p *Phone) AddServerNode(dbPath string) { p.servers = append(p.servers, dbPath) }
+// AddServerNode adds a server node that runs in this process on its own database (for
+// tests and demonstrations without server processes).
+func (p *Phone) AddServerNode(dbPath string) {
+	p.servers = append(p.servers, tsm.NodeConfig{Database: dbPath})
+}
+
+// AddRemoteNode adds a TSM server node (cmd/tsmnode) by its URL, and the node ID it must
+// have ("" to take the one it tells).
+func (p *Phone) AddRemoteNode(url, id string) {
+	p.servers = append(p.servers, tsm.NodeConfig{URL: url, ID: id})
+}
 
 // Close closes the phone's node.
 func (p *Phone) Close() error { return p.node.Close() }
@@ -81,12 +91,9 @@ func (p *Phone) ctx() (context.Context, context.CancelFunc) {
 // withAll runs fn on a client of every node: the phone and the server nodes.
 func (p *Phone) withAll(fn func(c *tsm.Client) error) error {
 	if len(p.servers) == 0 {
-		return errors.New("no server nodes configured")
+		return errors.New("no TSM server nodes configured")
 	}
-	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: p.path}}}
-	for _, s := range p.servers {
-		cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{Database: s})
-	}
+	cfg := tsm.Config{Nodes: append([]tsm.NodeConfig{{Database: p.path}}, p.servers...)}
 	c, err := tsm.NewClient(cfg)
 	if err != nil {
 		return err
@@ -99,6 +106,7 @@ type schemeOps interface {
 	GenerateKey(description string) (string, error)
 	Reshare(keyID string) error
 	VerifyShare(keyID string) error
+	CurrentEpoch(backup []byte) (uint32, error)
 	tsm.ShareBackup
 }
 
@@ -274,34 +282,23 @@ func openEnvelope(keys *Keys, keyID string, env []byte) (*opened, error) {
 	return &opened{share: share, header: h, key: info}, nil
 }
 
-// checkEpoch refuses a backup from before the key's last reshare, as the server nodes
-// know it (nothing to check without them).
+// checkEpoch refuses a backup from before the key's last refresh, as the server nodes
+// know it: the phone asks them through their API, proving with the backup's share that it
+// is a party of the key (nothing to check without server nodes).
 func (p *Phone) checkEpoch(o *opened) error {
-	cur, err := p.currentEpoch(o.key.KeyID, o.key.Scheme)
-	if err != nil {
-		return err
+	if len(p.servers) == 0 {
+		return nil
 	}
-	if cur > int64(o.key.Epoch) {
+	var cur uint32
+	err := p.withAll(func(c *tsm.Client) error {
+		var err error
+		cur, err = ops(o.key.Scheme, c).CurrentEpoch(o.share)
+		return err
+	})
+	if errors.Is(err, tsm.ErrStaleEpoch) {
 		return fmt.Errorf("%w (backup at epoch %d, the key is at %d)", ErrStale, o.key.Epoch, cur)
 	}
-	return nil
-}
-
-// currentEpoch asks the server nodes for the key's epoch (-1 when there are none).
-func (p *Phone) currentEpoch(keyID string, s tsm.Scheme) (int64, error) {
-	if len(p.servers) == 0 {
-		return -1, nil
-	}
-	c, err := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: p.servers[0]}}})
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	info, err := ops(s, c).KeyInfo(keyID)
-	if err != nil {
-		return 0, err
-	}
-	return int64(info.Epoch), nil
+	return err
 }
 
 // restoreShare writes an opened share into the phone after the stale-epoch check.

@@ -23,10 +23,11 @@ import (
 	"github.com/sharevault/sharevault/client"
 )
 
-const usage = `usage: client [--home DIR] [--vault URL] COMMAND [ARGS]
+const usage = `usage: client [--home DIR] [--vault URL] [--nodes URL,URL] COMMAND [ARGS]
 
-The phone: DIR/phone.db; the demonstration's server nodes: DIR/servers/; the keys the app
-keeps (never the words): DIR/keys.json. $SHAREVAULT_HOME and $SHAREVAULT_VAULT set the flags.
+The phone: DIR/phone.db; the keys the app keeps (never the words): DIR/keys.json. The TSM
+server nodes (cmd/tsmnode) are --nodes, each URL optionally followed by #NODE-ID to pin it.
+$SHAREVAULT_HOME, $SHAREVAULT_VAULT and $SHAREVAULT_NODES set the flags.
 
 commands:
   keygen [--scheme eddsa|ecdsa] [--description TEXT]   make a key on the phone and the server nodes
@@ -57,6 +58,7 @@ type app struct {
 	*ui
 	home     string
 	vaultURL string
+	nodes    []string
 	vault    *client.Vault
 }
 
@@ -65,13 +67,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(io.Discard)
 	home := fs.String("home", envOr("SHAREVAULT_HOME", "phone"), "")
 	vaultURL := fs.String("vault", envOr("SHAREVAULT_VAULT", "http://localhost:8080"), "")
+	nodes := fs.String("nodes", os.Getenv("SHAREVAULT_NODES"), "")
 	if err := fs.Parse(args); err != nil || fs.NArg() == 0 || fs.Arg(0) == "help" {
 		fmt.Fprintln(stderr, usage)
 		return errUsage
 	}
 	a := &app{ui: newUI(stdin, stdout, stderr), home: *home, vaultURL: *vaultURL, vault: client.NewVault(*vaultURL)}
+	for _, n := range strings.Split(*nodes, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			a.nodes = append(a.nodes, n)
+		}
+	}
 	a.vault.SetProgress(a.ui)
-	if err := os.MkdirAll(filepath.Join(a.home, "servers"), 0o700); err != nil {
+	if err := os.MkdirAll(a.home, 0o700); err != nil {
 		return err
 	}
 	cmds := map[string]func([]string) error{
@@ -116,8 +124,9 @@ func (a *app) phone() (*client.Phone, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range []string{"node1.db", "node2.db"} {
-		p.AddServerNode(filepath.Join(a.home, "servers", n))
+	for _, n := range a.nodes {
+		url, id, _ := strings.Cut(n, "#")
+		p.AddRemoteNode(url, id)
 	}
 	return p, nil
 }

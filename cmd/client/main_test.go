@@ -17,6 +17,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/sharevault/sharevault/internal/mnemonic"
+	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
 	"github.com/sharevault/sharevault/internal/vaultproc"
 )
 
@@ -47,6 +48,7 @@ func TestScripts(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"vault-start": vaultStart, "vault-stop": vaultStop, "capture": capture, "sheet": sheet, "mistype": mistype,
+			"nodes-start": nodesStart, "node-kill": nodeKill, "node-start": nodeStart,
 		},
 	})
 }
@@ -82,6 +84,43 @@ func vaultStart(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Defer(func() { p.Cmd.Process.Kill(); p.Cmd.Wait() }) // a no-op after vault-stop
 	ts.Setenv("SHAREVAULT_VAULT", p.URL)
 	vaults.Store(ts, p.Cmd)
+}
+
+var clusters sync.Map // *testscript.TestScript -> *tsmnodetest.Cluster
+
+// nodes-start runs two TSM server nodes (cmd/tsmnode) under $WORK/nodes and points
+// $SHAREVAULT_NODES at them.
+func nodesStart(ts *testscript.TestScript, neg bool, args []string) {
+	c, err := tsmnodetest.Start(ts.MkAbs("nodes"), 2)
+	ts.Check(err)
+	ts.Defer(c.Stop)
+	var urls []string
+	for _, n := range c.Nodes {
+		urls = append(urls, n.URL+"#"+n.ID.String())
+	}
+	ts.Setenv("SHAREVAULT_NODES", strings.Join(urls, ","))
+	clusters.Store(ts, c)
+}
+
+func clusterNode(ts *testscript.TestScript, args []string) *tsmnodetest.Node {
+	v, ok := clusters.Load(ts)
+	if !ok || len(args) != 1 {
+		ts.Fatalf("usage: node-kill|node-start N, after nodes-start")
+	}
+	i, err := strconv.Atoi(args[0])
+	c := v.(*tsmnodetest.Cluster)
+	if err != nil || i < 1 || i > len(c.Nodes) {
+		ts.Fatalf("no node %s", args[0])
+	}
+	return c.Nodes[i-1]
+}
+
+// node-kill N ends server node N with SIGKILL.
+func nodeKill(ts *testscript.TestScript, neg bool, args []string) { clusterNode(ts, args).Kill() }
+
+// node-start N restarts server node N on its database, key and port.
+func nodeStart(ts *testscript.TestScript, neg bool, args []string) {
+	ts.Check(clusterNode(ts, args).Start())
 }
 
 func vaultStop(ts *testscript.TestScript, neg bool, args []string) {

@@ -5,6 +5,8 @@
 //
 //	tsmnode --config node.json            # serve
 //	tsmnode --config node.json --print-id # print this node's ID (for the peers' configurations)
+//	tsmnode init --dir nodes --count 2    # a key and a configuration for each of 2 local nodes
+//	                                      # that know each other (ports 9001, 9002, …)
 //
 // The configuration is JSON (docs/operations.md, "TSM nodes"):
 //
@@ -30,6 +32,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -106,7 +109,54 @@ func load(path string) (*config, error) {
 	return c, nil
 }
 
+// initNodes writes, for count nodes under dir, a node key and a configuration that names
+// the other nodes as peers: a local setup in one command.
+func initNodes(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tsmnode init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "nodes", "where the nodes' directories go")
+	count := fs.Int("count", 2, "how many nodes")
+	port := fs.Int("port", 9001, "the first node's port on 127.0.0.1; the others follow")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *count < 1 || *count > 31 {
+		return errors.New("--count is 1 to 31")
+	}
+	ids := make([]string, *count)
+	for i := range *count {
+		d := filepath.Join(*dir, fmt.Sprint("node", i+1))
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+		k, err := tsm.LoadNodeKey(filepath.Join(d, "node.key"))
+		if err != nil {
+			return err
+		}
+		ids[i] = k.ID().String()
+	}
+	for i := range *count {
+		d := filepath.Join(*dir, fmt.Sprint("node", i+1))
+		c := config{Listen: fmt.Sprintf("127.0.0.1:%d", *port+i), Database: filepath.Join(d, "node.db"), NodeKey: filepath.Join(d, "node.key")}
+		for j, id := range ids {
+			if j != i {
+				c.Peers = append(c.Peers, id)
+			}
+		}
+		b, _ := json.MarshalIndent(c, "", "  ")
+		path := filepath.Join(d, "config.json")
+		if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "node %d: %s (http://%s)\n", i+1, path, c.Listen)
+	}
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "init" {
+		return initNodes(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("tsmnode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", os.Getenv("TSMNODE_CONFIG"), "configuration file (JSON)")
