@@ -192,3 +192,43 @@ func (n *Node) sameRequester(session []byte, requester NodeID) error {
 	}
 	return nil
 }
+
+// AuthorizeStep fills in st.Auth as a coordinator does (docs/tsm-api.md, "Authorization"):
+// signed with key, and for a step on an existing key, a proof of possession of the share
+// that backup (a BackupShare result) holds. For key generation steps backup is nil.
+func AuthorizeStep(st *Step, key *NodeKey, backup []byte) error {
+	a := &Auth{Node: key.ID(), Time: time.Now().Unix(), Party: -1}
+	digest := st.digest()
+	if backup != nil {
+		k, err := decodeBackup(backup)
+		if err != nil {
+			return err
+		}
+		defer k.wipe()
+		if k.additive {
+			sh, err := k.toShamir()
+			if err != nil {
+				return err
+			}
+			defer sh.wipe()
+			k = sh
+		}
+		if err := proveShare(digest, a, k); err != nil {
+			return err
+		}
+	}
+	key.signAuth(digest, a)
+	st.Auth = a
+	return nil
+}
+
+// EmbeddedNodeKey reads the identity an embedded node keeps in its database (made on first
+// use): for tools and tests that speak for a phone.
+func EmbeddedNodeKey(database string) (*NodeKey, error) {
+	n, err := openNode(database)
+	if err != nil {
+		return nil, err
+	}
+	defer n.close()
+	return n.nodeKey()
+}

@@ -3,15 +3,18 @@ package tsmnode_test
 import (
 	"crypto/ed25519"
 	"errors"
+	mrand "math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm"
 	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
 )
 
 // phone opens a client of the phone's embedded node and the cluster's nodes by URL.
-func phone(t *testing.T, db string, c *tsmnodetest.Cluster, servers ...int) *tsm.Client {
+func phone(t testing.TB, db string, c *tsmnodetest.Cluster, servers ...int) *tsm.Client {
 	t.Helper()
 	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}}, EdDSA: tsm.ProtocolConfig{EnableShareBackup: true},
 		ECDSA: tsm.ProtocolConfig{EnableShareBackup: true}}
@@ -86,5 +89,73 @@ func TestAcrossProcesses(t *testing.T) {
 		if sig, err := cl.Sign(k2, []byte("m")); err != nil || !ed25519.Verify(pub2, []byte("m"), sig) {
 			t.Fatalf("2-of-3 with node %d: %v", server, err)
 		}
+	}
+}
+
+// TestNodeKilledMidOperation kills a node (SIGKILL) at a random moment while the phone
+// generates keys, signs or refreshes in a loop: the phone gets one clear line, and once
+// the node restarts every key is usable again, at one epoch on every node.
+func TestNodeKilledMidOperation(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	db := filepath.Join(t.TempDir(), "phone.db")
+	cl := tsm.NewEDDSAClient(phone(t, db, c, 0, 1))
+	keyID, err := cl.GenerateKey("kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := map[string]func() error{
+		"keygen":  func() error { _, err := cl.GenerateKey("more"); return err },
+		"sign":    func() error { _, err := cl.Sign(keyID, []byte("m")); return err },
+		"refresh": func() error { return cl.Reshare(keyID) },
+	}
+	for name, op := range ops {
+		for round := range 4 {
+			done := make(chan error, 1)
+			go func() {
+				for {
+					if err := op(); err != nil {
+						done <- err
+						return
+					}
+				}
+			}()
+			time.Sleep(time.Duration(5+mrand.IntN(40)) * time.Millisecond)
+			c.Nodes[1].Kill()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%s %d: the phone hung on a dead node", name, round)
+			}
+			t.Logf("%s %d: %v", name, round, err)
+			if strings.Contains(err.Error(), "\n") || !errors.Is(err, tsm.ErrNodeUnreachable) && !strings.Contains(err.Error(), "node 2") {
+				t.Errorf("%s %d: %q is not one line naming the node", name, round, err)
+			}
+			if err := c.Nodes[1].Start(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cl.Sign(keyID, []byte("after")); err != nil {
+				t.Fatalf("%s %d: sign after the node restarted: %v", name, round, err)
+			}
+			if err := cl.VerifyShare(keyID); err != nil {
+				t.Fatalf("%s %d: %v", name, round, err)
+			}
+		}
+	}
+}
+
+// TestNodeDownFailsFast: a node that does not listen makes signing fail at once.
+func TestNodeDownFailsFast(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	cl := tsm.NewEDDSAClient(phone(t, filepath.Join(t.TempDir(), "phone.db"), c, 0, 1))
+	keyID, err := cl.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Nodes[0].Kill()
+	start := time.Now()
+	_, err = cl.Sign(keyID, []byte("m"))
+	if !errors.Is(err, tsm.ErrNodeUnreachable) || time.Since(start) > 5*time.Second {
+		t.Fatalf("sign with a node down: %v after %s, want ErrNodeUnreachable at once", err, time.Since(start))
 	}
 }

@@ -1,0 +1,241 @@
+package tsmnode_test
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/hpke"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sharevault/sharevault/internal/tsm"
+	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
+)
+
+// recorder is an HTTP transport that keeps every step a client sends, and may rewrite one
+// before it leaves (as a malicious coordinator would, re-signing its Auth).
+type recorder struct {
+	mu      sync.Mutex
+	steps   [][]byte
+	rewrite func(st *tsm.Step) bool // true: re-encode (the test re-authorizes)
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == "POST" && strings.HasSuffix(req.URL.Path, "/v1/step") {
+		b, _ := io.ReadAll(req.Body)
+		if r.rewrite != nil {
+			if st, err := tsm.DecodeStep(bytes.NewReader(b)); err == nil && r.rewrite(st) {
+				b, _ = tsm.EncodeStep(st)
+			}
+		}
+		r.mu.Lock()
+		r.steps = append(r.steps, b)
+		r.mu.Unlock()
+		req.Body = io.NopCloser(bytes.NewReader(b))
+		req.ContentLength = int64(len(b))
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func (r *recorder) last(op tsm.Op) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.steps) - 1; i >= 0; i-- {
+		if st, _ := tsm.DecodeStep(bytes.NewReader(r.steps[i])); st != nil && st.Op == op {
+			return r.steps[i]
+		}
+	}
+	return nil
+}
+
+func post(t *testing.T, url string, body []byte) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url+"/v1/step", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p struct{ Type string }
+	json.NewDecoder(resp.Body).Decode(&p)
+	return resp.StatusCode, strings.TrimPrefix(p.Type, "urn:sharevault:tsm:problem:")
+}
+
+// TestHostileParties sends a node every kind of request a party of another key, a relay
+// or a stale phone could send. Each is refused with its status, and the keys are
+// unchanged: every one still signs at the epoch it had.
+func TestHostileParties(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	dir := t.TempDir()
+	rec := &recorder{}
+	open := func(db string) *tsm.EDDSAClient {
+		cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}, {URL: c.Nodes[0].URL}, {URL: c.Nodes[1].URL}},
+			EdDSA: tsm.ProtocolConfig{EnableShareBackup: true}, HTTPClient: &http.Client{Transport: rec, Timeout: 10 * time.Second}}
+		cl, err := tsm.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		return tsm.NewEDDSAClient(cl)
+	}
+	backupOf := func(db, keyID string) []byte {
+		cl, err := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}}, EdDSA: tsm.ProtocolConfig{EnableShareBackup: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		b, err := tsm.NewEDDSAClient(cl).BackupShare(keyID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	dbA, dbB := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
+	phoneA, phoneB := open(dbA), open(dbB)
+	keyA, err := phoneA.GenerateKey("A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyB, err := phoneB.GenerateKey("B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	staleA := backupOf(dbA, keyA)
+	if err := phoneA.Reshare(keyA); err != nil {
+		t.Fatal(err)
+	}
+	currentA := backupOf(dbA, keyA)
+	nodeKeyA, _ := tsm.EmbeddedNodeKey(dbA)
+	if _, err := phoneA.Sign(keyA, []byte("record a signature")); err != nil {
+		t.Fatal(err)
+	}
+	url := c.Nodes[0].URL
+	info := func(keyID string) *tsm.Step { return &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA} }
+	authorized := func(st *tsm.Step, backup []byte) []byte {
+		if err := tsm.AuthorizeStep(st, nodeKeyA, backup); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := tsm.EncodeStep(st)
+		return b
+	}
+	tests := []struct {
+		name    string
+		body    func() []byte
+		status  int
+		problem string
+	}{
+		{"no Auth", func() []byte { b, _ := json.Marshal(map[string]any{"op": "info", "key_id": keyA, "scheme": 2}); return b }, 401, "unauthorized"},
+		{"Auth signed by another key than it names", func() []byte {
+			b := authorized(info(keyA), currentA)
+			st, _ := tsm.DecodeStep(bytes.NewReader(b))
+			st.Auth.Node = tsm.GenerateNodeKey().ID()
+			out, _ := tsm.EncodeStep(st)
+			return out
+		}, 401, "unauthorized"},
+		{"Auth from ten minutes ago", func() []byte {
+			st := info(keyA)
+			tsm.AuthorizeStep(st, nodeKeyA, currentA)
+			st.Auth.Time -= 600
+			b, _ := tsm.EncodeStep(st)
+			return b
+		}, 401, "unauthorized"},
+		{"the phone of key A acting on key B", func() []byte { return authorized(info(keyB), currentA) }, 403, "not-a-party"},
+		{"a share from before the refresh", func() []byte { return authorized(info(keyA), staleA) }, 409, "stale-epoch"},
+		{"a replayed signing round", func() []byte { return rec.last(tsm.OpSignShare) }, 422, "step-refused"},
+		{"a replayed refresh commit", func() []byte { return rec.last(tsm.OpRefreshCommit) }, 422, "step-refused"},
+		{"a request altered in transit", func() []byte {
+			b := rec.last(tsm.OpSignCommit)
+			return bytes.Replace(b, []byte(keyA), []byte(keyB), 1)
+		}, 401, "unauthorized"},
+		{"key generation naming a node this one does not work with", func() []byte {
+			st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: "evilkey", Scheme: tsm.EdDSA, Session: make([]byte, 16),
+				Roster: []tsm.NodeID{nodeKeyA.ID(), c.Nodes[0].ID, tsm.GenerateNodeKey().ID()},
+				KeyGen: &tsm.KeyGenParams{Threshold: 2, Parties: 3, Index: 1, Created: time.Now()}}
+			return authorized(st, nil)
+		}, 403, "forbidden"},
+		{"malformed JSON", func() []byte { return []byte(`{"op": "info", `) }, 400, "bad-request"},
+		{"an unknown field", func() []byte { return []byte(`{"op":"info","key_id":"k","scheme":2,"auth":{},"extra":1}`) }, 400, "bad-request"},
+		{"oversize", func() []byte { return append([]byte(`{"op":"`), bytes.Repeat([]byte("a"), 300<<10)...) }, 413, "too-large"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := tc.body()
+			if body == nil {
+				t.Fatal("nothing recorded to replay")
+			}
+			status, problem := post(t, url, body)
+			if status != tc.status || problem != tc.problem {
+				t.Errorf("got %d %s, want %d %s", status, problem, tc.status, tc.problem)
+			}
+		})
+	}
+
+	// Private refresh messages cannot be read or swapped by whoever carries them: a
+	// coordinator that re-seals node 1's value to node 2 itself (anyone can encrypt to a
+	// public key) and re-signs its own Auth is refused by node 2, which checks node 1's
+	// signature on the envelope; so is one that flips a byte of the sealed value.
+	for _, tamper := range []struct {
+		name string
+		edit func(env []byte, to tsm.NodeID) []byte
+	}{
+		{"re-encrypted", func(env []byte, to tsm.NodeID) []byte {
+			pub, _ := ecdh.X25519().NewPublicKey(to.Seal)
+			hp, _ := hpke.NewDHKEMPublicKey(pub)
+			ct, _ := hpke.Seal(hp, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte("anything"), make([]byte, 80))
+			head := env[:4+1+16+3]
+			out := append(bytes.Clone(head), binary.BigEndian.AppendUint32(nil, uint32(len(ct)))...)
+			out = append(out, ct...)
+			return append(out, env[len(env)-64:]...) // the sender's signature, now over other bytes
+		}},
+		{"flipped", func(env []byte, _ tsm.NodeID) []byte {
+			env = bytes.Clone(env)
+			env[len(env)-70] ^= 1
+			return env
+		}},
+	} {
+		t.Run("refresh value "+tamper.name, func(t *testing.T) {
+			before, _ := phoneB.KeyInfo(keyB)
+			current := backupOf(dbB, keyB)
+			nodeKeyB, _ := tsm.EmbeddedNodeKey(dbB)
+			rec.rewrite = func(st *tsm.Step) bool {
+				if st.Op != tsm.OpRefreshPrep || st.Roster == nil && len(st.In) == 0 {
+					return false
+				}
+				for i, env := range st.In {
+					if len(env) > 5+16+1 && env[5+16] == 2 && env[5+16+1] == 3 { // from party 2 (node 1) to party 3 (node 2)
+						st.In[i] = tamper.edit(env, c.Nodes[1].ID)
+						tsm.AuthorizeStep(st, nodeKeyB, current)
+						return true
+					}
+				}
+				return false
+			}
+			err := phoneB.Reshare(keyB)
+			rec.rewrite = nil
+			if err == nil || !strings.Contains(err.Error(), "party 2") {
+				t.Fatalf("a refresh with a %s value: %v, want node 2 to refuse it, naming party 2", tamper.name, err)
+			}
+			if after, _ := phoneB.KeyInfo(keyB); after.Epoch != before.Epoch {
+				t.Fatalf("epoch %d after a refused refresh, want %d", after.Epoch, before.Epoch)
+			}
+		})
+	}
+
+	// Nothing changed: both keys sign, every node at one epoch.
+	for _, k := range []struct {
+		cl *tsm.EDDSAClient
+		id string
+	}{{phoneA, keyA}, {phoneB, keyB}} {
+		if _, err := k.cl.Sign(k.id, []byte("after the matrix")); err != nil {
+			t.Fatalf("key %s after the matrix: %v", k.id, err)
+		}
+		if err := k.cl.VerifyShare(k.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
