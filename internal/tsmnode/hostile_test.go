@@ -129,7 +129,10 @@ func TestHostileParties(t *testing.T) {
 		status  int
 		problem string
 	}{
-		{"no Auth", func() []byte { b, _ := json.Marshal(map[string]any{"op": "info", "key_id": keyA, "scheme": 2}); return b }, 401, "unauthorized"},
+		{"no Auth", func() []byte {
+			b, _ := json.Marshal(map[string]any{"op": "info", "key_id": keyA, "scheme": 2})
+			return b
+		}, 401, "unauthorized"},
 		{"Auth signed by another key than it names", func() []byte {
 			b := authorized(info(keyA), currentA)
 			st, _ := tsm.DecodeStep(bytes.NewReader(b))
