@@ -1,7 +1,8 @@
 // Package deploy holds the deployment files; its tests check them without a Docker engine
 // or a cluster: every manifest parses and says what matters, every VAULT_* variable is a
-// real flag of the vault, and two vault replicas configured as the Deployment is serve
-// one MinIO bucket (TestTwoReplicas, also run by smoke.sh).
+// real flag of the vault and every TSMNODE_* one a variable cmd/tsmnode reads, and two
+// vault replicas configured as the Deployment is serve one MinIO bucket, with two TSM
+// nodes configured as the StatefulSets are (TestTwoReplicas, also run by smoke.sh).
 package deploy
 
 import (
@@ -132,9 +133,15 @@ func TestKubernetesManifests(t *testing.T) {
 	if env["VAULT_METRICS_LISTEN"] == "" || get(dep, "spec", "template", "metadata", "annotations", "prometheus.io/port") != strings.TrimPrefix(env["VAULT_METRICS_LISTEN"], ":") {
 		t.Error("metrics are not on their own listener, or the scrape annotation names another port")
 	}
-	for _, p := range get(kinds["Service"], "spec", "ports").([]any) {
-		if p.(map[string]any)["targetPort"] != "http" {
-			t.Errorf("the Service exposes %v: only the API belongs in it", p)
+	for _, p := range paths {
+		for _, d := range docs(t, p) {
+			if d["kind"] == "Service" && get(d, "metadata", "name") == "sharevault-vault" {
+				for _, p := range get(d, "spec", "ports").([]any) {
+					if p.(map[string]any)["targetPort"] != "http" {
+						t.Errorf("the vault's Service exposes %v: only the API belongs in it", p)
+					}
+				}
+			}
 		}
 	}
 }
@@ -197,7 +204,13 @@ func TestDockerfile(t *testing.T) {
 }
 
 func TestSystemdUnit(t *testing.T) {
-	f, err := os.Open("systemd/sharevault-vault.service")
+	for unit, state := range map[string]string{"sharevault-vault": "sharevault", "sharevault-tsmnode": "sharevault-tsmnode"} {
+		t.Run(unit, func(t *testing.T) { checkUnit(t, "systemd/"+unit+".service", state) })
+	}
+}
+
+func checkUnit(t *testing.T, path, state string) {
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +233,7 @@ func TestSystemdUnit(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]string{"Service.NoNewPrivileges": "yes", "Service.ProtectSystem": "strict",
-		"Service.DynamicUser": "yes", "Service.StateDirectory": "sharevault", "Service.StateDirectoryMode": "0700",
+		"Service.DynamicUser": "yes", "Service.StateDirectory": state, "Service.StateDirectoryMode": "0700",
 		"Service.KillSignal": "SIGTERM", "Install.WantedBy": "multi-user.target"} {
 		if kv[k] != want {
 			t.Errorf("%s = %q, want %q", k, kv[k], want)

@@ -12,8 +12,9 @@ import (
 
 // TestTwoReplicas runs two vault processes, configured with the Deployment's VAULT_*
 // environment (only the listen addresses and the S3 endpoint changed, to loopback and a
-// real MinIO), over one bucket. A backup made through one replica restores through the
-// other.
+// real MinIO), over one bucket, and two TSM server nodes configured with the StatefulSets'
+// TSMNODE_* environment. A backup made through one replica restores through the other, and
+// the restored share signs with the nodes.
 func TestTwoReplicas(t *testing.T) {
 	m := miniotest.Start(t)
 	env := vaultEnv(t)
@@ -36,13 +37,15 @@ func TestTwoReplicas(t *testing.T) {
 	}
 
 	dir := t.TempDir()
+	nodes := startNodes(t)
 	phone := func(name, url string) *client.Phone {
 		p, err := client.OpenPhone(filepath.Join(dir, name), client.NewVault(url))
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.AddServerNode(filepath.Join(dir, "server1.db"))
-		p.AddServerNode(filepath.Join(dir, "server2.db"))
+		for _, u := range nodes {
+			p.AddRemoteNode(u, "")
+		}
 		t.Cleanup(func() { p.Close() })
 		return p
 	}

@@ -5,8 +5,9 @@
 //
 //	tsmnode --config node.json            # serve
 //	tsmnode --config node.json --print-id # print this node's ID (for the peers' configurations)
-//	tsmnode init --dir nodes --count 2    # a key and a configuration for each of 2 local nodes
-//	                                      # that know each other (ports 9001, 9002, …)
+//	tsmnode init --dir nodes --count 2    # a key and a configuration for each of 2 nodes that
+//	                                      # know each other (127.0.0.1:9001, :9002, …); it keeps
+//	                                      # keys that exist, so running it again is harmless
 //
 // The configuration is JSON (docs/operations.md, "TSM nodes"):
 //
@@ -116,7 +117,8 @@ func initNodes(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "nodes", "where the nodes' directories go")
 	count := fs.Int("count", 2, "how many nodes")
-	port := fs.Int("port", 9001, "the first node's port on 127.0.0.1; the others follow")
+	port := fs.Int("port", 9001, "the first node's port; the others follow")
+	host := fs.String("host", "127.0.0.1", "the address the nodes listen on (0.0.0.0 in a container)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -137,7 +139,7 @@ func initNodes(args []string, stdout, stderr io.Writer) error {
 	}
 	for i := range *count {
 		d := filepath.Join(*dir, fmt.Sprint("node", i+1))
-		c := config{Listen: fmt.Sprintf("127.0.0.1:%d", *port+i), Database: filepath.Join(d, "node.db"), NodeKey: filepath.Join(d, "node.key")}
+		c := config{Listen: net.JoinHostPort(*host, fmt.Sprint(*port+i)), Database: filepath.Join(d, "node.db"), NodeKey: filepath.Join(d, "node.key")}
 		for j, id := range ids {
 			if j != i {
 				c.Peers = append(c.Peers, id)
@@ -148,7 +150,7 @@ func initNodes(args []string, stdout, stderr io.Writer) error {
 		if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "node %d: %s (http://%s)\n", i+1, path, c.Listen)
+		fmt.Fprintf(stdout, "node %d: %s, http://%s, node ID %s\n", i+1, path, c.Listen, ids[i])
 	}
 	return nil
 }
