@@ -26,6 +26,11 @@ import (
 //go:embed openapi.yaml
 var OpenAPI []byte
 
+// TSMNodeOpenAPI is api/tsmnode.yaml: the TSM node's API (docs/tsm-api.md).
+//
+//go:embed tsmnode.yaml
+var TSMNodeOpenAPI []byte
+
 // ProblemType returns the RFC 9457 type URI of a problem name (docs/api.md, "Errors").
 func ProblemType(name string) string { return "urn:sharevault:problem:" + name }
 

@@ -1,14 +1,22 @@
 package tsmnode_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"io"
 	mrand "math/rand/v2"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/tsm"
 	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
 )
@@ -158,4 +166,71 @@ func TestNodeDownFailsFast(t *testing.T) {
 	if !errors.Is(err, tsm.ErrNodeUnreachable) || time.Since(start) > 5*time.Second {
 		t.Fatalf("sign with a node down: %v after %s, want ErrNodeUnreachable at once", err, time.Since(start))
 	}
+}
+
+// TestOpenAPI: api/tsmnode.yaml is a valid OpenAPI document, and what a real node answers
+// to a step, to GET /v1/node and to a refused step matches it.
+func TestOpenAPI(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromData(api.TSMNodeOpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tsmnodetest.Must(t, 2)
+	db := filepath.Join(t.TempDir(), "phone.db")
+	cl := tsm.NewEDDSAClient(phone(t, db, c, 0, 1))
+	keyID, err := cl.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := tsm.EmbeddedNodeKey(db)
+	alone, _ := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}}, EdDSA: tsm.ProtocolConfig{EnableShareBackup: true}})
+	backup, _ := tsm.NewEDDSAClient(alone).BackupShare(keyID)
+	alone.Close()
+	st := &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA}
+	tsm.AuthorizeStep(st, key, backup)
+	good, _ := tsm.EncodeStep(st)
+	for _, r := range []struct {
+		method, path string
+		body         []byte
+		status       int
+	}{
+		{"POST", "/v1/step", good, 200},
+		{"POST", "/v1/step", []byte(`{}`), 400},
+		{"GET", "/v1/node", nil, 200},
+	} {
+		req, _ := http.NewRequest(r.method, c.Nodes[0].URL+r.path, bytes.NewReader(r.body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != r.status {
+			t.Fatalf("%s %s: %d %s", r.method, r.path, resp.StatusCode, b)
+		}
+		route, params, err := router.FindRoute(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := &openapi3filter.ResponseValidationInput{
+			RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+			Status:                 resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(b)),
+			Options: &openapi3filter.Options{IncludeResponseStatus: true},
+		}
+		if err := openapi3filter.ValidateResponse(t.Context(), in); err != nil {
+			t.Errorf("%s %s -> %d does not match api/tsmnode.yaml: %v", r.method, r.path, resp.StatusCode, err)
+		}
+	}
+}
+
+func init() {
+	openapi3filter.RegisterBodyDecoder("application/problem+json", openapi3filter.JSONBodyDecoder)
 }
