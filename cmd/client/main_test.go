@@ -49,6 +49,11 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"vault-start": vaultStart, "vault-stop": vaultStop, "capture": capture, "sheet": sheet, "mistype": mistype,
 			"nodes-start": nodesStart, "node-kill": nodeKill, "node-start": nodeStart,
+			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
+				d, err := time.ParseDuration(args[0])
+				ts.Check(err)
+				time.Sleep(d)
+			},
 		},
 	})
 }
@@ -104,7 +109,7 @@ func nodesStart(ts *testscript.TestScript, neg bool, args []string) {
 
 func clusterNode(ts *testscript.TestScript, args []string) *tsmnodetest.Node {
 	v, ok := clusters.Load(ts)
-	if !ok || len(args) != 1 {
+	if !ok || len(args) < 1 {
 		ts.Fatalf("usage: node-kill|node-start N, after nodes-start")
 	}
 	i, err := strconv.Atoi(args[0])
@@ -118,8 +123,16 @@ func clusterNode(ts *testscript.TestScript, args []string) *tsmnodetest.Node {
 // node-kill N ends server node N with SIGKILL.
 func nodeKill(ts *testscript.TestScript, neg bool, args []string) { clusterNode(ts, args).Kill() }
 
-// node-start N restarts server node N on its database, key and port.
+// node-start N [OP] restarts server node N on its database, key and port; with OP, the
+// node holds every step of OP for 3 s (TSMNODE_TEST_STALL), so that it can be killed in the
+// middle of a protocol.
 func nodeStart(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 2 {
+		n := clusterNode(ts, args[:1])
+		n.Kill()
+		ts.Check(n.StartWith([]string{"TSMNODE_TEST_STALL=" + args[1]}))
+		return
+	}
 	ts.Check(clusterNode(ts, args).Start())
 }
 

@@ -197,7 +197,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer node.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler, err := tsmnode.New(node, tsmnode.Config{RateIP: cfg.RateIP, BurstIP: cfg.BurstIP, Logger: log, Registerer: reg, Gatherer: reg})
+	// TSMNODE_TEST_STALL=OP (tests only) holds every step of OP for 3 s, so a test can kill
+	// the node in the middle of a protocol.
+	stall := os.Getenv("TSMNODE_TEST_STALL")
+	handler, err := tsmnode.New(node, tsmnode.Config{RateIP: cfg.RateIP, BurstIP: cfg.BurstIP, Logger: log, Registerer: reg, Gatherer: reg,
+		StallOp: stall, StallFor: 3 * time.Second})
 	if err != nil {
 		return err
 	}

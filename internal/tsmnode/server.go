@@ -35,6 +35,10 @@ type Config struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// StallOp, for tests only, makes the node wait StallFor before running steps of this op,
+	// so that a test can kill it in the middle of a protocol.
+	StallOp  string
+	StallFor time.Duration
 }
 
 type server struct {
@@ -152,6 +156,9 @@ func (s *server) step(c *gin.Context) {
 		return
 	}
 	op := string(st.Op)
+	if op == s.cfg.StallOp {
+		time.Sleep(s.cfg.StallFor)
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.Timeout)
 	defer cancel()
 	res, err := s.node.Serve(ctx, st)

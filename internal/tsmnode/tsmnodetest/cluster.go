@@ -92,7 +92,10 @@ func Start(dir string, n int) (*Cluster, error) {
 }
 
 // Start (re)starts the node on its configuration.
-func (nd *Node) Start() error {
+func (nd *Node) Start() error { return nd.StartWith(nil) }
+
+// StartWith (re)starts the node with extra environment variables (NAME=VALUE).
+func (nd *Node) StartWith(env []string) error {
 	bin, err := Binary()
 	if err != nil {
 		return err
@@ -102,7 +105,11 @@ func (nd *Node) Start() error {
 			return err
 		}
 	}
-	p, err := vaultproc.Start(bin, nil, nd.log, "--config", nd.Config)
+	var full []string
+	if env != nil {
+		full = append(os.Environ(), env...)
+	}
+	p, err := vaultproc.Start(bin, full, nd.log, "--config", nd.Config)
 	if err != nil {
 		return err
 	}
