@@ -80,6 +80,22 @@ type Version struct {
 	Created  time.Time `json:"created"`
 }
 
+// ExistsQuery is the body of POST /v1/exists: vault IDs to look for.
+type ExistsQuery struct {
+	VaultIDs []string `json:"vault_ids"`
+}
+
+// ExistsResult is its answer: the IDs of the query that have a vault, in the query's order.
+type ExistsResult struct {
+	VaultIDs []string `json:"vault_ids"`
+}
+
+// MaxExistsIDs bounds a query; MaxExistsBody its body in bytes.
+const (
+	MaxExistsIDs  = 2048
+	MaxExistsBody = MaxExistsIDs*67 + 64
+)
+
 // ETag returns the ETag of an envelope: its SHA-256 in lower-case hex (unquoted).
 func ETag(envelope []byte) string {
 	sum := sha256.Sum256(envelope)

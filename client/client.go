@@ -508,16 +508,28 @@ func FindKeys(v *Vault, typed, passphrase string) (*Found, error) {
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].Position < cands[j].Position })
 	v.step("checking %d one-word corrections against the vault", len(cands))
-	for _, c := range cands {
+	ids := make([]string, len(cands))
+	for i, c := range cands {
 		id, err := recovery.NewIdentity(c.Secret.Bytes()) // the vault ID alone: no Argon2id per candidate
 		if err != nil {
 			return nil, err
 		}
-		if _, err := v.keys(ctx, &Keys{id: id}); err == nil {
-			k, err := newKeys(c.Secret, passphrase)
-			if err != nil {
-				return nil, err
-			}
+		ids[i] = id.VaultID().String()
+		id.Wipe()
+	}
+	found, err := v.exists(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range cands {
+		if !found[ids[i]] {
+			continue
+		}
+		k, err := newKeys(c.Secret, passphrase)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := v.keys(ctx, k); err == nil { // a vault with backups, the words' own
 			return &Found{Keys: k, Position: c.Position, Word: c.Word}, nil
 		} else if !errors.Is(err, ErrNotFound) {
 			return nil, err

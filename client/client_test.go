@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/client"
@@ -159,5 +160,73 @@ func TestWrongWordsChangeNothing(t *testing.T) {
 	}
 	if fileHash(t, filepath.Join(w.dir, "new.db")) != before {
 		t.Error("the TSM database changed")
+	}
+}
+
+type steps struct{ lines []string }
+
+func (s *steps) Step(m string) { s.lines = append(s.lines, m) }
+
+// TestOneWordCorrectionIsQuick: restoring with one valid but wrong word, against a vault
+// with default limits, finds the vault in one existence query (not a request per
+// candidate), with no retry or error line: for 12 and 24 words. The time is logged (the
+// closing note quotes it); it is not asserted.
+func TestOneWordCorrectionIsQuick(t *testing.T) {
+	store, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h, err := vault.New(store, vault.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}) // default limits
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	for _, n := range []int{12, 24} {
+		t.Run(strconv.Itoa(n)+" words", func(t *testing.T) {
+			dir := t.TempDir()
+			p, err := client.OpenPhone(filepath.Join(dir, "phone.db"), client.NewVault(srv.URL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			p.AddServerNode(filepath.Join(dir, "s1.db"))
+			p.AddServerNode(filepath.Join(dir, "s2.db"))
+			keyID, err := p.KeyGen("eddsa", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			words, _ := client.NewWords(n)
+			keys, _ := words.Keys("")
+			if _, err := p.Backup(keys, keyID); err != nil {
+				t.Fatal(err)
+			}
+			typed := strings.Fields(words.Phrase())
+			pos := n / 2
+			wrong := "zoo"
+			if typed[pos] == "zoo" {
+				wrong = "zone"
+			}
+			typed[pos] = wrong // a real word, but not the one written down
+			v := client.NewVault(srv.URL)
+			var log steps
+			v.SetProgress(&log)
+			start := time.Now()
+			found, err := client.FindKeys(v, strings.Join(typed, " "), "")
+			took := time.Since(start)
+			if err != nil {
+				t.Fatalf("%v (progress: %q)", err, log.lines)
+			}
+			if found.Position != pos+1 || found.Word != strings.Fields(words.Phrase())[pos] {
+				t.Errorf("corrected word %d to %q, want word %d", found.Position, found.Word, pos+1)
+			}
+			for _, l := range log.lines {
+				if strings.Contains(l, "retry") || strings.Contains(l, "429") || strings.Contains(l, "unreachable") {
+					t.Errorf("a retry or error line: %q", l)
+				}
+			}
+			t.Logf("%d words, one wrong word: found in %s", n, took.Round(time.Millisecond))
+		})
 	}
 }

@@ -20,6 +20,9 @@ var (
 	ErrNotFound = errors.New("not found in the vault")
 	// ErrUnreachable: the vault did not answer after every retry.
 	ErrUnreachable = errors.New("the vault is unreachable")
+	// ErrBusy: the vault answered, but limits this address's requests (HTTP 429) after every
+	// retry, or is busy (HTTP 503): try again later.
+	ErrBusy = errors.New("the vault is limiting requests: try again later")
 	// ErrConflict: the vault's latest version changed under the request; read it and retry.
 	ErrConflict = errors.New("the vault's copy changed meanwhile")
 )
@@ -85,7 +88,9 @@ func (v *Vault) do(ctx context.Context, k *Keys, method, path string, body []byt
 		for i := 0; i+1 < len(hdr); i += 2 {
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
-		api.Sign(req, body, k.id, time.Now())
+		if k != nil {
+			api.Sign(req, body, k.id, time.Now())
+		}
 		resp, err := v.http.Do(req)
 		if err == nil {
 			b, rerr := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -93,7 +98,7 @@ func (v *Vault) do(ctx context.Context, k *Keys, method, path string, body []byt
 			if rerr == nil && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
 				return &reply{resp.StatusCode, resp.Header, b}, nil
 			}
-			last = fmt.Errorf("%w (HTTP %d)", ErrUnreachable, resp.StatusCode)
+			last = fmt.Errorf("%w (HTTP %d)", ErrBusy, resp.StatusCode)
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 				wait = min(time.Duration(s)*time.Second, 10*time.Second)
 			}
@@ -106,7 +111,7 @@ func (v *Vault) do(ctx context.Context, k *Keys, method, path string, body []byt
 		if attempt == v.attempts {
 			break
 		}
-		v.step("vault not answering (%v); retry %d of %d in %s", last, attempt, v.attempts-1, wait)
+		v.step("%v; retry %d of %d in %s", last, attempt, v.attempts-1, wait)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -153,6 +158,32 @@ func (v *Vault) keys(ctx context.Context, k *Keys) (*api.KeyList, error) {
 	}
 	var kl api.KeyList
 	return &kl, json.Unmarshal(r.body, &kl)
+}
+
+// exists asks which of ids have a vault (POST /v1/exists, unsigned), in batches of
+// api.MaxExistsIDs.
+func (v *Vault) exists(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for len(ids) > 0 {
+		n := min(len(ids), api.MaxExistsIDs)
+		body, _ := json.Marshal(api.ExistsQuery{VaultIDs: ids[:n]})
+		r, err := v.do(ctx, nil, "POST", "/v1/exists", body, "Content-Type", "application/json")
+		if err != nil {
+			return nil, err
+		}
+		if err := r.err(); err != nil {
+			return nil, err
+		}
+		var res api.ExistsResult
+		if err := json.Unmarshal(r.body, &res); err != nil {
+			return nil, fmt.Errorf("the vault's answer to an existence query is malformed: %w", err)
+		}
+		for _, id := range res.VaultIDs {
+			out[id] = true
+		}
+		ids = ids[n:]
+	}
+	return out, nil
 }
 
 // latest returns the latest envelope of a key and its sequence.

@@ -165,7 +165,7 @@ func exitCode(err error) int {
 	case errors.Is(err, client.ErrWrongWords), errors.Is(err, client.ErrCannotOpen), errors.Is(err, envelope.ErrDecrypt),
 		errors.Is(err, mnemonic.ErrChecksum), errors.As(err, &we), errors.As(err, &ce):
 		return 3
-	case errors.Is(err, client.ErrUnreachable), errors.Is(err, client.ErrNodeDown):
+	case errors.Is(err, client.ErrUnreachable), errors.Is(err, client.ErrNodeDown), errors.Is(err, client.ErrBusy):
 		return 4
 	case errors.Is(err, client.ErrStale):
 		return 5

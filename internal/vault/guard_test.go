@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -169,4 +170,37 @@ func TestStorageFull(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond) // the probe is at most a second old
 	want(t, "upload to a full store", tt.do(u, "PUT", p, u.seal(t, "k", 2, "y"), "If-Match", quoted(v1)), 507, "storage-full")
 	want(t, "a read of a full store", tt.do(u, "GET", p, nil), 200, "")
+}
+
+// TestExists: the batch existence query names exactly the IDs that have a vault, refuses
+// malformed and oversize queries, and is rate-limited per address on its own.
+func TestExists(t *testing.T) {
+	tt := newTester(t, stores(t)["pebble"](t), Config{})
+	u, other := newUser(t, 1), newUser(t, 2)
+	want(t, "upload", tt.do(u, "PUT", api.KeyPath(u.vault(), "k"), u.seal(t, "k", 1, "x"), "If-None-Match", "*"), 201, "")
+	query := func(ids ...string) response {
+		b, _ := json.Marshal(api.ExistsQuery{VaultIDs: ids})
+		return tt.do(nil, "POST", "/v1/exists", b, "Content-Type", "application/json")
+	}
+	r := query(other.vault(), u.vault())
+	want(t, "query", r, 200, "")
+	var res api.ExistsResult
+	json.Unmarshal(r.body, &res)
+	if len(res.VaultIDs) != 1 || res.VaultIDs[0] != u.vault() {
+		t.Fatalf("exists answered %v, want only %s", res.VaultIDs, u.vault())
+	}
+	want(t, "an ID that is not hex", query("zz"), 400, "bad-request")
+	many := make([]string, api.MaxExistsIDs+1)
+	for i := range many {
+		many[i] = other.vault()
+	}
+	want(t, "too many IDs", query(many...), 400, "bad-request")
+	want(t, "not JSON", tt.do(nil, "POST", "/v1/exists", []byte("{"), "Content-Type", "application/json"), 400, "bad-request")
+	limited := false
+	for range 12 {
+		limited = limited || query(u.vault()).status == 429
+	}
+	if !limited {
+		t.Error("12 existence queries at once, none refused at 1 a second (burst 10)")
+	}
 }

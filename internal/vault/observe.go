@@ -68,7 +68,7 @@ func route(c *gin.Context) string {
 // grow the metrics without end (or break them with bytes that are not UTF-8).
 func methodLabel(m string) string {
 	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodPost:
 		return m
 	}
 	return "other"

@@ -100,6 +100,7 @@ type Server struct {
 	ipLimit     *limiter
 	vaultLimit  *limiter
 	createLimit *limiter
+	existsLimit *limiter // batch existence queries per client address
 	inflight    *inflight
 	bodies      *budget   // bytes of request bodies (and their store copies) in flight
 	addrBytes   *inflight // the same, per client address
@@ -124,6 +125,7 @@ func New(store blobstore.Store, cfg Config) (http.Handler, error) {
 	s := &Server{store: store, cfg: cfg, log: cfg.Logger, metrics: m,
 		ipLimit: newLimiter(cfg.RateIP, cfg.BurstIP), vaultLimit: newLimiter(cfg.RateVault, cfg.BurstVault),
 		createLimit: newLimiter(cfg.NewVaultsIP/3600, int(math.Ceil(cfg.NewVaultsIP))),
+		existsLimit: newLimiter(1, 10),
 		inflight:    &inflight{n: map[string]int{}}, bodies: &budget{max: cfg.MemoryBudget}, addrBytes: &inflight{n: map[string]int{}}}
 	s.locks.m = map[recovery.VaultID]*vaultLock{}
 	m.budget.Set(float64(cfg.StorageBudget))
@@ -146,6 +148,7 @@ func New(store blobstore.Store, cfg Config) (http.Handler, error) {
 		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
 	r.GET("/v1/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", api.OpenAPI) })
+	r.POST("/v1/exists", s.limitExists, s.exists)
 
 	v := r.Group("/v1/vaults/:vault", s.authenticate, s.limitVault, s.readBody, s.deadline)
 	v.GET("/keys", s.listKeys)
