@@ -31,8 +31,12 @@ $SHAREVAULT_HOME, $SHAREVAULT_VAULT and $SHAREVAULT_NODES set the flags.
 
 commands:
   keygen [--scheme eddsa|ecdsa] [--description TEXT]   make a key on the phone and the server nodes
-  backup KEY [--words N] [--no-quiz] [--png F] [--kit F] back KEY up (new words the first time)
-  restore [KEY...]                                     type the words, restore (every key if none named)
+  backup KEY [--words N] [--no-quiz] [--png F] [--kit F] [--shares TofN]
+                                                       back KEY up (new words the first time; with
+                                                       --shares 2of3, as 3 SLIP-0039 shares, any 2 of
+                                                       which restore, and a kit per share)
+  restore [KEY...]                                     type the words, or shares one after another;
+                                                       restore (every key if none named)
   verify KEY                                           the restore drill: download, open, compare
   list                                                 the vault's keys
   export KEY [--qr F]                                  the latest backup, armored, for an offline copy
@@ -184,11 +188,17 @@ func (a *app) keys() (*client.Keys, error) {
 	return a.typedKeys()
 }
 
-// typedKeys reads the words (and passphrase) and finds their vault, fixing one wrong word.
+// typedKeys reads the words (or enough shares of them) and the passphrase, and finds
+// their vault, fixing one wrong word.
 func (a *app) typedKeys() (*client.Keys, error) {
 	typed, err := a.readWords()
 	if err != nil {
 		return nil, err
+	}
+	if client.LooksLikeShare(typed) {
+		if typed, err = a.readShares(typed); err != nil {
+			return nil, err
+		}
 	}
 	pass, err := a.passphrase(false)
 	if err != nil {
@@ -202,6 +212,82 @@ func (a *app) typedKeys() (*client.Keys, error) {
 		a.Step(fmt.Sprintf("word %d was mistyped; the checksum and the vault agree on a correction (see your sheet)", found.Position))
 	}
 	return found.Keys, nil
+}
+
+// readShares reads shares, first the one already typed, one after another, saying how many
+// more are needed, until they restore the words.
+func (a *app) readShares(first string) (string, error) {
+	shares := []string{first}
+	reported := map[client.ShareFix]bool{}
+	for {
+		words, more, fixes, err := client.CombineShares(shares)
+		for _, f := range fixes {
+			if !reported[f] {
+				a.Step(fmt.Sprintf("word %d of share %d was mistyped; its checksum agrees on a correction (see that sheet)", f.Word, f.Share))
+				reported[f] = true
+			}
+		}
+		if err != nil {
+			return "", err
+		}
+		if more == 0 {
+			return words, nil
+		}
+		a.Step(fmt.Sprintf("share %d read: %d more share(s) needed", len(shares), more))
+		a.prompt("Type the next share, then an empty line:\n")
+		next, err := a.readWords()
+		if err != nil {
+			return "", fmt.Errorf("%d more share(s) needed: %w", more, err)
+		}
+		shares = append(shares, next)
+	}
+}
+
+// newShares makes fresh words, shows them as count shares of which threshold restore them
+// (never the words themselves), writes a kit per share, quizzes each, and returns the keys.
+func (a *app) newShares(words, threshold, count int, quiz bool, kit string) (*client.Keys, error) {
+	if words != 12 && words != 24 {
+		return nil, errors.New("--shares needs --words 12 or 24")
+	}
+	w, err := client.NewWords(words)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Wipe()
+	shares, err := w.Shares(threshold, count)
+	if err != nil {
+		return nil, err
+	}
+	pass, err := a.passphrase(true)
+	if err != nil {
+		return nil, err
+	}
+	k, err := w.Keys(pass)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range shares {
+		a.showShare(i+1, threshold, count, s)
+		if kit != "" {
+			pdf, err := client.ShareKit(s, i+1, threshold, count, k, a.vaultURL, time.Now().Unix())
+			if err != nil {
+				return nil, err
+			}
+			path := strings.TrimSuffix(kit, filepath.Ext(kit)) + fmt.Sprintf("-%d", i+1) + filepath.Ext(kit)
+			if err := os.WriteFile(path, pdf, 0o600); err != nil {
+				return nil, err
+			}
+			a.Step("recovery kit for share " + fmt.Sprint(i+1) + " written to " + path + ": print it, then delete the file")
+		}
+	}
+	if quiz {
+		for i, s := range shares {
+			if err := a.quizShare(i+1, s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return k, nil
 }
 
 // newWords shows fresh words, quizzes the user and returns their keys.
@@ -272,21 +358,35 @@ func (a *app) keygen(args []string) error {
 }
 
 func (a *app) backup(args []string) error {
-	words, noQuiz, png, kit := 24, false, "", ""
+	words, noQuiz, png, kit, shares := 24, false, "", "", ""
 	pos, err := flags("backup", args, func(fs *flag.FlagSet) {
 		fs.IntVar(&words, "words", words, "")
 		fs.BoolVar(&noQuiz, "no-quiz", false, "")
 		fs.StringVar(&png, "png", "", "")
 		fs.StringVar(&kit, "kit", "", "")
+		fs.StringVar(&shares, "shares", "", "")
 	})
 	if err != nil || len(pos) != 1 {
 		return fmt.Errorf("%w: backup KEY", errUsage)
+	}
+	var threshold, count int
+	if shares != "" {
+		if n, _ := fmt.Sscanf(shares, "%dof%d", &threshold, &count); n != 2 || png != "" {
+			return fmt.Errorf("%w: --shares TofN, such as 2of3 (and no --png: a SeedQR holds whole words)", errUsage)
+		}
 	}
 	k, err := a.storedKeys()
 	if err != nil {
 		return err
 	}
-	if k == nil {
+	switch {
+	case k != nil && shares != "":
+		return errors.New("this phone already has its words: --shares splits new words only (rotate to make new ones)")
+	case k == nil && shares != "":
+		if k, err = a.newShares(words, threshold, count, !noQuiz, kit); err != nil {
+			return err
+		}
+	case k == nil:
 		if k, err = a.newWords(words, !noQuiz, png, kit); err != nil {
 			return err
 		}

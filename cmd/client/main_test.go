@@ -17,6 +17,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/sharevault/sharevault/internal/mnemonic"
+	"github.com/sharevault/sharevault/internal/slip39"
 	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
 	"github.com/sharevault/sharevault/internal/vaultproc"
 )
@@ -49,6 +50,7 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"vault-start": vaultStart, "vault-stop": vaultStop, "capture": capture, "sheet": sheet, "mistype": mistype,
 			"nodes-start": nodesStart, "node-kill": nodeKill, "node-start": nodeStart,
+			"sharesheet": sharesheet, "mistype-share": mistypeShare,
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0])
 				ts.Check(err)
@@ -165,6 +167,47 @@ func capture(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 var gridWord = regexp.MustCompile(`(\d+)\. ([a-z]+)`)
+
+// sharesheet N FILE writes share N, as the last stdout shows it, to FILE as the user would
+// copy it onto its sheet: numbered, in order.
+func sharesheet(ts *testscript.TestScript, neg bool, args []string) {
+	out := ts.ReadFile("stdout")
+	i := strings.Index(out, "Share "+args[0]+" of ")
+	if i < 0 {
+		ts.Fatalf("sharesheet: no share %s in stdout", args[0])
+	}
+	block := out[i:]
+	if j := strings.Index(block[1:], "Share "); j >= 0 {
+		block = block[:j+1]
+	}
+	words := map[int]string{}
+	for _, m := range gridWord.FindAllStringSubmatch(block, -1) {
+		n, _ := strconv.Atoi(m[1])
+		words[n] = m[2]
+	}
+	if len(words) != 20 && len(words) != 33 {
+		ts.Fatalf("sharesheet: share %s has %d words", args[0], len(words))
+	}
+	var b strings.Builder
+	for k := 1; k <= len(words); k++ {
+		fmt.Fprintf(&b, "%d. %s\n", k, words[k])
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(b.String()), 0o600))
+}
+
+// mistype-share SRC DST N copies a share's sheet with word N mistyped beyond recognition
+// (its first letters changed).
+func mistypeShare(ts *testscript.TestScript, neg bool, args []string) {
+	n, _ := strconv.Atoi(args[2])
+	lines := strings.Split(strings.TrimSpace(ts.ReadFile(args[0])), "\n")
+	word := strings.Fields(lines[n-1])[1]
+	wrong := "zq" + word[2:]
+	if slip39.Index(wrong) >= 0 {
+		ts.Fatalf("mistype-share made a real word")
+	}
+	lines[n-1] = fmt.Sprintf("%d. %s", n, wrong)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+}
 
 // sheet FILE writes the words shown in the last stdout to FILE as the user would copy
 // them onto paper: numbered, in order.

@@ -76,6 +76,9 @@ func (u *ui) readWords() (string, error) {
 			words = append(words, l)
 		}
 		typed := strings.Join(words, "\n")
+		if client.LooksLikeShare(typed) {
+			return typed, nil // a SLIP-0039 share: CombineShares reads it
+		}
 		_, err := mnemonic.Parse(typed)
 		var we *mnemonic.WordError
 		switch {
@@ -134,6 +137,40 @@ func (u *ui) showWords(w *client.Words) error {
 	u.result("")
 	u.result("SeedQR (the same words, for wallets that scan it):")
 	fmt.Fprint(u.out, qr)
+	return nil
+}
+
+// showShare shows one share in a numbered grid: the one screen that shows it.
+func (u *ui) showShare(i, threshold, count int, share string) {
+	w := strings.Fields(share)
+	rows := (len(w) + 2) / 3
+	u.result("Share %d of %d (any %d restore): write these %d words down on sheet %d, in order.", i, count, threshold, len(w), i)
+	u.result("")
+	for r := 0; r < rows; r++ {
+		var line strings.Builder
+		for c := 0; c < 3; c++ {
+			if k := c*rows + r; k < len(w) {
+				fmt.Fprintf(&line, "%2d. %-12s", k+1, w[k])
+			}
+		}
+		u.result("  %s", strings.TrimRight(line.String(), " "))
+	}
+	u.result("")
+}
+
+// quizShare asks for two words of a share before the backup counts as done.
+func (u *ui) quizShare(i int, share string) error {
+	w := strings.Fields(share)
+	for _, k := range []int{3, len(w) - 4} {
+		u.prompt(fmt.Sprintf("Check: what is word %d of share %d? ", k, i))
+		ans, err := u.line()
+		if err != nil && ans == "" {
+			return errors.New("the quiz needs answers on standard input (or --no-quiz)")
+		}
+		if !strings.EqualFold(strings.TrimSpace(ans), w[k-1]) {
+			return fmt.Errorf("word %d of share %d is not what you wrote down: check the sheet; nothing was backed up", k, i)
+		}
+	}
 	return nil
 }
 
