@@ -13,9 +13,9 @@ BENCHSTAT := $(CACHE)/benchstat-$(BENCHSTAT_VERSION)/benchstat
 FUZZTIME ?= 5m
 BENCHCOUNT ?= 6
 
-.PHONY: test vet unit fuzz fuzz-ci bench bench-go crash tools crosscheck
+.PHONY: test vet unit fuzz fuzz-ci bench bench-go crash tools crosscheck bindings
 
-test: vet unit fuzz-ci
+test: vet unit bindings fuzz-ci
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
@@ -60,6 +60,20 @@ $(MINIO):
 
 $(BENCHSTAT):
 	GOBIN=$(dir $@) $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
+
+# The app's bindings: gobind (golang.org/x/mobile, pinned in go.mod as a tool) generates the
+# Java and Objective-C bindings of package client; javac (a JDK: installed with apt-get if
+# missing) compiles the Java side and client/bindtest/AppDemo.java against it.
+BIND := $(CACHE)/bind
+bindings:
+	@command -v javac >/dev/null || { apt-get update -qq && apt-get install -y -qq default-jdk-headless; }
+	rm -rf $(BIND) && mkdir -p $(BIND)/classes
+	$(GO) tool gobind -lang=java,objc -outdir=$(BIND) ./client
+	test -s $(BIND)/src/gobind/Client.objc.h
+	cp "$$($(GO) list -m -f '{{.Dir}}' golang.org/x/mobile)/bind/java/Seq.java" $(BIND)/java/go/
+	javac -Xlint:none -d $(BIND)/classes $$(find $(BIND)/java client/bindtest -name '*.java')
+	test -s $(BIND)/classes/AppDemo.class
+	@echo "bindings: Java and Objective-C generated, Java side and AppDemo compiled"
 
 # The independent Python reader of docs/keys.md, docs/envelope.md and the request signatures
 # of docs/api.md against the pinned vectors, and trezor's BIP-39 code for the word vectors

@@ -157,3 +157,51 @@ func ShareKit(share string, index, threshold, count int, keys *Keys, vaultURL st
 	}
 	return out.Bytes(), nil
 }
+
+// ShareList is a list of shares, for bindings (gomobile binds no slices of strings).
+type ShareList struct{ items []string }
+
+// Len is the number of shares.
+func (l *ShareList) Len() int { return len(l.items) }
+
+// At is share i, from 0.
+func (l *ShareList) At(i int) string { return l.items[i] }
+
+// ShareList is Shares for bindings.
+func (w *Words) ShareList(threshold, count int) (*ShareList, error) {
+	s, err := w.Shares(threshold, count)
+	if err != nil {
+		return nil, err
+	}
+	return &ShareList{s}, nil
+}
+
+// ShareProgress is what RestoreFromShares found: the words, once enough shares are typed,
+// or how many more are needed; and which words were corrected ("share 2, word 7; …").
+type ShareProgress struct {
+	Words     string
+	More      int
+	Corrected string
+}
+
+// RestoreFromShares is CombineShares for bindings: the typed shares, separated by empty
+// lines.
+func RestoreFromShares(typed string) (*ShareProgress, error) {
+	var blocks []string
+	for _, b := range strings.Split(strings.ReplaceAll(typed, "\r\n", "\n"), "\n\n") {
+		if strings.TrimSpace(b) != "" {
+			blocks = append(blocks, b)
+		}
+	}
+	words, more, fixes, err := CombineShares(blocks)
+	if err != nil {
+		return nil, err
+	}
+	p := &ShareProgress{Words: words, More: more}
+	var fs []string
+	for _, f := range fixes {
+		fs = append(fs, fmt.Sprintf("share %d, word %d", f.Share, f.Word))
+	}
+	p.Corrected = strings.Join(fs, "; ")
+	return p, nil
+}

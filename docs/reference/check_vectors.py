@@ -39,7 +39,20 @@ def identity(secret):
     return pub, hashlib.sha256(b"sharevault v1 vault id" + pub).digest()
 
 
+class PassphraseRequired(Exception):
+    pass
+
+
+class NoPassphraseUsed(Exception):
+    pass
+
+
 def root_key(secret, passphrase, kdf):
+    # docs/envelope.md, "What a reader must decide"
+    if kdf["algorithm"] == "argon2id" and passphrase == "":
+        raise PassphraseRequired()
+    if kdf["algorithm"] != "argon2id" and passphrase != "":
+        raise NoPassphraseUsed()
     p = b""
     if kdf["algorithm"] == "argon2id":
         salt = hkdf(secret, b"", "sharevault v1 argon2id salt", 16)
@@ -177,6 +190,7 @@ def main():
             failures += 1
             print("FAIL keys", v["secret"], v["passphrase"], got, want)
     envs = json.load(open("internal/envelope/testdata/v1/vectors.json"))["vectors"]
+    envs += json.load(open("internal/envelope/testdata/v1/readers.json"))["vectors"]
     for v in envs:
         secret = bytes.fromhex(v["secret"])
         try:
@@ -191,6 +205,10 @@ def main():
             got = "unsupported"
         except ArmorError:
             got = "armor"
+        except PassphraseRequired:
+            got = "passphrase-required"
+        except NoPassphraseUsed:
+            got = "no-passphrase-used"
         if got != v["expect"]:
             failures += 1
             print("FAIL", v["name"], "got", got, "want", v["expect"])

@@ -25,9 +25,11 @@ type vector struct {
 	Plaintext  string `json:"plaintext"`
 }
 
-func loadVectors(t testing.TB) []vector {
+func loadVectors(t testing.TB) []vector { return loadVectorFile(t, "testdata/v1/vectors.json", 20) }
+
+func loadVectorFile(t testing.TB, path string, least int) []vector {
 	t.Helper()
-	b, err := os.ReadFile("testdata/v1/vectors.json")
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,10 +37,34 @@ func loadVectors(t testing.TB) []vector {
 	if err := json.Unmarshal(b, &f); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.Vectors) < 20 {
-		t.Fatalf("%d vectors, want at least 20", len(f.Vectors))
+	if len(f.Vectors) < least {
+		t.Fatalf("%d vectors, want at least %d", len(f.Vectors), least)
 	}
 	return f.Vectors
+}
+
+// TestReaderVectors checks the pinned vectors of what a reader must decide
+// (testdata/v1/readers.json): passphrases the header does not match, an unknown version
+// on a short input, the armor's white space.
+func TestReaderVectors(t *testing.T) {
+	seen := map[string]bool{}
+	for _, v := range loadVectorFile(t, "testdata/v1/readers.json", 10) {
+		t.Run(v.Name, func(t *testing.T) {
+			got, pt := openVector(v)
+			if got != v.Expect {
+				t.Fatalf("got %s, want %s", got, v.Expect)
+			}
+			if got == "ok" && hex.EncodeToString(pt) != v.Plaintext {
+				t.Errorf("plaintext %x, want %s", pt, v.Plaintext)
+			}
+			seen[v.Expect] = true
+		})
+	}
+	for _, want := range []string{"ok", "armor", "unsupported", "malformed", "passphrase-required", "no-passphrase-used"} {
+		if !seen[want] {
+			t.Errorf("no vector expects %s", want)
+		}
+	}
 }
 
 // input returns a vector's envelope bytes, or the armor error.
@@ -76,7 +102,12 @@ func openVector(v vector) (string, []byte) {
 	}
 	secret, _ := hex.DecodeString(v.Secret)
 	root, err := recovery.DeriveRootKey(secret, v.Passphrase, h.KDF)
-	if err != nil {
+	switch {
+	case errors.Is(err, recovery.ErrPassphraseRequired):
+		return "passphrase-required", nil
+	case errors.Is(err, recovery.ErrNoPassphraseUsed):
+		return "no-passphrase-used", nil
+	case err != nil:
 		return "root key: " + err.Error(), nil
 	}
 	_, pt, err := Open(root, b)

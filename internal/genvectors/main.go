@@ -3,6 +3,7 @@
 //	internal/recovery/testdata/keys-v1.json
 //	internal/envelope/testdata/v1/vectors.json
 //	api/testdata/signatures-v1.json (docs/api.md, "Signed requests")
+//	internal/envelope/testdata/v1/readers.json (docs/envelope.md, "What a reader must decide")
 //
 // It was run once, from the repository root, and refuses to overwrite a file: pinned
 // vectors are never regenerated. A format change is a new version with new files.
@@ -39,7 +40,56 @@ func run() error {
 	if err := writeNew("internal/envelope/testdata/v1/vectors.json", envelopeVectors); err != nil {
 		return err
 	}
-	return writeNew("api/testdata/signatures-v1.json", signatureVectors)
+	if err := writeNew("api/testdata/signatures-v1.json", signatureVectors); err != nil {
+		return err
+	}
+	return writeNew("internal/envelope/testdata/v1/readers.json", readerVectors)
+}
+
+// readerVectors pins what an independent reader had to guess (docs/envelope.md, "What a
+// reader must decide"): a passphrase where the header names none and the reverse, the
+// precedence of an unknown version over a short input, and the white space the armor takes.
+func readerVectors() (any, error) {
+	created := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	seal := func(secret []byte, pass string, kdf recovery.KDF) ([]byte, error) {
+		id, err := recovery.NewIdentity(secret)
+		if err != nil {
+			return nil, err
+		}
+		root, err := recovery.DeriveRootKey(secret, pass, kdf)
+		if err != nil {
+			return nil, err
+		}
+		return envelope.Seal(root, envelope.Header{Scheme: envelope.EdDSA, VaultID: id.VaultID(), KeyID: "reader", Sequence: 1, Created: created}, []byte("a backup"))
+	}
+	plain, err := seal(secret16, "", recovery.KDF{})
+	if err != nil {
+		return nil, err
+	}
+	withPass, err := seal(secret16, "TREZOR", smallKDF)
+	if err != nil {
+		return nil, err
+	}
+	s16, x := hex.EncodeToString(secret16), hex.EncodeToString
+	pt := hex.EncodeToString([]byte("a backup"))
+	armored := string(envelope.Armor(plain))
+	crlf := strings.ReplaceAll(armored, "\n", "\r\n")
+	firstLF := strings.Index(armored, "\n")
+	mixed := armored[:firstLF] + "\r" + armored[firstLF:] // one CRLF, the rest LF
+	body := firstLF + 1
+	return map[string]any{"vectors": []envVector{
+		{"a passphrase given, the header names none", s16, "TREZOR", x(plain), "", "no-passphrase-used", ""},
+		{"the header names Argon2id, no passphrase given", s16, "", x(withPass), "", "passphrase-required", ""},
+		{"an unknown version on a 5-byte input", s16, "", x([]byte("SVBK\x02")), "", "unsupported", ""},
+		{"an unknown version on a 4-byte input is too short to have one", s16, "", x([]byte("SVBK")), "", "malformed", ""},
+		{"armor: CRLF line ends", s16, "", "", crlf, "ok", pt},
+		{"armor: mixed CRLF and LF line ends", s16, "", "", mixed, "ok", pt},
+		{"armor: blank lines and spaces around it", s16, "", "", "\n\n  " + armored + "\n \t\n", "ok", pt},
+		{"armor: a lone CR as a line end", s16, "", "", strings.Replace(armored, "\n", "\r", 1), "armor", ""},
+		{"armor: a tab inside a line", s16, "", "", armored[:body+10] + "\t" + armored[body+10:], "armor", ""},
+		{"armor: a blank line inside", s16, "", "", armored[:body] + "\n" + armored[body:], "armor", ""},
+		{"armor: a space at the end of a line", s16, "", "", armored[:body+64] + " " + armored[body+64:], "armor", ""},
+	}}, nil
 }
 
 // writeNew writes the output of gen to path, only if path does not exist yet.
