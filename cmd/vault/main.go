@@ -66,7 +66,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	str := func(p *string, name, def, usage string) { fs.StringVar(p, name, env(name, def), usage) }
 	str(&o.listen, "listen", "localhost:8080", "address to listen on")
-	str(&o.store, "store", "./vault-data", "a directory for the embedded store, or s3://bucket/prefix?endpoint=URL&region=R&path_style=true")
+	str(&o.store, "store", "./vault-data", "a directory (or pebble://DIR, file://DIR) for the embedded store, or s3://bucket/prefix?endpoint=URL&region=R&path_style=true")
 	str(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS")
 	str(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	str(&o.proxies, "trusted-proxies", "", "comma-separated addresses or CIDRs whose X-Forwarded-For is believed")
@@ -139,8 +139,19 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return d
 }
 
-// openStore builds the store --store names; the S3 client uses the standard AWS chain.
+// openStore builds the store --store names: a directory (or pebble://DIR, file://DIR) for
+// the embedded store, or s3://bucket/prefix; any other scheme is refused rather than taken
+// for a directory name. The S3 client uses the standard AWS chain.
 func openStore(ctx context.Context, spec string) (blobstore.Store, string, error) {
+	if scheme, rest, ok := strings.Cut(spec, "://"); ok && scheme != "s3" {
+		if scheme != "pebble" && scheme != "file" {
+			return nil, "", fmt.Errorf("--store %q: unknown scheme %q (want a directory, pebble://DIR, file://DIR or s3://bucket/prefix)", spec, scheme)
+		}
+		if rest == "" {
+			return nil, "", fmt.Errorf("--store %q: no directory after %s:// (want a directory, pebble://DIR, file://DIR or s3://bucket/prefix)", spec, scheme)
+		}
+		spec = rest
+	}
 	if !strings.HasPrefix(spec, "s3://") {
 		s, err := pebblestore.Open(spec)
 		return s, "embedded store in " + spec, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +91,28 @@ func TestFlagsAndEnv(t *testing.T) {
 	for _, bad := range [][]string{{"--tls-cert", "x"}, {"extra"}, {"--nope"}} {
 		if _, err := parse(bad, io.Discard); err == nil {
 			t.Errorf("parse(%v) succeeded", bad)
+		}
+	}
+}
+
+// TestStoreSpec: a --store with a scheme the vault does not know is refused with a clear
+// error (it once became a directory named after it); pebble:// and file:// are the embedded
+// store.
+func TestStoreSpec(t *testing.T) {
+	for _, bad := range []string{"gs://bucket/x", "pebble://", "http://example/x"} {
+		if _, _, err := openStore(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "unknown scheme") && !strings.Contains(err.Error(), "want a directory") {
+			t.Errorf("--store %s: %v, want an unknown-scheme error", bad, err)
+		}
+	}
+	for _, scheme := range []string{"pebble://", "file://"} {
+		dir := t.TempDir()
+		s, desc, err := openStore(context.Background(), scheme+dir)
+		if err != nil {
+			t.Fatalf("%s: %v", scheme, err)
+		}
+		s.Close()
+		if !strings.Contains(desc, dir) {
+			t.Errorf("%s%s opened %s", scheme, dir, desc)
 		}
 	}
 }
