@@ -14,7 +14,7 @@
 //	{"listen": "127.0.0.1:9001", "database": "node1.db", "node_key": "node1.key",
 //	 "tls_cert": "", "tls_key": "", "peers": ["<node ID>"],
 //	 "ecdsa": {"enable_share_backup": false}, "eddsa": {"enable_share_backup": false},
-//	 "rate_ip": 50, "burst_ip": 100}
+//	 "rate_ip": 50, "burst_ip": 100, "keygens_ip": 20}
 //
 // Every field can also be set as an environment variable: TSMNODE_LISTEN, TSMNODE_DATABASE,
 // TSMNODE_NODE_KEY, TSMNODE_TLS_CERT, TSMNODE_TLS_KEY, TSMNODE_PEERS (comma-separated).
@@ -67,6 +67,8 @@ type config struct {
 	EdDSA    protocolConfig `json:"eddsa"`
 	RateIP   float64        `json:"rate_ip"`
 	BurstIP  int            `json:"burst_ip"`
+	// KeyGensIP is how many key generations one client address may start an hour.
+	KeyGensIP float64 `json:"keygens_ip"`
 }
 
 type protocolConfig struct {
@@ -200,7 +202,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// TSMNODE_TEST_STALL=OP (tests only) holds every step of OP for 3 s, so a test can kill
 	// the node in the middle of a protocol.
 	stall := os.Getenv("TSMNODE_TEST_STALL")
-	handler, err := tsmnode.New(node, tsmnode.Config{RateIP: cfg.RateIP, BurstIP: cfg.BurstIP, Logger: log, Registerer: reg, Gatherer: reg,
+	handler, err := tsmnode.New(node, tsmnode.Config{RateIP: cfg.RateIP, BurstIP: cfg.BurstIP, KeyGensIP: cfg.KeyGensIP, Logger: log, Registerer: reg, Gatherer: reg,
 		StallOp: stall, StallFor: 3 * time.Second})
 	if err != nil {
 		return err

@@ -45,8 +45,13 @@ func (s *schemeClient) step(i int, st *Step) (*StepResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 	defer cancel()
 	st.Scheme = s.scheme
-	if _, remote := s.c.peers[i].(*remotePeer); remote {
-		if err := s.c.authorize(st, nil); err != nil {
+	var target NodeID
+	if rp, remote := s.c.peers[i].(*remotePeer); remote {
+		var err error
+		if target, err = rp.ID(ctx); err != nil {
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+		if err := s.c.authorize(st, target, nil); err != nil {
 			return nil, fmt.Errorf("node %d: %s: %w", i, st.Op, err)
 		}
 	}
@@ -56,7 +61,7 @@ func (s *schemeClient) step(i int, st *Step) (*StepResult, error) {
 		// with the pending share, if the embedded node has prepared it.
 		if next, perr := s.c.local.n.pendingKey(st.KeyID, st.Scheme); perr == nil && next != nil {
 			defer next.wipe()
-			if s.c.authorize(st, next) == nil {
+			if s.c.authorize(st, target, next) == nil {
 				res, err = s.c.peers[i].Step(ctx, st)
 			}
 		}
@@ -69,11 +74,11 @@ func (s *schemeClient) step(i int, st *Step) (*StepResult, error) {
 
 // authorize signs st with the embedded node's key and, for an existing key, proves
 // possession of that node's share of it (of prover, if given, else the stored one).
-func (c *Client) authorize(st *Step, prover *keyState) error {
+func (c *Client) authorize(st *Step, target NodeID, prover *keyState) error {
 	if c.local == nil {
 		return errors.New("a client with remote nodes needs an embedded node to speak for it")
 	}
-	a := &Auth{Node: c.local.key.ID(), Time: time.Now().Unix(), Party: -1}
+	a := &Auth{Node: c.local.key.ID(), Target: target, Time: time.Now().Unix(), Party: -1}
 	digest := st.digest()
 	switch st.Op {
 	case OpKeyGenStart, OpKeyGenRound2, OpKeyGenFinish, OpKeyGenDiscard:
@@ -156,17 +161,32 @@ func others(ms [][]byte, i int) [][]byte {
 	return out
 }
 
-// route delivers private envelopes to their recipients' inboxes, by identifier. The
-// coordinator reads only the envelope's route; what is inside is sealed to the recipient.
-func route(inbox map[int][][]byte, out [][]byte) error {
+// route delivers party from's private envelopes to their recipients' inboxes, by
+// identifier, after checking that each is from's own. The coordinator reads only the
+// envelope's route; what is inside is sealed to the recipient.
+func route(inbox map[int][][]byte, out [][]byte, from int, session []byte, roster []NodeID) error {
 	for _, b := range out {
-		to, err := routeOf(b)
+		to, err := checkSender(b, session, from, roster)
 		if err != nil {
 			return err
+		}
+		if to == 0 {
+			return fmt.Errorf("party %d handed over a broadcast where private messages belong", from)
 		}
 		inbox[to] = append(inbox[to], b)
 	}
 	return nil
+}
+
+// broadcast checks that party from answered exactly one broadcast of its own and returns it.
+func broadcast(r *StepResult, from int, session []byte, roster []NodeID) ([]byte, error) {
+	if len(r.Out) != 1 {
+		return nil, fmt.Errorf("party %d answered %d round-one messages", from, len(r.Out))
+	}
+	if to, err := checkSender(r.Out[0], session, from, roster); err != nil || to != 0 {
+		return nil, fmt.Errorf("party %d answered a round-one message that is not its own broadcast", from)
+	}
+	return r.Out[0], nil
 }
 
 // GenerateKey creates a key that needs every node of the client to sign (n-of-n) and
@@ -208,10 +228,9 @@ func (s *schemeClient) GenerateKeyThreshold(description string, threshold int) (
 	}
 	bcast := make([][]byte, n)
 	for i, r := range r1 {
-		if len(r.Out) != 1 {
-			return fail(fmt.Errorf("node %d answered %d round-one messages", i, len(r.Out)))
+		if bcast[i], err = broadcast(r, i+1, session, roster); err != nil {
+			return fail(fmt.Errorf("node %d: %w", i, err))
 		}
-		bcast[i] = r.Out[0]
 	}
 	inbox := map[int][][]byte{}
 	r2, err := s.each(func(i int) *Step {
@@ -220,9 +239,9 @@ func (s *schemeClient) GenerateKeyThreshold(description string, threshold int) (
 	if err != nil {
 		return fail(err)
 	}
-	for _, r := range r2 {
-		if err := route(inbox, r.Out); err != nil {
-			return fail(err)
+	for i, r := range r2 {
+		if err := route(inbox, r.Out, i+1, session, roster); err != nil {
+			return fail(fmt.Errorf("node %d: %w", i, err))
 		}
 	}
 	done, err := s.each(func(i int) *Step { return &Step{Op: OpKeyGenFinish, KeyID: keyID, Session: session, In: inbox[i+1]} })
@@ -380,12 +399,17 @@ func (s *schemeClient) CurrentEpoch(backup []byte) (uint32, error) {
 			continue
 		}
 		st := &Step{Op: OpInfo, KeyID: k.KeyID, Scheme: k.Scheme}
-		if _, remote := p.(*remotePeer); remote {
-			if err := s.c.authorize(st, k); err != nil {
-				return 0, err
+		ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+		if rp, remote := p.(*remotePeer); remote {
+			target, err := rp.ID(ctx)
+			if err == nil {
+				err = s.c.authorize(st, target, k)
+			}
+			if err != nil {
+				cancel()
+				return 0, fmt.Errorf("node %d: %w", i, err)
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 		res, err := p.Step(ctx, st)
 		cancel()
 		if err != nil {
@@ -454,10 +478,9 @@ func (s *schemeClient) Reshare(keyID string) error {
 	}
 	bcast := make([][]byte, len(r1))
 	for i, r := range r1 {
-		if len(r.Out) != 1 {
-			return abort(fmt.Errorf("node %d answered %d round-one messages", i, len(r.Out)))
+		if bcast[i], err = broadcast(r, sts[i].Info.NodeIndex+1, session, roster); err != nil {
+			return abort(fmt.Errorf("node %d: %w", i, err))
 		}
-		bcast[i] = r.Out[0]
 	}
 	r2, err := s.each(func(i int) *Step {
 		return &Step{Op: OpRefreshRound2, KeyID: keyID, Session: session, In: others(bcast, i)}
@@ -466,9 +489,9 @@ func (s *schemeClient) Reshare(keyID string) error {
 		return abort(err)
 	}
 	inbox := map[int][][]byte{}
-	for _, r := range r2 {
-		if err := route(inbox, r.Out); err != nil {
-			return abort(err)
+	for i, r := range r2 {
+		if err := route(inbox, r.Out, sts[i].Info.NodeIndex+1, session, roster); err != nil {
+			return abort(fmt.Errorf("node %d: %w", i, err))
 		}
 	}
 	prepared, err := s.each(func(i int) *Step {

@@ -61,6 +61,23 @@ var migrations = []func(tx *sql.Tx) error{
 		id   INTEGER PRIMARY KEY CHECK (id = 1),
 		seed BLOB NOT NULL
 	) STRICT`),
+	// Version 4: which party of a key coordinated its generation (the phone's place): a node
+	// serving remote coordinators takes steps on the key from that party alone. Keys without
+	// a row (embedded, or from before) have the phone at index 0.
+	sqlMigration(`CREATE TABLE key_owner (
+		key_id TEXT PRIMARY KEY REFERENCES keys(key_id) ON DELETE CASCADE,
+		owner  INTEGER NOT NULL
+	) STRICT`),
+}
+
+// ownerOf returns the index of the party that coordinates keyID (0 if none was recorded).
+func (n *node) ownerOf(keyID string) (int, error) {
+	var owner int
+	err := n.db.QueryRow(`SELECT owner FROM key_owner WHERE key_id = ?`, keyID).Scan(&owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return owner, err
 }
 
 func sqlMigration(q string) func(tx *sql.Tx) error {

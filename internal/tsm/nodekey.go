@@ -236,11 +236,18 @@ func unwrapEnvelope(k *NodeKey, b, session []byte, self int, roster []NodeID) ([
 	return msg, nil
 }
 
-// routeOf reads an envelope's recipient (0: broadcast) without checking it.
-func routeOf(b []byte) (int, error) {
+// checkSender checks that an envelope of session is from party from, signed by its node in
+// the roster, and returns its recipient (0: broadcast). It opens nothing: a coordinator
+// checks what each node hands it before routing, so a node cannot pass off a message as
+// another's, and a bad one is blamed on the node that delivered it.
+func checkSender(b, session []byte, from int, roster []NodeID) (int, error) {
 	e, err := parseEnvelope(b)
 	if err != nil {
 		return 0, err
+	}
+	if !bytes.Equal(e.session, session) || e.from != from || from < 1 || from > len(roster) || roster[from-1].Sign == nil ||
+		!ed25519.Verify(roster[from-1].Sign, append([]byte(envDomain), e.signed...), e.sig) {
+		return 0, fmt.Errorf("party %d handed over a message that is not its own, signed, of this session", from)
 	}
 	return e.to, nil
 }
@@ -255,8 +262,9 @@ const authDomain = "sharevault tsm request v1"
 // party it is, with the proof.
 type Auth struct {
 	Node   NodeID
-	Time   int64 // Unix seconds
-	Party  int   // the requester's node index in the key (proofs only)
+	Target NodeID // the node the step is for: it is good at no other
+	Time   int64  // Unix seconds
+	Party  int    // the requester's node index in the key (proofs only)
 	Epoch  uint32
 	ProofR []byte
 	ProofZ []byte
@@ -272,6 +280,8 @@ func authDigest(stepDigest []byte, a *Auth) []byte {
 	binary.Write(h, binary.BigEndian, a.Time)
 	h.Write(a.Node.Sign)
 	h.Write(a.Node.Seal)
+	h.Write(a.Target.Sign)
+	h.Write(a.Target.Seal)
 	binary.Write(h, binary.BigEndian, uint32(a.Party))
 	binary.Write(h, binary.BigEndian, a.Epoch)
 	return h.Sum(nil)

@@ -81,6 +81,12 @@ type Peer interface {
 // sessionTTL bounds how long a party keeps a session's secrets waiting for its next step.
 const sessionTTL = 2 * time.Minute
 
+// Bounds on sessions a party keeps at once: in all, and started by one requesting node.
+const (
+	maxSessions          = 4096
+	maxSessionsRequester = 16
+)
+
 // party answers steps for one node.
 type party struct {
 	n        *node
@@ -175,12 +181,7 @@ func kindOf(op Op) string { return strings.SplitN(string(op), "/", 2)[0] }
 func (p *party) take(id []byte, op Op) (*session, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for k, s := range p.sessions {
-		if time.Since(s.started) > sessionTTL {
-			s.wipe()
-			delete(p.sessions, k)
-		}
-	}
+	p.sweep()
 	s := p.sessions[string(id)]
 	if s == nil || s.kind != kindOf(op) {
 		return nil, fmt.Errorf("%s: no such session on this node (expired, used, or the node restarted)", op)
@@ -189,9 +190,40 @@ func (p *party) take(id []byte, op Op) (*session, error) {
 	return s, nil
 }
 
+// sweep drops expired sessions, wiping their secrets. The caller holds p.mu.
+func (p *party) sweep() {
+	for k, s := range p.sessions {
+		if time.Since(s.started) > sessionTTL {
+			s.wipe()
+			delete(p.sessions, k)
+		}
+	}
+}
+
+// admit says whether a requesting node may start another session.
+func (p *party) admit(requester NodeID) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sweep()
+	mine := 0
+	for _, s := range p.sessions {
+		if s.requester.Equal(requester) {
+			mine++
+		}
+	}
+	if len(p.sessions) >= maxSessions || mine >= maxSessionsRequester {
+		return fmt.Errorf("%w: too many sessions in progress; retry later", ErrForbidden)
+	}
+	return nil
+}
+
 func (p *party) put(id []byte, s *session) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.sweep()
+	if len(p.sessions) >= maxSessions {
+		return errors.New("too many sessions in progress; retry later")
+	}
 	if len(id) != protocol.SessionLen {
 		return errors.New("bad session ID")
 	}
@@ -384,7 +416,13 @@ func (p *party) keygenFinish(st *Step) (*StepResult, error) {
 	if err := k.check(); err != nil {
 		return nil, err
 	}
-	if err := p.n.insert(k); err != nil {
+	owner := -1 // the requester's place, for a node that serves remote coordinators
+	for i, id := range s.roster {
+		if s.requester.Sign != nil && id.Equal(s.requester) {
+			owner = i
+		}
+	}
+	if err := p.n.insert(k, owner); err != nil {
 		return nil, err
 	}
 	return &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares}, nil
@@ -475,8 +513,18 @@ func (p *party) signShare(st *Step) (*StepResult, error) {
 
 // These node methods are the party's writes; each is one transaction.
 
-func (n *node) insert(k *keyState) error {
-	return n.write(func(tx *sql.Tx) error { return insertKey(tx, k) })
+// insert stores a new key and, when owner ≥ 0, the index of the party that coordinates it.
+func (n *node) insert(k *keyState, owner int) error {
+	return n.write(func(tx *sql.Tx) error {
+		if err := insertKey(tx, k); err != nil {
+			return err
+		}
+		if owner < 0 {
+			return nil
+		}
+		_, err := tx.Exec(`INSERT INTO key_owner (key_id, owner) VALUES (?, ?)`, k.KeyID, owner)
+		return err
+	})
 }
 
 // discardNew removes a key at epoch 0 that a failed key generation left behind.

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxClockSkew bounds how far a request's time may be from the node's clock.
@@ -79,11 +80,16 @@ func (n *Node) isPeer(id NodeID) bool {
 	return false
 }
 
-// checkRoster: every party of the roster is this node, a configured peer, or (at the
-// requester's place, if known) the requester, which appears exactly once.
+// checkRoster: no node twice; every party of the roster is this node, a configured peer,
+// or (at the requester's place, if known) the requester, which appears exactly once.
 func (n *Node) checkRoster(roster []NodeID, requester NodeID, at int) error {
 	seen := 0
 	for i, id := range roster {
+		for _, o := range roster[:i] {
+			if id.Sign != nil && o.Equal(id) {
+				return fmt.Errorf("%w: a node appears twice in the roster", ErrForbidden)
+			}
+		}
 		switch {
 		case id.Sign == nil:
 		case id.Equal(requester) && (at < 0 || at == i):
@@ -115,12 +121,18 @@ func (n *Node) Serve(ctx context.Context, st *Step) (*StepResult, error) {
 	if err := verifyAuth(digest, a, nil); err != nil {
 		return nil, err
 	}
+	if !a.Target.Equal(n.ID()) {
+		return nil, fmt.Errorf("%w: the request is for another node", ErrUnauthorized)
+	}
 	switch st.Op {
 	case OpKeyGenStart:
-		if st.KeyGen == nil {
-			return nil, errors.New("key generation needs its parameters")
+		if err := checkKeyGen(st.KeyGen); err != nil {
+			return nil, err
 		}
 		if err := n.checkRoster(st.Roster, a.Node, -1); err != nil {
+			return nil, err
+		}
+		if err := n.p.admit(a.Node); err != nil {
 			return nil, err
 		}
 	case OpKeyGenRound2, OpKeyGenFinish:
@@ -131,15 +143,22 @@ func (n *Node) Serve(ctx context.Context, st *Step) (*StepResult, error) {
 		n.mu.Lock()
 		r, ok := n.keygens[st.KeyID]
 		n.mu.Unlock()
-		if !ok || !r.requester.Equal(a.Node) {
+		if !ok || !r.requester.Equal(a.Node) || n.cfg.Now().Sub(r.at) > sessionTTL {
 			return nil, fmt.Errorf("%w: only the node that generated a key may discard it, right after", ErrForbidden)
 		}
 	default:
 		k, err := n.p.n.key(st.KeyID, st.Scheme)
+		if errors.Is(err, ErrKeyNotFound) {
+			return nil, ErrNotAParty // the same answer as a key one is not a party of
+		}
 		if err != nil {
 			return nil, err
 		}
 		defer k.wipe()
+		owner, err := n.p.n.ownerOf(st.KeyID)
+		if err != nil {
+			return nil, err
+		}
 		prove := k
 		if a.Epoch == k.Epoch+1 { // the requester switched first: its proof is of our pending share
 			next, err := n.p.n.pendingKey(st.KeyID, st.Scheme)
@@ -153,6 +172,9 @@ func (n *Node) Serve(ctx context.Context, st *Step) (*StepResult, error) {
 		}
 		if err := verifyAuth(digest, a, prove); err != nil {
 			return nil, err
+		}
+		if a.Party != owner {
+			return nil, fmt.Errorf("%w: only the party that coordinates this key (the phone) acts on it", ErrForbidden)
 		}
 		switch st.Op {
 		case OpSignCommit, OpRefreshStart:
@@ -194,10 +216,11 @@ func (n *Node) sameRequester(session []byte, requester NodeID) error {
 }
 
 // AuthorizeStep fills in st.Auth as a coordinator does (docs/tsm-api.md, "Authorization"):
-// signed with key, and for a step on an existing key, a proof of possession of the share
-// that backup (a BackupShare result) holds. For key generation steps backup is nil.
-func AuthorizeStep(st *Step, key *NodeKey, backup []byte) error {
-	a := &Auth{Node: key.ID(), Time: time.Now().Unix(), Party: -1}
+// for the node target, signed with key, and for a step on an existing key, a proof of
+// possession of the share that backup (a BackupShare result) holds. For key generation
+// steps backup is nil.
+func AuthorizeStep(st *Step, key *NodeKey, target NodeID, backup []byte) error {
+	a := &Auth{Node: key.ID(), Target: target, Time: time.Now().Unix(), Party: -1}
 	digest := st.digest()
 	if backup != nil {
 		k, err := decodeBackup(backup)
@@ -231,4 +254,19 @@ func EmbeddedNodeKey(database string) (*NodeKey, error) {
 	}
 	defer n.close()
 	return n.nodeKey()
+}
+
+// checkKeyGen validates key generation parameters before anything is kept in memory.
+func checkKeyGen(kg *KeyGenParams) error {
+	switch {
+	case kg == nil:
+		return errors.New("key generation needs its parameters")
+	case kg.Parties < 2 || kg.Parties > maxPlayers || kg.Threshold < 1 || kg.Threshold >= kg.Parties || kg.Index < 0 || kg.Index >= kg.Parties:
+		return errors.New("key generation parameters out of range")
+	case len(kg.Description) > maxDescription || !utf8.ValidString(kg.Description):
+		return fmt.Errorf("a description is UTF-8 of at most %d bytes", maxDescription)
+	case len(kg.ChainCode) != 0 && len(kg.ChainCode) != chainCodeLen:
+		return errors.New("a chain code is 32 bytes")
+	}
+	return nil
 }

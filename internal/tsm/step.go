@@ -68,6 +68,7 @@ type keyGenJSON struct {
 
 type authJSON struct {
 	Node   string `json:"node"`
+	Target string `json:"target"`
 	Time   int64  `json:"time"`
 	Party  int    `json:"party"`
 	Epoch  uint32 `json:"epoch"`
@@ -93,7 +94,7 @@ func EncodeStep(s *Step) ([]byte, error) {
 		}
 	}
 	if a := s.Auth; a != nil {
-		j.Auth = &authJSON{a.Node.String(), a.Time, a.Party, a.Epoch, a.ProofR, a.ProofZ, a.Sig}
+		j.Auth = &authJSON{a.Node.String(), a.Target.String(), a.Time, a.Party, a.Epoch, a.ProofR, a.ProofZ, a.Sig}
 	}
 	return json.Marshal(j)
 }
@@ -143,7 +144,14 @@ func DecodeStep(r io.Reader) (*Step, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	s.Auth = &Auth{Node: node, Time: j.Auth.Time, Party: j.Auth.Party, Epoch: j.Auth.Epoch, ProofR: j.Auth.ProofR, ProofZ: j.Auth.ProofZ, Sig: j.Auth.Sig}
+	target, err := ParseNodeID(j.Auth.Target)
+	if err != nil {
+		return nil, fmt.Errorf("auth target: %w", err)
+	}
+	if err := checkKeyGen(s.KeyGen); s.KeyGen != nil && err != nil {
+		return nil, err
+	}
+	s.Auth = &Auth{Node: node, Target: target, Time: j.Auth.Time, Party: j.Auth.Party, Epoch: j.Auth.Epoch, ProofR: j.Auth.ProofR, ProofZ: j.Auth.ProofZ, Sig: j.Auth.Sig}
 	return s, nil
 }
 

@@ -11,7 +11,7 @@ func FuzzDecodeStep(f *testing.F) {
 	key := GenerateNodeKey()
 	st := &Step{Op: OpSignCommit, KeyID: "abc", Scheme: EdDSA, Session: make([]byte, 16), In: [][]byte{[]byte("x")},
 		Roster: []NodeID{key.ID(), {}}, KeyGen: &KeyGenParams{Threshold: 1, Parties: 2, Description: "d"}}
-	if err := AuthorizeStep(st, key, nil); err != nil {
+	if err := AuthorizeStep(st, key, key.ID(), nil); err != nil {
 		f.Fatal(err)
 	}
 	seed, err := EncodeStep(st)
@@ -19,7 +19,7 @@ func FuzzDecodeStep(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(seed)
-	f.Add([]byte(`{"op":"info","key_id":"k","scheme":2,"auth":{"node":"","time":0,"party":0,"epoch":0,"sig":""}}`))
+	f.Add([]byte(`{"op":"info","key_id":"k","scheme":2,"auth":{"node":"","target":"","time":0,"party":0,"epoch":0,"sig":""}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := DecodeStep(bytes.NewReader(b))
 		if err != nil {

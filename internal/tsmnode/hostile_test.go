@@ -6,6 +6,7 @@ import (
 	"crypto/hpke"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -43,11 +44,12 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
-func (r *recorder) last(op tsm.Op) []byte {
+// last returns the last recorded step of op that was for the node target.
+func (r *recorder) last(op tsm.Op, target tsm.NodeID) []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := len(r.steps) - 1; i >= 0; i-- {
-		if st, _ := tsm.DecodeStep(bytes.NewReader(r.steps[i])); st != nil && st.Op == op {
+		if st, _ := tsm.DecodeStep(bytes.NewReader(r.steps[i])); st != nil && st.Op == op && st.Auth.Target.Equal(target) {
 			return r.steps[i]
 		}
 	}
@@ -115,9 +117,31 @@ func TestHostileParties(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := c.Nodes[0].URL
+	// A dishonest server node: node 2's key file and its share of key A.
+	node2Key, err := tsm.LoadNodeKey(filepath.Join(c.Nodes[1].Dir, "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node2Share := backupOf(filepath.Join(c.Nodes[1].Dir, "node.db"), keyA)
+	asNode2 := func(st *tsm.Step) []byte {
+		if err := tsm.AuthorizeStep(st, node2Key, c.Nodes[0].ID, node2Share); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := tsm.EncodeStep(st)
+		return b
+	}
+	freshKeyGen := func(desc string) []byte {
+		st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: "k" + strings.Repeat("x", 10), Scheme: tsm.EdDSA, Session: make([]byte, 16),
+			Roster: nil, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Description: desc, Created: time.Now()}}
+		k := tsm.GenerateNodeKey()
+		st.Roster = []tsm.NodeID{k.ID(), c.Nodes[0].ID}
+		tsm.AuthorizeStep(st, k, c.Nodes[0].ID, nil)
+		b, _ := tsm.EncodeStep(st)
+		return b
+	}
 	info := func(keyID string) *tsm.Step { return &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA} }
 	authorized := func(st *tsm.Step, backup []byte) []byte {
-		if err := tsm.AuthorizeStep(st, nodeKeyA, backup); err != nil {
+		if err := tsm.AuthorizeStep(st, nodeKeyA, c.Nodes[0].ID, backup); err != nil {
 			t.Fatal(err)
 		}
 		b, _ := tsm.EncodeStep(st)
@@ -142,17 +166,18 @@ func TestHostileParties(t *testing.T) {
 		}, 401, "unauthorized"},
 		{"Auth from ten minutes ago", func() []byte {
 			st := info(keyA)
-			tsm.AuthorizeStep(st, nodeKeyA, currentA)
+			tsm.AuthorizeStep(st, nodeKeyA, c.Nodes[0].ID, currentA)
 			st.Auth.Time -= 600
 			b, _ := tsm.EncodeStep(st)
 			return b
 		}, 401, "unauthorized"},
 		{"the phone of key A acting on key B", func() []byte { return authorized(info(keyB), currentA) }, 403, "not-a-party"},
 		{"a share from before the refresh", func() []byte { return authorized(info(keyA), staleA) }, 409, "stale-epoch"},
-		{"a replayed signing round", func() []byte { return rec.last(tsm.OpSignShare) }, 422, "step-refused"},
-		{"a replayed refresh commit", func() []byte { return rec.last(tsm.OpRefreshCommit) }, 422, "step-refused"},
+		{"a replayed signing round", func() []byte { return rec.last(tsm.OpSignShare, c.Nodes[0].ID) }, 422, "step-refused"},
+		{"a replayed refresh commit", func() []byte { return rec.last(tsm.OpRefreshCommit, c.Nodes[0].ID) }, 422, "step-refused"},
+		{"a step for the other node, replayed to this one", func() []byte { return rec.last(tsm.OpSignCommit, c.Nodes[1].ID) }, 401, "unauthorized"},
 		{"a request altered in transit", func() []byte {
-			b := rec.last(tsm.OpSignCommit)
+			b := rec.last(tsm.OpSignCommit, c.Nodes[0].ID)
 			return bytes.Replace(b, []byte(keyA), []byte(keyB), 1)
 		}, 401, "unauthorized"},
 		{"key generation naming a node this one does not work with", func() []byte {
@@ -161,6 +186,19 @@ func TestHostileParties(t *testing.T) {
 				KeyGen: &tsm.KeyGenParams{Threshold: 2, Parties: 3, Index: 1, Created: time.Now()}}
 			return authorized(st, nil)
 		}, 403, "forbidden"},
+		{"a key that does not exist: the same answer as one not ours", func() []byte { return authorized(info("nosuchkey"), currentA) }, 403, "not-a-party"},
+		{"a server node refreshing in the phone's place (roster with itself twice)", func() []byte {
+			return asNode2(&tsm.Step{Op: tsm.OpRefreshStart, KeyID: keyA, Scheme: tsm.EdDSA, Session: make([]byte, 16),
+				Roster: []tsm.NodeID{node2Key.ID(), c.Nodes[0].ID, node2Key.ID()}})
+		}, 403, "forbidden"},
+		{"a server node coordinating a refresh with its own share", func() []byte {
+			return asNode2(&tsm.Step{Op: tsm.OpRefreshStart, KeyID: keyA, Scheme: tsm.EdDSA, Session: make([]byte, 16),
+				Roster: []tsm.NodeID{nodeKeyA.ID(), c.Nodes[0].ID, node2Key.ID()}})
+		}, 403, "forbidden"},
+		{"a server node aborting the phone's refresh", func() []byte {
+			return asNode2(&tsm.Step{Op: tsm.OpRefreshAbort, KeyID: keyA, Scheme: tsm.EdDSA, Session: make([]byte, 16)})
+		}, 403, "forbidden"},
+		{"key generation with a 250 KB description", func() []byte { return freshKeyGen(strings.Repeat("d", 250<<10)) }, 400, "bad-request"},
 		{"malformed JSON", func() []byte { return []byte(`{"op": "info", `) }, 400, "bad-request"},
 		{"an unknown field", func() []byte { return []byte(`{"op":"info","key_id":"k","scheme":2,"auth":{},"extra":1}`) }, 400, "bad-request"},
 		{"oversize", func() []byte { return append([]byte(`{"op":"`), bytes.Repeat([]byte("a"), 300<<10)...) }, 413, "too-large"},
@@ -177,6 +215,24 @@ func TestHostileParties(t *testing.T) {
 			}
 		})
 	}
+
+	// One requesting node cannot open sessions without end: past 16 in progress, refused.
+	t.Run("sessions per requester", func(t *testing.T) {
+		k := tsm.GenerateNodeKey()
+		refused := 0
+		for i := range 20 {
+			st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: fmt.Sprint("flood", i), Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{byte(i + 1)}, 16),
+				Roster: []tsm.NodeID{k.ID(), c.Nodes[0].ID}, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Created: time.Now()}}
+			tsm.AuthorizeStep(st, k, c.Nodes[0].ID, nil)
+			b, _ := tsm.EncodeStep(st)
+			if status, _ := post(t, url, b); status == 403 {
+				refused++
+			}
+		}
+		if refused != 4 {
+			t.Errorf("%d of 20 sessions from one requester refused, want 4 (16 at once)", refused)
+		}
+	})
 
 	// Private refresh messages cannot be read or swapped by whoever carries them: a
 	// coordinator that re-seals node 1's value to node 2 itself (anyone can encrypt to a
@@ -212,7 +268,7 @@ func TestHostileParties(t *testing.T) {
 				for i, env := range st.In {
 					if len(env) > 5+16+1 && env[5+16] == 2 && env[5+16+1] == 3 { // from party 2 (node 1) to party 3 (node 2)
 						st.In[i] = tamper.edit(env, c.Nodes[1].ID)
-						tsm.AuthorizeStep(st, nodeKeyB, current)
+						tsm.AuthorizeStep(st, nodeKeyB, c.Nodes[1].ID, current)
 						return true
 					}
 				}

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/tsm"
+	"github.com/sharevault/sharevault/internal/tsmnode"
 	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
 )
 
@@ -194,7 +198,7 @@ func TestOpenAPI(t *testing.T) {
 	backup, _ := tsm.NewEDDSAClient(alone).BackupShare(keyID)
 	alone.Close()
 	st := &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA}
-	tsm.AuthorizeStep(st, key, backup)
+	tsm.AuthorizeStep(st, key, c.Nodes[0].ID, backup)
 	good, _ := tsm.EncodeStep(st)
 	for _, r := range []struct {
 		method, path string
@@ -233,4 +237,39 @@ func TestOpenAPI(t *testing.T) {
 
 func init() {
 	openapi3filter.RegisterBodyDecoder("application/problem+json", openapi3filter.JSONBodyDecoder)
+}
+
+// TestKeyGensPerAddress: one address may start 20 key generations an hour (each from a
+// fresh node key, so no per-requester bound applies); the 21st is 429.
+func TestKeyGensPerAddress(t *testing.T) {
+	dir := t.TempDir()
+	key := tsm.GenerateNodeKey()
+	node, err := tsm.OpenNode(tsm.ServiceConfig{Database: filepath.Join(dir, "node.db"), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	h, err := tsmnode.New(node, tsmnode.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	statuses := map[int]int{}
+	for i := range 21 {
+		k := tsm.GenerateNodeKey()
+		st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: fmt.Sprint("key", i), Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{byte(i + 1)}, 16),
+			Roster: []tsm.NodeID{k.ID(), key.ID()}, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Created: time.Now()}}
+		tsm.AuthorizeStep(st, k, key.ID(), nil)
+		b, _ := tsm.EncodeStep(st)
+		resp, err := http.Post(srv.URL+"/v1/step", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		statuses[resp.StatusCode]++
+	}
+	if statuses[200] != 20 || statuses[429] != 1 {
+		t.Errorf("21 key generations from one address: %v, want 20 started and 1 refused", statuses)
+	}
 }

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -31,6 +33,7 @@ import (
 type Config struct {
 	RateIP     float64       // requests per second per client address (50)
 	BurstIP    int           // (100)
+	KeyGensIP  float64       // key generations started per hour per client address (20, burst as many)
 	Timeout    time.Duration // deadline of one step (30s)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -50,6 +53,7 @@ type server struct {
 
 	mu      sync.Mutex
 	buckets map[string]*rate.Limiter
+	keygens map[string]*rate.Limiter
 	swept   time.Time
 }
 
@@ -61,6 +65,9 @@ func New(node *tsm.Node, cfg Config) (http.Handler, error) {
 	if cfg.BurstIP == 0 {
 		cfg.BurstIP = 100
 	}
+	if cfg.KeyGensIP == 0 {
+		cfg.KeyGensIP = 20
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}
@@ -71,7 +78,7 @@ func New(node *tsm.Node, cfg Config) (http.Handler, error) {
 		reg := prometheus.NewRegistry()
 		cfg.Registerer, cfg.Gatherer = reg, reg
 	}
-	s := &server{node: node, cfg: cfg, log: cfg.Logger, buckets: map[string]*rate.Limiter{}, swept: time.Now(),
+	s := &server{node: node, cfg: cfg, log: cfg.Logger, buckets: map[string]*rate.Limiter{}, keygens: map[string]*rate.Limiter{}, swept: time.Now(),
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sharevault_tsm_steps_total",
 			Help: "Protocol steps by operation and outcome (a problem type, or ok)."}, []string{"op", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sharevault_tsm_step_duration_seconds",
@@ -156,6 +163,12 @@ func (s *server) step(c *gin.Context) {
 		return
 	}
 	op := string(st.Op)
+	if st.Op == tsm.OpKeyGenStart && !s.allow(s.keygens, clientKey(c), rate.Limit(s.cfg.KeyGensIP/3600), int(math.Ceil(s.cfg.KeyGensIP))) {
+		s.steps.WithLabelValues(op, "rate-limited").Inc()
+		c.Header("Retry-After", "60")
+		problem(c, http.StatusTooManyRequests, "rate-limited", "too many new keys from this address; retry later")
+		return
+	}
 	if op == s.cfg.StallOp {
 		time.Sleep(s.cfg.StallFor)
 	}
@@ -179,28 +192,43 @@ func (s *server) step(c *gin.Context) {
 	c.Data(http.StatusOK, "application/json", out)
 }
 
-// limit is a token bucket per client address; buckets idle long enough to be full again
-// are forgotten, so the map stays as small as the active clients.
-func (s *server) limit(c *gin.Context) {
+// clientKey is the address limits are kept by: an IPv4 address, or an IPv6 address's /64
+// (one host commonly has a whole /64).
+func clientKey(c *gin.Context) string {
+	ip := net.ParseIP(c.ClientIP())
+	if ip == nil || ip.To4() != nil {
+		return c.ClientIP()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// allow takes a token from key's bucket of m; buckets idle long enough to be full again are
+// forgotten, so the maps stay as small as the active clients.
+func (s *server) allow(m map[string]*rate.Limiter, key string, r rate.Limit, burst int) bool {
 	now := time.Now()
 	s.mu.Lock()
-	if now.Sub(s.swept) > time.Minute || len(s.buckets) > 1<<16 {
-		for k, b := range s.buckets {
-			if b.TokensAt(now) >= float64(s.cfg.BurstIP) {
-				delete(s.buckets, k)
+	defer s.mu.Unlock()
+	if now.Sub(s.swept) > time.Minute || len(s.buckets)+len(s.keygens) > 1<<16 {
+		for _, mm := range []map[string]*rate.Limiter{s.buckets, s.keygens} {
+			for k, b := range mm {
+				if b.TokensAt(now) >= float64(b.Burst()) {
+					delete(mm, k)
+				}
 			}
 		}
 		s.swept = now
 	}
-	key := c.ClientIP()
-	b := s.buckets[key]
+	b := m[key]
 	if b == nil {
-		b = rate.NewLimiter(rate.Limit(s.cfg.RateIP), s.cfg.BurstIP)
-		s.buckets[key] = b
+		b = rate.NewLimiter(r, burst)
+		m[key] = b
 	}
-	ok := b.AllowN(now, 1)
-	s.mu.Unlock()
-	if !ok {
+	return b.AllowN(now, 1)
+}
+
+// limit is a token bucket per client address for every request.
+func (s *server) limit(c *gin.Context) {
+	if !s.allow(s.buckets, clientKey(c), rate.Limit(s.cfg.RateIP), s.cfg.BurstIP) {
 		c.Header("Retry-After", "1")
 		problem(c, http.StatusTooManyRequests, "rate-limited", "too many requests from this address; retry after 1s")
 		return

@@ -71,7 +71,7 @@ func Start(dir string, n int) (*Cluster, error) {
 			}
 		}
 		cfg := map[string]any{"listen": "127.0.0.1:0", "database": filepath.Join(nd.Dir, "node.db"),
-			"node_key": filepath.Join(nd.Dir, "node.key"), "peers": peers, "rate_ip": 1e6, "burst_ip": 1000000}
+			"node_key": filepath.Join(nd.Dir, "node.key"), "peers": peers, "rate_ip": 1e6, "burst_ip": 1000000, "keygens_ip": 1e6}
 		b, _ := json.Marshal(cfg)
 		nd.Config = filepath.Join(nd.Dir, "config.json")
 		if err := os.WriteFile(nd.Config, b, 0o600); err != nil {
