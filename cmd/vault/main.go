@@ -35,6 +35,7 @@ import (
 	"github.com/sharevault/sharevault/internal/blobstore/metered"
 	"github.com/sharevault/sharevault/internal/blobstore/pebblestore"
 	"github.com/sharevault/sharevault/internal/blobstore/s3store"
+	"github.com/sharevault/sharevault/internal/serve"
 	"github.com/sharevault/sharevault/internal/vault"
 )
 
@@ -249,21 +250,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		go dbg.ListenAndServe()
 		defer dbg.Close()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		if o.tlsCert != "" {
-			errc <- srv.ServeTLS(ln, o.tlsCert, o.tlsKey)
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return serve.Until(ctx, srv, ln, o.tlsCert, o.tlsKey, log)
 }

@@ -14,6 +14,30 @@ import (
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
 )
 
+// restoreLostPhone backs the phone's share of an EdDSA key up, loses the phone and restores
+// the backup into a new one.
+func (c *cluster) restoreLostPhone(keyID string) {
+	c.t.Helper()
+	backup, err := NewEDDSAClient(c.phoneClient()).BackupShare(keyID)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.losePhone()
+	if _, err := NewEDDSAClient(c.phoneClient()).RestoreShare(backup); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// roster is the node IDs of every node of the cluster, in order.
+func (c *cluster) roster() []NodeID {
+	var r []NodeID
+	for _, p := range c.all.peers {
+		id, _ := p.ID(c.t.Context())
+		r = append(r, id)
+	}
+	return r
+}
+
 func (c *cluster) servers() []string {
 	return []string{filepath.Join(c.dir, "server1.db"), filepath.Join(c.dir, "server2.db")}
 }
@@ -42,14 +66,7 @@ func TestThreshold2of3(t *testing.T) {
 	if info, _ := NewEDDSAClient(c.all).KeyInfo(keyID); info.Threshold != 1 || info.Players != 3 {
 		t.Fatalf("key info %+v, want threshold 1 of 3 players", info)
 	}
-	backup, err := NewEDDSAClient(c.phoneClient()).BackupShare(keyID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.losePhone()
-	if _, err := NewEDDSAClient(c.phoneClient()).RestoreShare(backup); err != nil {
-		t.Fatal(err)
-	}
+	c.restoreLostPhone(keyID)
 	cl := NewEDDSAClient(c.open(c.phone, paths[2]))
 	if sig, err := cl.Sign(keyID, []byte("restored")); err != nil || !ed25519.Verify(pub, []byte("restored"), sig) {
 		t.Fatalf("the restored phone with server 2: %v", err)
@@ -119,14 +136,7 @@ func TestRefreshCrash(t *testing.T) {
 						t.Fatalf("node %d at epoch %d (pending %d), want %d and nothing pending", i, k.Epoch, p, want)
 					}
 				}
-				backup, err := NewEDDSAClient(c.phoneClient()).BackupShare(keyID)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c.losePhone()
-				if _, err := NewEDDSAClient(c.phoneClient()).RestoreShare(backup); err != nil {
-					t.Fatal(err)
-				}
+				c.restoreLostPhone(keyID)
 				c.reopenAll()
 				if _, err := NewEDDSAClient(c.all).Sign(keyID, []byte("restored")); err != nil {
 					t.Fatalf("signing with the restored phone: %v", err)
@@ -181,11 +191,7 @@ func TestNoncesNotInBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	session := newSession()
-	var roster []NodeID
-	for _, p := range c.all.peers {
-		id, _ := p.ID(t.Context())
-		roster = append(roster, id)
-	}
+	roster := c.roster()
 	if _, err := phone.peers[0].Step(t.Context(), &Step{Op: OpSignCommit, KeyID: keyID, Scheme: EdDSA, Session: session, Roster: roster}); err != nil {
 		t.Fatal(err)
 	}
@@ -341,11 +347,7 @@ func TestConcurrentRefreshAndSign(t *testing.T) {
 func TestStepOfAnotherProtocol(t *testing.T) {
 	c := newCluster(t)
 	keyID, _ := NewEDDSAClient(c.all).GenerateKey("")
-	var roster []NodeID
-	for _, p := range c.all.peers {
-		id, _ := p.ID(t.Context())
-		roster = append(roster, id)
-	}
+	roster := c.roster()
 	session := newSession()
 	p := c.all.peers[1]
 	if _, err := p.Step(t.Context(), &Step{Op: OpSignCommit, KeyID: keyID, Scheme: EdDSA, Session: session, Roster: roster}); err != nil {
