@@ -77,6 +77,9 @@ func TestTSMNodeManifests(t *testing.T) {
 		if !strings.HasPrefix(env["TSMNODE_NODE_KEY"], "/secrets/") || !strings.HasPrefix(env["TSMNODE_DATABASE"], "/data/") {
 			t.Errorf("%s: the node key is not read from its Secret, or the database is not on its volume", name)
 		}
+		if env["TSMNODE_METRICS_LISTEN"] == "" || get(s, "spec", "template", "metadata", "annotations", "prometheus.io/port") != strings.TrimPrefix(env["TSMNODE_METRICS_LISTEN"], ":") {
+			t.Errorf("%s: metrics are not on their own listener, or the scrape annotation names another port", name)
+		}
 	}
 	listed := map[string]bool{}
 	for _, r := range get(docs(t, "kubernetes/kustomization.yaml")[0], "resources").([]any) {
@@ -126,7 +129,7 @@ func startNodes(t *testing.T) []string {
 		for _, e := range get(s, "spec", "template", "spec", "containers", 0, "env").([]any) {
 			n, v := get(e, "name").(string), get(e, "value").(string)
 			switch n {
-			case "TSMNODE_LISTEN":
+			case "TSMNODE_LISTEN", "TSMNODE_METRICS_LISTEN":
 				v = "127.0.0.1:0"
 			case "TSMNODE_DATABASE":
 				v = filepath.Join(dir, "node"+string(rune('1'+i))+".db")

@@ -17,7 +17,8 @@
 //	 "rate_ip": 50, "burst_ip": 100, "keygens_ip": 20}
 //
 // Every field can also be set as an environment variable: TSMNODE_LISTEN, TSMNODE_DATABASE,
-// TSMNODE_NODE_KEY, TSMNODE_TLS_CERT, TSMNODE_TLS_KEY, TSMNODE_PEERS (comma-separated).
+// TSMNODE_NODE_KEY, TSMNODE_TLS_CERT, TSMNODE_TLS_KEY, TSMNODE_METRICS_LISTEN, TSMNODE_PEERS
+// (comma-separated).
 package main
 
 import (
@@ -40,6 +41,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sharevault/sharevault/internal/serve"
 	"github.com/sharevault/sharevault/internal/tsm"
@@ -70,6 +72,8 @@ type config struct {
 	BurstIP  int            `json:"burst_ip"`
 	// KeyGensIP is how many key generations one client address may start an hour.
 	KeyGensIP float64 `json:"keygens_ip"`
+	// MetricsListen, if set, serves /metrics there and not on the API's listener.
+	MetricsListen string `json:"metrics_listen"`
 }
 
 type protocolConfig struct {
@@ -91,7 +95,7 @@ func load(path string) (*config, error) {
 		}
 	}
 	for name, p := range map[string]*string{"LISTEN": &c.Listen, "DATABASE": &c.Database, "NODE_KEY": &c.NodeKey,
-		"TLS_CERT": &c.TLSCert, "TLS_KEY": &c.TLSKey} {
+		"TLS_CERT": &c.TLSCert, "TLS_KEY": &c.TLSKey, "METRICS_LISTEN": &c.MetricsListen} {
 		if v, ok := os.LookupEnv("TSMNODE_" + name); ok {
 			*p = v
 		}
@@ -204,7 +208,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// the node in the middle of a protocol.
 	stall := os.Getenv("TSMNODE_TEST_STALL")
 	handler, err := tsmnode.New(node, tsmnode.Config{RateIP: cfg.RateIP, BurstIP: cfg.BurstIP, KeyGensIP: cfg.KeyGensIP, Logger: log, Registerer: reg, Gatherer: reg,
-		StallOp: stall, StallFor: 3 * time.Second})
+		StallOp: stall, StallFor: 3 * time.Second, NoMetricsRoute: cfg.MetricsListen != ""})
 	if err != nil {
 		return err
 	}
@@ -214,6 +218,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
+	}
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return err
+		}
+		msrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		log.Info("serving metrics", "address", "http://"+mln.Addr().String()+"/metrics")
 	}
 	scheme := "http"
 	if cfg.TLSCert != "" {

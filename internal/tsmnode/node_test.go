@@ -273,3 +273,29 @@ func TestKeyGensPerAddress(t *testing.T) {
 		t.Errorf("21 key generations from one address: %v, want 20 started and 1 refused", statuses)
 	}
 }
+
+// TestMetricsListener: with metrics_listen, /metrics leaves the API's listener.
+func TestMetricsListener(t *testing.T) {
+	dir := t.TempDir()
+	node, err := tsm.OpenNode(tsm.ServiceConfig{Database: filepath.Join(dir, "node.db"), Key: tsm.GenerateNodeKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	for _, off := range []bool{false, true} {
+		h, err := tsmnode.New(node, tsmnode.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NoMetricsRoute: off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		resp, err := http.Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		if want := map[bool]int{false: 200, true: 404}[off]; resp.StatusCode != want {
+			t.Errorf("NoMetricsRoute %v: /metrics %d, want %d", off, resp.StatusCode, want)
+		}
+	}
+}

@@ -42,6 +42,8 @@ type Config struct {
 	// so that a test can kill it in the middle of a protocol.
 	StallOp  string
 	StallFor time.Duration
+	// NoMetricsRoute: /metrics is served elsewhere (its own listener), not here.
+	NoMetricsRoute bool
 }
 
 type server struct {
@@ -109,7 +111,9 @@ func New(node *tsm.Node, cfg Config) (http.Handler, error) {
 		}
 		c.String(http.StatusOK, "ok\n")
 	})
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	if !cfg.NoMetricsRoute {
+		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	}
 	r.GET("/v1/node", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"node_id": node.ID().String()}) })
 	r.POST("/v1/step", s.step)
 	return r, nil
