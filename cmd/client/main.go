@@ -274,10 +274,9 @@ func (a *app) newShares(words, threshold, count int, quiz bool, kit string) (*cl
 				return nil, err
 			}
 			path := strings.TrimSuffix(kit, filepath.Ext(kit)) + fmt.Sprintf("-%d", i+1) + filepath.Ext(kit)
-			if err := os.WriteFile(path, pdf, 0o600); err != nil {
+			if err := a.writeKit(path, pdf, fmt.Sprint("recovery kit for share ", i+1)); err != nil {
 				return nil, err
 			}
-			a.Step("recovery kit for share " + fmt.Sprint(i+1) + " written to " + path + ": print it, then delete the file")
 		}
 	}
 	if quiz {
@@ -288,6 +287,15 @@ func (a *app) newShares(words, threshold, count int, quiz bool, kit string) (*cl
 		}
 	}
 	return k, nil
+}
+
+// writeKit writes a kit PDF (it holds words or a share: 0600) and tells the user what to do.
+func (a *app) writeKit(path string, pdf []byte, what string) error {
+	if err := os.WriteFile(path, pdf, 0o600); err != nil {
+		return err
+	}
+	a.Step(what + " written to " + path + ": print it, then delete the file")
+	return nil
 }
 
 // newWords shows fresh words, quizzes the user and returns their keys.
@@ -322,10 +330,9 @@ func (a *app) newWords(count int, quiz bool, png, kit string) (*client.Keys, err
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(kit, pdf, 0o600); err != nil {
+		if err := a.writeKit(kit, pdf, "recovery kit"); err != nil {
 			return nil, err
 		}
-		a.Step("recovery kit written to " + kit + ": print it, then delete the file")
 	}
 	if quiz {
 		if err := a.quiz(w); err != nil {

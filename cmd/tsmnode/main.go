@@ -41,7 +41,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sharevault/sharevault/internal/serve"
 	"github.com/sharevault/sharevault/internal/tsm"
@@ -220,14 +219,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if cfg.MetricsListen != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		stop, err := serve.Metrics(cfg.MetricsListen, reg, log)
 		if err != nil {
 			return err
 		}
-		msrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		go msrv.Serve(mln)
-		defer msrv.Close()
-		log.Info("serving metrics", "address", "http://"+mln.Addr().String()+"/metrics")
+		defer stop()
 	}
 	scheme := "http"
 	if cfg.TLSCert != "" {

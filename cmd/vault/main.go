@@ -29,7 +29,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sharevault/sharevault/internal/blobstore"
 	"github.com/sharevault/sharevault/internal/blobstore/metered"
@@ -236,14 +235,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "sharevault vault %s serving %s://%s from the %s\n", version, scheme, ln.Addr(), desc)
 	if o.metricsListen != "" {
-		mln, err := net.Listen("tcp", o.metricsListen)
+		stop, err := serve.Metrics(o.metricsListen, reg, log)
 		if err != nil {
 			return err
 		}
-		msrv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		go msrv.Serve(mln)
-		defer msrv.Close()
-		log.Info("serving metrics", "address", "http://"+mln.Addr().String()+"/metrics")
+		defer stop()
 	}
 	if o.debugListen != "" {
 		dbg := &http.Server{Addr: o.debugListen, Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second}

@@ -8,7 +8,25 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// Metrics serves g's Prometheus metrics at /metrics on a listener of their own at addr, and
+// returns what stops it.
+func Metrics(addr string, g prometheus.Gatherer, log *slog.Logger) (stop func() error, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	log.Info("serving metrics", "address", "http://"+ln.Addr().String()+"/metrics")
+	return srv.Close, nil
+}
 
 // Until serves srv on ln (TLS when tlsCert is set) until ctx ends, then gives requests in
 // progress 30 s to finish. It returns the server's error, or Shutdown's.
