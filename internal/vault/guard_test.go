@@ -63,7 +63,7 @@ func TestLocksHonourDeadlines(t *testing.T) {
 			victim = u // same slot of the old [256]sync.Mutex
 		}
 	}
-	st := &stallingStore{Store: stores(t)["pebble"](t), prefix: "v1/" + stuck.vault() + "/k/",
+	st := &stallingStore{Store: stores(t)["pebble"](t), prefix: "v1/" + stuck.vault() + "/",
 		entered: make(chan struct{}, 1), release: make(chan struct{})}
 	tt := newTester(t, st, Config{RequestTimeout: time.Second})
 	client := &http.Client{Timeout: 5 * time.Second}

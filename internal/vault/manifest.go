@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/blobstore"
@@ -23,6 +24,11 @@ const (
 	manifestFormat = 1
 	maxManifest    = 4 << 20
 	maxCASAttempts = 8
+	// maxInlinePerVault bounds the envelope bytes a manifest holds inline, so a manifest
+	// stays far below maxManifest whatever the quotas; past it envelopes are blobs again.
+	maxInlinePerVault = 1 << 20
+	// maxCachedManifests bounds the manifests a process keeps for its next write.
+	maxCachedManifests = 4096
 )
 
 type manifest struct {
@@ -45,6 +51,26 @@ type version struct {
 	Size    int64     `json:"size"`
 	SHA256  string    `json:"sha256"` // hex; also the ETag
 	Created time.Time `json:"created"`
+	Data    []byte    `json:"data,omitempty"` // the envelope itself, when small: then there is no blob
+}
+
+// inlineBytes is the envelope bytes m holds inline.
+func (m *manifest) inlineBytes() int {
+	n := 0
+	for _, k := range m.Keys {
+		for _, v := range k.Versions {
+			n += len(v.Data)
+		}
+	}
+	return n
+}
+
+// blobOf returns the name of v's blob, or "" for an envelope held inline.
+func blobOf(vault recovery.VaultID, key string, v *version) string {
+	if v.Data != nil {
+		return ""
+	}
+	return versionName(vault, key, v)
 }
 
 func (k *keyState) latest() *version { return &k.Versions[len(k.Versions)-1] }
@@ -103,14 +129,76 @@ func (s *Server) loadManifest(ctx context.Context, vault recovery.VaultID) (*man
 }
 
 // saveManifest writes m if the manifest is still at etag; ErrPreconditionFailed otherwise.
+// What it wrote is kept, with its new ETag, for this process's next change to the vault.
 func (s *Server) saveManifest(ctx context.Context, vault recovery.VaultID, m *manifest, etag string) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
+	if len(b) > maxManifest {
+		return fmt.Errorf("manifest of %s would be %d bytes, over %d", vault, len(b), maxManifest)
+	}
 	cond := blobstore.Condition{IfMatch: etag, IfNoneMatch: etag == ""}
-	_, err = s.store.Put(ctx, manifestName(vault), bytes.NewReader(b), int64(len(b)), cond)
-	return err
+	a, err := s.store.Put(ctx, manifestName(vault), bytes.NewReader(b), int64(len(b)), cond)
+	if err != nil {
+		s.cache.drop(vault)
+		return err
+	}
+	s.cache.put(vault, b, a.ETag)
+	return nil
+}
+
+// manifestCache keeps, per vault, the manifest this process last wrote and its store ETag:
+// the next change starts from it and writes with If-Match on that ETag, so an upload is one
+// store write; if another replica changed the vault meanwhile, the write fails with a
+// precondition, and the change reads the manifest afresh. Reads never use it.
+type manifestCache struct {
+	mu sync.Mutex
+	m  map[recovery.VaultID]cachedManifest
+}
+
+type cachedManifest struct {
+	raw  []byte
+	etag string
+}
+
+func (c *manifestCache) get(vault recovery.VaultID) (*manifest, string, bool) {
+	c.mu.Lock()
+	e, ok := c.m[vault]
+	c.mu.Unlock()
+	if !ok {
+		return nil, "", false
+	}
+	m := &manifest{}
+	if err := json.Unmarshal(e.raw, m); err != nil || m.Format != manifestFormat {
+		c.drop(vault)
+		return nil, "", false
+	}
+	if m.Keys == nil {
+		m.Keys = map[string]*keyState{}
+	}
+	return m, e.etag, true
+}
+
+func (c *manifestCache) put(vault recovery.VaultID, raw []byte, etag string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[recovery.VaultID]cachedManifest{}
+	}
+	if len(c.m) >= maxCachedManifests {
+		for k := range c.m { // drop one at random
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[vault] = cachedManifest{raw, etag}
+}
+
+func (c *manifestCache) drop(vault recovery.VaultID) {
+	c.mu.Lock()
+	delete(c.m, vault)
+	c.mu.Unlock()
 }
 
 // precondition is a PUT's If-None-Match: * (create) or If-Match (etag of the latest).
@@ -179,6 +267,18 @@ func (s *Server) changeManifest(ctx context.Context, vault recovery.VaultID, cha
 				return err
 			}
 		}
+		m, etag, cached := s.cache.get(vault)
+		if cached && attempt == 0 {
+			if unnamed, err := change(m, etag != ""); err == nil {
+				if err := s.saveManifest(ctx, vault, m, etag); err == nil {
+					s.deleteBlobs(ctx, unnamed)
+					return nil
+				}
+			}
+			// The copy was stale (another replica changed the vault, so the checks or the
+			// compare-and-swap failed on it), or the store failed: read it afresh, at once.
+			s.cache.drop(vault)
+		}
 		m, etag, err := s.loadManifest(ctx, vault)
 		if err != nil {
 			return err
@@ -193,12 +293,16 @@ func (s *Server) changeManifest(ctx context.Context, vault recovery.VaultID, cha
 		case err != nil:
 			return err
 		}
-		for _, name := range unnamed {
-			s.deleteBlob(ctx, name)
-		}
+		s.deleteBlobs(ctx, unnamed)
 		return nil
 	}
 	return errBusy
+}
+
+func (s *Server) deleteBlobs(ctx context.Context, names []string) {
+	for _, name := range names {
+		s.deleteBlob(ctx, name)
+	}
 }
 
 // upload stores env as a new version of key: the checks against the manifest (and, for a
@@ -221,7 +325,10 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 			}
 			admitted = true
 		}
-		if !written {
+		v := v
+		if !written && s.cfg.InlineMax >= 0 && len(env) <= s.cfg.InlineMax && m.inlineBytes()+len(env) <= maxInlinePerVault {
+			v.Data = env // one store write: the manifest holds the envelope
+		} else if !written {
 			_, err := s.store.Put(ctx, versionName(vault, key, &v), bytes.NewReader(env), int64(len(env)), blobstore.Condition{IfNoneMatch: true})
 			if err != nil && !errors.Is(err, blobstore.ErrPreconditionFailed) { // these very bytes are already there
 				return nil, err
@@ -235,7 +342,9 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 		}
 		var unnamed []string
 		for _, d := range dropped {
-			unnamed = append(unnamed, versionName(vault, key, &d))
+			if name := blobOf(vault, key, &d); name != "" {
+				unnamed = append(unnamed, name)
+			}
 		}
 		k.Versions = append(k.Versions[len(dropped):], v)
 		k.High, k.Deleted = v.Seq, time.Time{}
@@ -259,11 +368,14 @@ func (s *Server) remove(ctx context.Context, vault recovery.VaultID, key string,
 		if v == nil {
 			return nil, errNotFound
 		}
-		name := versionName(vault, key, v)
+		name := blobOf(vault, key, v)
 		k.Versions = slices.Delete(k.Versions, i, i+1)
 		if len(k.Versions) == 0 {
 			k.Deleted = time.Now().UTC().Truncate(time.Second)
 			s.forgetOldTombstones(m)
+		}
+		if name == "" {
+			return nil, nil
 		}
 		return []string{name}, nil
 	})

@@ -319,10 +319,23 @@ func TestRequestChecks(t *testing.T) {
 	}
 }
 
+// TestRetention: the last 3 versions are kept, on each store, with envelopes inline in the
+// manifest and as blobs of their own (whose dropped ones are deleted).
 func TestRetention(t *testing.T) {
 	for name, open := range stores(t) {
 		t.Run(name, func(t *testing.T) {
-			tt := newTester(t, open(t), Config{Retention: 3})
+			for _, inline := range []int{0, -1} {
+				store := open(t) // opened by the store's test, which outlives both runs
+				t.Run(fmt.Sprint("inline ", inline >= 0), func(t *testing.T) { retention(t, store, inline) })
+			}
+		})
+	}
+}
+
+func retention(t *testing.T, store blobstore.Store, inlineMax int) {
+	{
+		{
+			tt := newTester(t, store, Config{Retention: 3, InlineMax: inlineMax})
 			u := newUser(t, 1)
 			p := api.KeyPath(u.vault(), "k")
 			prev := ""
@@ -341,10 +354,15 @@ func TestRetention(t *testing.T) {
 				t.Fatalf("after 6 uploads with retention 3: %+v", vl.Versions)
 			}
 			page, _, _ := tt.store.List(context.Background(), "v1/"+u.vault()+"/k/k/", "", 100)
-			if len(page) != 3 {
-				t.Errorf("%d version blobs stored, want 3", len(page))
+			if want := map[bool]int{true: 0, false: 3}[inlineMax >= 0]; len(page) != want {
+				t.Errorf("%d version blobs stored, want %d", len(page), want)
 			}
-		})
+			for seq := uint64(4); seq <= 6; seq++ {
+				if r := tt.do(u, "GET", api.VersionPath(u.vault(), "k", seq), nil); r.status != 200 {
+					t.Errorf("version %d: %d", seq, r.status)
+				}
+			}
+		}
 	}
 }
 
@@ -424,5 +442,80 @@ func TestServiceEndpoints(t *testing.T) {
 		if !bytes.Contains(m.body, []byte(name)) {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+}
+
+// TestLayoutMigration: a store written with every envelope a blob of its own (the layout
+// before envelopes moved into the manifest) keeps working as it is: its versions read, new
+// ones go inline beside them, deleting and retention remove the old blobs.
+func TestLayoutMigration(t *testing.T) {
+	store := stores(t)["pebble"](t)
+	u := newUser(t, 1)
+	p := api.KeyPath(u.vault(), "k")
+	old := newTester(t, store, Config{InlineMax: -1, Retention: 3})
+	v1, v2 := u.seal(t, "k", 1, "old 1"), u.seal(t, "k", 2, "old 2")
+	want(t, "old PUT 1", old.do(u, "PUT", p, v1, "If-None-Match", "*"), 201, "")
+	want(t, "old PUT 2", old.do(u, "PUT", p, v2, "If-Match", quoted(v1)), 201, "")
+	blobs := func() int {
+		page, _, _ := store.List(context.Background(), "v1/"+u.vault()+"/k/k/", "", 100)
+		return len(page)
+	}
+	if blobs() != 2 {
+		t.Fatalf("the old layout stored %d blobs, want 2", blobs())
+	}
+
+	now := newTester(t, store, Config{Retention: 3})
+	if r := now.do(u, "GET", api.VersionPath(u.vault(), "k", 1), nil); r.status != 200 || !bytes.Equal(r.body, v1) {
+		t.Fatalf("an old version does not read: %d", r.status)
+	}
+	prev := v2
+	for seq := uint64(3); seq <= 5; seq++ {
+		env := u.seal(t, "k", seq, "new")
+		want(t, fmt.Sprint("new PUT ", seq), now.do(u, "PUT", p, env, "If-Match", quoted(prev)), 201, "")
+		prev = env
+	}
+	if blobs() != 0 {
+		t.Errorf("%d old blobs left after retention dropped their versions, want 0", blobs())
+	}
+	if r := now.do(u, "GET", p, nil); r.status != 200 || !bytes.Equal(r.body, prev) {
+		t.Fatalf("the latest (inline) version: %d", r.status)
+	}
+}
+
+// TestReplicasShareStore: two vault processes' worth of servers on one store, writing in
+// turn: each starts from the manifest it last wrote, and when the other changed it, the
+// store refuses the write and the change reads afresh: no update is lost.
+func TestReplicasShareStore(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			store := open(t)
+			a, b := newTester(t, store, Config{}), newTester(t, store, Config{})
+			u := newUser(t, 1)
+			p := api.KeyPath(u.vault(), "k")
+			prev := []byte(nil)
+			for seq := uint64(1); seq <= 6; seq++ {
+				tt := a
+				if seq%2 == 0 {
+					tt = b
+				}
+				env := u.seal(t, "k", seq, "v")
+				hdr := []string{"If-None-Match", "*"}
+				if prev != nil {
+					hdr = []string{"If-Match", quoted(prev)}
+				}
+				want(t, fmt.Sprint("PUT ", seq), tt.do(u, "PUT", p, env, hdr...), 201, "")
+				prev = env
+			}
+			for _, tt := range []*tester{a, b} {
+				var vl api.VersionList
+				json.Unmarshal(tt.do(u, "GET", api.VersionsPath(u.vault(), "k"), nil).body, &vl)
+				if len(vl.Versions) != 6 {
+					t.Fatalf("%d versions after 6 uploads through two replicas", len(vl.Versions))
+				}
+				if r := tt.do(u, "GET", p, nil); !bytes.Equal(r.body, prev) {
+					t.Fatal("a replica serves another latest version")
+				}
+			}
+		})
 	}
 }
