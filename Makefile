@@ -7,8 +7,10 @@ CACHE  ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/sharevault
 
 MINIO_VERSION     := v0.0.0-20260212201848-7aac2a2c5b7c
 BENCHSTAT_VERSION := v0.0.0-20260908200009-22c9c6c9d4da
+RESTSERVER_VERSION := v0.14.0
 MINIO     := $(CACHE)/minio-$(MINIO_VERSION)/minio
 BENCHSTAT := $(CACHE)/benchstat-$(BENCHSTAT_VERSION)/benchstat
+RESTSERVER := $(CACHE)/rest-server-$(RESTSERVER_VERSION)/rest-server
 
 FUZZTIME ?= 5m
 BENCHCOUNT ?= 6
@@ -22,7 +24,7 @@ vet:
 	$(GO) vet ./...
 
 unit: tools
-	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_REQUIRE_MINIO=1 $(GO) test -race -count=1 ./...
+	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_REQUIRE_MINIO=1 SHAREVAULT_RESTSERVER=$(RESTSERVER) $(GO) test -race -count=1 ./...
 
 # Every fuzz target, FUZZTIME each (make fuzz FUZZTIME=1h). Crashers land in the
 # package's testdata/fuzz and become regression seeds once committed.
@@ -41,10 +43,11 @@ fuzz-ci:
 crash:
 	$(GO) test ./cmd/vault -run '^TestCrashLoop$$' -count=1 -timeout 60m -v -crash.rounds 200
 
-# The bench tool: the vault (embedded and on MinIO), MinIO directly and a bare net/http
-# handler, started on loopback and measured in one run; writes docs/benchmarks.md.
+# The bench tool: the vault (embedded and on MinIO), MinIO directly, restic's rest-server and
+# a bare net/http handler, started on loopback and measured in one run; writes
+# docs/benchmarks.md. `go run ./cmd/vaultbench ab --a BIN --b BIN` compares two vault builds.
 bench: tools
-	SHAREVAULT_MINIO=$(MINIO) $(GO) run ./cmd/vaultbench suite --out docs/benchmarks.md
+	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_RESTSERVER=$(RESTSERVER) $(GO) run ./cmd/vaultbench suite --out docs/benchmarks.md
 
 # Go benchmarks, each beside its baseline in the same run, summarized by benchstat.
 bench-go: tools
@@ -52,7 +55,7 @@ bench-go: tools
 	SHAREVAULT_MINIO=$(MINIO) $(GO) test -run '^$$' -bench . -count $(BENCHCOUNT) ./... | tee $(CACHE)/bench.txt
 	$(BENCHSTAT) $(CACHE)/bench.txt
 
-tools: $(MINIO) $(BENCHSTAT)
+tools: $(MINIO) $(BENCHSTAT) $(RESTSERVER)
 
 $(MINIO):
 	@echo "building MinIO $(MINIO_VERSION) into $(dir $@) (a few minutes, once)"
@@ -60,6 +63,10 @@ $(MINIO):
 
 $(BENCHSTAT):
 	GOBIN=$(dir $@) $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
+
+# restic's rest-server for the bench, pinned by tools/restserver/go.mod.
+$(RESTSERVER):
+	cd tools/restserver && $(GO) build -o $@ github.com/restic/rest-server/cmd/rest-server
 
 # The app's bindings: gobind (golang.org/x/mobile, pinned in go.mod as a tool) generates the
 # Java and Objective-C bindings of package client; javac (a JDK: installed with apt-get if

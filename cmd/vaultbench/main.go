@@ -4,6 +4,7 @@
 //	vaultbench run --target vault|s3|bare --url URL --mode put|get [--size N] [--concurrency C | --rate R] [--duration D]
 //	vaultbench bare --listen ADDR       serve the bare in-memory handler (the ceiling)
 //	vaultbench suite --out FILE         start everything on loopback, run the suite, write FILE (make bench)
+//	vaultbench ab --a BIN --b BIN       two vault builds, alternating in one run: req/s and B/A
 //
 // run prints one JSON result; suite writes Markdown with the JSON underneath.
 package main
@@ -39,11 +40,13 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: vaultbench run|bare|suite [flags]")
+		return errors.New("usage: vaultbench run|bare|suite|ab [flags]")
 	}
 	switch args[0] {
 	case "run":
 		return runOne(ctx, args[1:], stdout)
+	case "ab":
+		return ab(ctx, args[1:], stdout, stderr)
 	case "bare":
 		fs := flag.NewFlagSet("bare", flag.ContinueOnError)
 		listen := fs.String("listen", "127.0.0.1:0", "address")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sharevault/sharevault/internal/miniotest"
+	"github.com/sharevault/sharevault/internal/vaultproc"
 )
 
 func TestMain(m *testing.M) {
@@ -73,16 +74,39 @@ func TestSuiteRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	md := string(b)
-	for _, want := range []string{"vault (embedded) PUT", "vault on MinIO GET", "MinIO direct PUT", "bare net/http GET", "open loop PUT p99", "vault RSS"} {
+	wants := []string{"vault (embedded) PUT", "vault on MinIO GET", "MinIO direct PUT", "bare net/http GET", "open loop PUT p99", "vault RSS"}
+	if os.Getenv("SHAREVAULT_RESTSERVER") != "" {
+		wants = append(wants, "rest-server PUT", "rest-server GET", "vault durable PUT / rest-server PUT")
+	} else if os.Getenv("SHAREVAULT_REQUIRE_MINIO") == "1" {
+		t.Error("make test sets SHAREVAULT_RESTSERVER: the rest-server rows must run")
+	}
+	for _, want := range wants {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
 	for _, line := range strings.Split(md, "\n") {
-		if strings.HasPrefix(line, "| vault") || strings.HasPrefix(line, "| MinIO") || strings.HasPrefix(line, "| bare") {
+		if strings.HasPrefix(line, "| vault") || strings.HasPrefix(line, "| MinIO") || strings.HasPrefix(line, "| bare") || strings.HasPrefix(line, "| rest-server") {
 			if f := strings.Split(line, "|"); len(f) == 8 && strings.TrimSpace(f[6]) != "0" {
 				t.Errorf("errors in %s", line)
 			}
+		}
+	}
+}
+
+// TestAB compares a vault build with itself, briefly: the mode runs and reports a ratio.
+func TestAB(t *testing.T) {
+	bin, err := vaultproc.Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := run(context.Background(), []string{"ab", "--a", bin, "--b", bin, "--rounds", "1", "--duration", "200ms"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| PUT |", "| GET |", "x |"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the A/B report lacks %q:\n%s", want, out.String())
 		}
 	}
 }

@@ -7,15 +7,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/miniotest"
@@ -113,15 +117,26 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer bare.Stop()
 
 	stamp := fmt.Sprint(time.Now().UnixNano())
-	targets := []struct {
+	type namedTarget struct {
 		name string
 		t    target
 		pid  int
-	}{
+	}
+	targets := []namedTarget{
 		{"vault (embedded)", newVaultTarget(embedded.URL, *size, max(*conc, 256)), embedded.Cmd.Process.Pid},
 		{"vault on MinIO", newVaultTarget(onMinIO.URL, *size, max(*conc, 256)), 0},
 		{"MinIO direct", &s3Target{client: s3Client(m.Endpoint, m.AccessKey, m.SecretKey), bucket: "bench", payload: make([]byte, *size), run: stamp}, 0},
 		{"bare net/http", &bareTarget{base: bare.URL, payload: make([]byte, *size), run: stamp}, 0},
+	}
+	if bin := os.Getenv("SHAREVAULT_RESTSERVER"); bin != "" {
+		rs, err := startRestServer(bin, filepath.Join(tmp, "rest"))
+		if err != nil {
+			return err
+		}
+		defer rs.Stop()
+		targets = append(targets, namedTarget{"rest-server", &restTarget{base: rs.URL, payload: make([]byte, *size), run: stamp}, 0})
+	} else {
+		logf("SHAREVAULT_RESTSERVER is not set (make bench sets it): no rest-server rows this run")
 	}
 	results := map[string]Result{}
 	var order []string
@@ -173,6 +188,31 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// startRestServer runs rest-server --no-auth on a free loopback port over dir.
+func startRestServer(bin, dir string) (*vaultproc.Process, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "--no-auth", "--path", dir, "--listen", addr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &vaultproc.Process{Cmd: cmd, URL: "http://" + addr}
+	for range 100 { // it says nothing on stdout: wait for its port
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return p, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.Kill()
+	return nil, errors.New("rest-server did not start")
+}
+
 func machine() string {
 	model, mem := "unknown CPU", ""
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -205,8 +245,9 @@ func report(r map[string]Result, order []string, rss float64, conc, size int, du
 	w("- Machine: %s", machine())
 	w("- Run: %s, %d-byte payloads; closed loop %d clients for %s each; open loop for %s", time.Now().UTC().Format(time.RFC3339), size, conc, dur, openDur)
 	w("- The vault's requests are real: RFC 9421-signed, with sealed envelopes; one vault (user) per client.")
-	w("  MinIO direct is aws-sdk-go-v2 PutObject with If-None-Match: * and GetObject. The bare handler")
-	w("  is net/http with a map: the ceiling for an HTTP server on this machine.")
+	w("  MinIO direct is aws-sdk-go-v2 PutObject with If-None-Match: * and GetObject. rest-server is")
+	w("  restic's, pinned v0.14.0, --no-auth, POST/GET /data/<sha256> (it hashes and fsyncs every blob).")
+	w("  The bare handler is net/http with a map: the ceiling for an HTTP server on this machine.")
 	w("")
 	w("| run | req/s | p50 ms | p99 ms | p99.9 ms | errors |")
 	w("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -229,21 +270,27 @@ func report(r map[string]Result, order []string, rss float64, conc, size int, du
 		ok    bool
 	}
 	rssLimit := 64 + float64(conc)*2*1
+	// The goals of the storage-path issue (docs/performance.md explains those not met).
 	goals := []goal{
-		{"vault durable PUT / MinIO PUT", ratio("vault (embedded) PUT", "MinIO direct PUT"), ">= 8x", ratio("vault (embedded) PUT", "MinIO direct PUT") >= 8},
-		{"vault GET / MinIO GET", ratio("vault (embedded) GET", "MinIO direct GET"), ">= 3x", ratio("vault (embedded) GET", "MinIO direct GET") >= 3},
-		{"vault GET / bare GET", ratio("vault (embedded) GET", "bare net/http GET"), ">= 0.5x", ratio("vault (embedded) GET", "bare net/http GET") >= 0.5},
 		{"vault on MinIO PUT / MinIO PUT", ratio("vault on MinIO PUT", "MinIO direct PUT"), ">= 0.9x", ratio("vault on MinIO PUT", "MinIO direct PUT") >= 0.9},
 		{"vault on MinIO GET / MinIO GET", ratio("vault on MinIO GET", "MinIO direct GET"), ">= 0.9x", ratio("vault on MinIO GET", "MinIO direct GET") >= 0.9},
+		{"vault durable PUT / rest-server PUT", ratio("vault (embedded) PUT", "rest-server PUT"), ">= 2x", ratio("vault (embedded) PUT", "rest-server PUT") >= 2},
+		{"vault GET / bare GET", ratio("vault (embedded) GET", "bare net/http GET"), ">= 0.4x", ratio("vault (embedded) GET", "bare net/http GET") >= 0.4},
+		{"vault durable PUT / MinIO PUT (for reference)", ratio("vault (embedded) PUT", "MinIO direct PUT"), "", true},
+		{"vault GET / rest-server GET (for reference)", ratio("vault (embedded) GET", "rest-server GET"), "", true},
 	}
 	w("| ratio (same run) | measured | goal | |")
 	w("| --- | ---: | --- | --- |")
 	for _, g := range goals {
+		if g.want == "" {
+			w("| %s | %.2fx | | |", g.what, g.value)
+			continue
+		}
 		w("| %s | %.2fx | %s | %s |", g.what, g.value, g.want, check(g.ok))
 	}
 	op, og := r["open PUT"], r["open GET"]
-	w("| open loop PUT p99 (200/s) | %.2f ms | <= 20 ms | %s |", op.P99, check(op.P99 <= 20 && op.Errors == 0))
-	w("| open loop GET p99 (2000/s) | %.2f ms | <= 5 ms | %s |", og.P99, check(og.P99 <= 5 && og.Errors == 0))
+	w("| open loop PUT p99 (200/s) | %.2f ms | <= 10 ms | %s |", op.P99, check(op.P99 <= 10 && op.Errors == 0))
+	w("| open loop GET p99 (2000/s) | %.2f ms | <= 3 ms | %s |", og.P99, check(og.P99 <= 3 && og.Errors == 0))
 	w("| open loop errors | %d | 0 | %s |", op.Errors+og.Errors, check(op.Errors+og.Errors == 0))
 	w("| vault RSS under load (max) | %.1f MiB | <= %.0f MiB (64 + c x 2 x 1 MiB) | %s |", rss, rssLimit, check(rss <= rssLimit))
 	w("")

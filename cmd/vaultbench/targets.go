@@ -7,6 +7,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -207,4 +209,47 @@ func bareHandler() http.Handler {
 			w.WriteHeader(http.StatusMethodNotAllowed)
 		}
 	})
+}
+
+// restTarget is restic's rest-server (--no-auth): POST /data/<sha256> stores a blob, which
+// the server hashes and fsyncs; GET /data/<sha256> reads it.
+type restTarget struct {
+	base    string
+	payload []byte
+	run     string
+	getName string
+}
+
+func (t *restTarget) blob(n int64) ([]byte, string) {
+	b := append([]byte(fmt.Sprintf("%s-%d-", t.run, n)), t.payload...)[:len(t.payload)]
+	sum := sha256.Sum256(b)
+	return b, hex.EncodeToString(sum[:])
+}
+
+func (t *restTarget) post(ctx context.Context, n int64) (string, error) {
+	b, name := t.blob(n)
+	req, _ := http.NewRequestWithContext(ctx, "POST", t.base+"/data/"+name, bytes.NewReader(b))
+	resp, err := httpClient.Do(req)
+	return name, status(resp, err, http.StatusOK)
+}
+
+func (t *restTarget) prepare(ctx context.Context) error {
+	req, _ := http.NewRequestWithContext(ctx, "POST", t.base+"/?create=true", nil)
+	resp, err := httpClient.Do(req)
+	if err := status(resp, err, http.StatusOK); err != nil {
+		return fmt.Errorf("creating the repository: %w", err)
+	}
+	t.getName, err = t.post(ctx, -1)
+	return err
+}
+
+func (t *restTarget) putOp(ctx context.Context, w int, n int64) error {
+	_, err := t.post(ctx, n)
+	return err
+}
+
+func (t *restTarget) getOp(ctx context.Context, w int, n int64) error {
+	req, _ := http.NewRequestWithContext(ctx, "GET", t.base+"/data/"+t.getName, nil)
+	resp, err := httpClient.Do(req)
+	return status(resp, err, http.StatusOK)
 }
