@@ -87,7 +87,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.cfg.BurstVault, "burst-vault", int(envInt("burst-vault", 40)), "burst per vault")
 	fs.IntVar(&o.cfg.QuotaKeys, "quota-keys", int(envInt("quota-keys", 100)), "keys per vault")
 	fs.Int64Var(&o.cfg.QuotaBytes, "quota-bytes", envInt("quota-bytes", 64<<20), "stored bytes per vault")
-	fs.IntVar(&o.cfg.InlineMax, "inline-max", int(envInt("inline-max", 8192)), "envelopes up to this size are kept in the vault's manifest, not as blobs of their own; negative: never")
+	fs.IntVar(&o.cfg.InlineMax, "inline-max", int(envInt("inline-max", 1024)), "envelopes up to this size are kept in the vault's manifest, not as blobs of their own; negative: never")
 	fs.DurationVar(&o.cfg.RequestTimeout, "request-timeout", envDuration("request-timeout", 20*time.Second), "deadline for a request's store calls")
 	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", envDuration("read-header-timeout", 5*time.Second), "time to read request headers")
 	fs.DurationVar(&o.readTimeout, "read-timeout", envDuration("read-timeout", 30*time.Second), "time to read a whole request")

@@ -36,7 +36,7 @@ type Config struct {
 	NewVaultsIP    float64            // new vaults per hour per client address (10; burst as many)
 	QuotaKeys      int                // keys per vault (100)
 	QuotaBytes     int64              // stored bytes per vault (64 MiB)
-	InlineMax      int                // envelopes up to this size live in the vault's manifest, not a blob of their own (8192; <0: never)
+	InlineMax      int                // envelopes up to this size live in the vault's manifest, not a blob of their own (1024; <0: never)
 	StorageBudget  int64              // bytes the store may hold before new vaults are refused (0: no budget)
 	MinFree        int64              // free bytes the store's disk keeps before new vaults are refused (1 GiB; <0: no check)
 	Capacity       blobstore.Capacity // how much the store holds and has left; nil: budgets are not checked
@@ -70,7 +70,7 @@ func (c *Config) setDefaults() {
 		c.Skew = 5 * time.Minute
 	}
 	if c.InlineMax == 0 {
-		c.InlineMax = 8192
+		c.InlineMax = 1024
 	}
 	if c.FutureSkew == 0 {
 		c.FutureSkew = time.Minute
