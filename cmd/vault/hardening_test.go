@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	"github.com/sharevault/sharevault/api"
+	"github.com/sharevault/sharevault/internal/blobstore"
+	"github.com/sharevault/sharevault/internal/blobstore/pebblestore"
 	"github.com/sharevault/sharevault/internal/envelope"
 	"github.com/sharevault/sharevault/internal/vaultproc"
 )
@@ -494,4 +497,51 @@ func del(t *testing.T, base string, o *owner, seq uint64) result {
 	req, _ := http.NewRequestWithContext(context.Background(), "DELETE", base+api.VersionPath(o.vault(), "k", seq), nil)
 	api.Sign(req, nil, o.id, time.Now())
 	return send(t, req)
+}
+
+// TestSweepRuns: the vault process sweeps its embedded store on its own: a blob no
+// manifest names (as a crash between an upload's two writes leaves) goes; a named one stays.
+func TestSweepRuns(t *testing.T) {
+	dir := t.TempDir()
+	o := newOwner(1)
+	orphan := "v1/" + o.vault() + "/k/lost/00000000000000000001.00aa"
+	s, err := pebblestore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(context.Background(), orphan, strings.NewReader("x"), 1, blobstore.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	p, err := vaultproc.Start(vaultBinary(t), nil, nil, "--listen", "127.0.0.1:0", "--store", dir,
+		"--inline-max", "-1", "--sweep-every", "100ms", "--sweep-grace", "0s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := o.seal("kept", 1)
+	if r := putEnv(t, p.URL, o, "kept", env, "If-None-Match", "*"); r.status != 201 {
+		t.Fatalf("PUT: %d", r.status)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for metric(t, p.URL+"/metrics", "sharevault_swept_blobs_total") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no blob swept in 20 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.Stop()
+
+	s, err = pebblestore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Stat(context.Background(), orphan); !errors.Is(err, blobstore.ErrNotFound) {
+		t.Errorf("the unnamed blob: %v, want not found", err)
+	}
+	page, _, err := s.List(context.Background(), "v1/"+o.vault()+"/k/kept/", "", 10)
+	if err != nil || len(page) != 1 {
+		t.Errorf("the named version's blob: %d found (%v), want 1", len(page), err)
+	}
 }

@@ -57,6 +57,7 @@ type options struct {
 	cfg                                     vault.Config
 	readHeaderTimeout, readTimeout          time.Duration
 	writeTimeout                            time.Duration
+	sweepEvery, sweepGrace                  time.Duration
 	maxHeaderBytes                          int
 }
 
@@ -88,6 +89,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.cfg.QuotaKeys, "quota-keys", int(envInt("quota-keys", 100)), "keys per vault")
 	fs.Int64Var(&o.cfg.QuotaBytes, "quota-bytes", envInt("quota-bytes", 64<<20), "stored bytes per vault")
 	fs.IntVar(&o.cfg.InlineMax, "inline-max", int(envInt("inline-max", 1024)), "envelopes up to this size are kept in the vault's manifest, not as blobs of their own; negative: never")
+	fs.DurationVar(&o.sweepEvery, "sweep-every", envDuration("sweep-every", time.Hour), "how often to remove blobs no manifest names (embedded store only; 0: never)")
+	fs.DurationVar(&o.sweepGrace, "sweep-grace", envDuration("sweep-grace", time.Hour), "how old an unnamed blob must be before the sweep removes it")
 	fs.DurationVar(&o.cfg.RequestTimeout, "request-timeout", envDuration("request-timeout", 20*time.Second), "deadline for a request's store calls")
 	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", envDuration("read-header-timeout", 5*time.Second), "time to read request headers")
 	fs.DurationVar(&o.readTimeout, "read-timeout", envDuration("read-timeout", 30*time.Second), "time to read a whole request")
@@ -189,6 +192,26 @@ func openStore(ctx context.Context, spec string) (blobstore.Store, string, error
 	return s, "S3 bucket " + u.Host, err
 }
 
+// every runs f every d until the returned stop is called; stop waits for a run in progress.
+func every(ctx context.Context, d time.Duration, f func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				f(ctx)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parse(args, stderr)
 	if err != nil {
@@ -219,9 +242,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else if o.cfg.StorageBudget > 0 {
 		log.Warn("--storage-budget applies to the embedded store only; on S3 use the bucket's quota")
 	}
-	handler, err := vault.New(ms, o.cfg)
+	handler, err := vault.NewServer(ms, o.cfg)
 	if err != nil {
 		return err
+	}
+	if _, embedded := store.(*pebblestore.Store); embedded && o.sweepEvery > 0 {
+		// One process opens the embedded store, so the sweep is exact (vault.Server.Sweep);
+		// with replicas sharing S3 it is not, and does not run.
+		stop := every(ctx, o.sweepEvery, func(ctx context.Context) {
+			n, err := handler.Sweep(ctx, o.sweepGrace)
+			if err != nil {
+				log.Warn("sweep", "removed", n, "error", err)
+				return
+			}
+			log.Info("sweep", "removed", n)
+		})
+		defer stop()
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: o.readHeaderTimeout, ReadTimeout: o.readTimeout,
 		WriteTimeout: o.writeTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: o.maxHeaderBytes,

@@ -23,6 +23,7 @@ type metrics struct {
 	storeUsed     prometheus.Gauge
 	storeFree     prometheus.Gauge
 	budget        prometheus.Gauge
+	swept         prometheus.Counter // unnamed version blobs removed by Sweep
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,9 +48,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		storeUsed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sharevault_store_used_bytes", Help: "Bytes the store holds, as last probed (embedded store only)."}),
 		storeFree: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sharevault_store_free_bytes", Help: "Free bytes on the store's disk, as last probed (embedded store only)."}),
 		budget:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "sharevault_storage_budget_bytes", Help: "The storage budget (0: none)."}),
+		swept:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sharevault_swept_blobs_total", Help: "Version blobs no manifest named, removed by the sweep."}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytesIn, m.bytesOut, m.refused, m.bodyBytes,
-		m.vaultsCreated, m.refusedVaults, m.storeUsed, m.storeFree, m.budget} {
+		m.vaultsCreated, m.refusedVaults, m.storeUsed, m.storeFree, m.budget, m.swept} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -112,10 +112,23 @@ type Server struct {
 	locks       vaultLocks
 	probe       storeProbe
 	cache       manifestCache
+	handler     http.Handler
 }
 
 // New builds the HTTP handler: gin with explicit middleware, and the routes of docs/api.md.
 func New(store blobstore.Store, cfg Config) (http.Handler, error) {
+	s, err := NewServer(store, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// NewServer is New, returning the Server itself, whose Sweep its owner may run.
+func NewServer(store blobstore.Store, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	if cfg.Retention < 1 || cfg.MaxBody < 1 || cfg.InflightIP < 1 {
 		return nil, errors.New("vault: retention, body limit and requests in flight must be positive")
@@ -164,7 +177,8 @@ func New(store blobstore.Store, cfg Config) (http.Handler, error) {
 	v.GET("/keys/:key/versions/:seq", s.getVersion)
 	v.HEAD("/keys/:key/versions/:seq", s.getVersion)
 	v.DELETE("/keys/:key/versions/:seq", s.deleteVersion)
-	return r, nil
+	s.handler = r
+	return s, nil
 }
 
 // deadline bounds the store work of a request whose body is read: the store calls run

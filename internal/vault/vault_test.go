@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -86,11 +87,12 @@ type tester struct {
 	url    string
 	router routers.Router
 	store  blobstore.Store
+	srv    *Server
 }
 
 func newTester(t *testing.T, store blobstore.Store, cfg Config) *tester {
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	h, err := New(store, cfg)
+	h, err := NewServer(store, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +109,7 @@ func newTester(t *testing.T, store blobstore.Store, cfg Config) *tester {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tester{t: t, url: srv.URL, router: router, store: store}
+	return &tester{t: t, url: srv.URL, router: router, store: store, srv: h}
 }
 
 type response struct {
@@ -515,6 +517,56 @@ func TestReplicasShareStore(t *testing.T) {
 				if r := tt.do(u, "GET", p, nil); !bytes.Equal(r.body, prev) {
 					t.Fatal("a replica serves another latest version")
 				}
+			}
+		})
+	}
+}
+
+// TestSweep: blobs no manifest names (what a crash between an upload's two writes leaves)
+// are removed once older than the grace period; named versions, manifests and names that
+// are not a vault's are not touched.
+func TestSweep(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			store := open(t)
+			ctx := context.Background()
+			tt := newTester(t, store, Config{InlineMax: -1})
+			u, stranger := newUser(t, 1), newUser(t, 2)
+			p := api.KeyPath(u.vault(), "k")
+			v1, v2 := u.seal(t, "k", 1, "one"), u.seal(t, "k", 2, "two")
+			want(t, "PUT 1", tt.do(u, "PUT", p, v1, "If-None-Match", "*"), 201, "")
+			want(t, "PUT 2", tt.do(u, "PUT", p, v2, "If-Match", quoted(v1)), 201, "")
+			orphans := []string{
+				"v1/" + u.vault() + "/k/k/00000000000000000003.00aa",        // a lost upload beside named ones
+				"v1/" + stranger.vault() + "/k/x/00000000000000000001.00bb", // a first upload whose manifest never came
+			}
+			kept := "v1/not-a-vault/k/x/1"
+			for _, n := range append(orphans, kept) {
+				if _, err := store.Put(ctx, n, strings.NewReader("x"), 1, blobstore.Condition{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n, err := tt.srv.Sweep(ctx, time.Hour); err != nil || n != 0 {
+				t.Fatalf("sweep with an hour's grace removed %d (%v), want 0: the orphans are new", n, err)
+			}
+			if n, err := tt.srv.Sweep(ctx, 0); err != nil || n != len(orphans) {
+				t.Fatalf("sweep removed %d (%v), want %d", n, err, len(orphans))
+			}
+			for _, n := range orphans {
+				if _, err := store.Stat(ctx, n); !errors.Is(err, blobstore.ErrNotFound) {
+					t.Errorf("orphan %s: %v, want not found", n, err)
+				}
+			}
+			if _, err := store.Stat(ctx, kept); err != nil {
+				t.Errorf("a name that is not a vault's was touched: %v", err)
+			}
+			for seq, env := range map[uint64][]byte{1: v1, 2: v2} {
+				if r := tt.do(u, "GET", api.VersionPath(u.vault(), "k", seq), nil); r.status != 200 || !bytes.Equal(r.body, env) {
+					t.Errorf("version %d after the sweep: %d", seq, r.status)
+				}
+			}
+			if n, err := tt.srv.Sweep(ctx, 0); err != nil || n != 0 {
+				t.Errorf("a second sweep removed %d (%v), want 0", n, err)
 			}
 		})
 	}
