@@ -110,3 +110,21 @@ func TestAB(t *testing.T) {
 		}
 	}
 }
+
+// TestReportMissingRun: a ratio whose run did not happen is "not measured", never met.
+func TestReportMissingRun(t *testing.T) {
+	r := map[string]Result{
+		"vault (embedded) PUT": {RPS: 3000}, "vault (embedded) GET": {RPS: 5000},
+		"bare net/http GET": {RPS: 30000}, "MinIO direct PUT": {RPS: 1000},
+	}
+	md := report(r, nil, 70, 16, 512, time.Second, time.Second)
+	if !strings.Contains(md, "| vault durable PUT / rest-server PUT | not measured | >= 2x | |") {
+		t.Errorf("a ratio without rest-server is not reported as not measured:\n%s", md)
+	}
+	if strings.Contains(md, "Inf") || strings.Contains(md, "NaN") {
+		t.Errorf("the report prints Inf or NaN:\n%s", md)
+	}
+	if !strings.Contains(md, "| vault durable PUT / MinIO PUT (for reference) | 3.00x |") {
+		t.Errorf("a measured ratio is missing:\n%s", md)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -256,7 +257,15 @@ func report(r map[string]Result, order []string, rss float64, conc, size int, du
 		w("| %s | %.0f | %.2f | %.2f | %.2f | %d |", n, x.RPS, x.P50, x.P99, x.P999, x.Errors)
 	}
 	w("")
-	ratio := func(a, b string) float64 { return r[a].RPS / r[b].RPS }
+	// A ratio with a run missing (no MinIO or rest-server this time) is NaN: not measured.
+	ratio := func(a, b string) float64 {
+		x, okA := r[a]
+		y, okB := r[b]
+		if !okA || !okB || y.RPS == 0 {
+			return math.NaN()
+		}
+		return x.RPS / y.RPS
+	}
 	check := func(ok bool) string {
 		if ok {
 			return "met"
@@ -282,6 +291,10 @@ func report(r map[string]Result, order []string, rss float64, conc, size int, du
 	w("| ratio (same run) | measured | goal | |")
 	w("| --- | ---: | --- | --- |")
 	for _, g := range goals {
+		if math.IsNaN(g.value) {
+			w("| %s | not measured | %s | |", g.what, g.want)
+			continue
+		}
 		if g.want == "" {
 			w("| %s | %.2fx | | |", g.what, g.value)
 			continue
