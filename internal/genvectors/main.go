@@ -52,15 +52,7 @@ func run() error {
 func readerVectors() (any, error) {
 	created := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 	seal := func(secret []byte, pass string, kdf recovery.KDF) ([]byte, error) {
-		id, err := recovery.NewIdentity(secret)
-		if err != nil {
-			return nil, err
-		}
-		root, err := recovery.DeriveRootKey(secret, pass, kdf)
-		if err != nil {
-			return nil, err
-		}
-		return envelope.Seal(root, envelope.Header{Scheme: envelope.EdDSA, VaultID: id.VaultID(), KeyID: "reader", Sequence: 1, Created: created}, []byte("a backup"))
+		return sealVector(secret, pass, kdf, envelope.Header{Scheme: envelope.EdDSA, KeyID: "reader", Sequence: 1, Created: created}, []byte("a backup"))
 	}
 	plain, err := seal(secret16, "", recovery.KDF{})
 	if err != nil {
@@ -188,21 +180,27 @@ type envVector struct {
 	Plaintext  string `json:"plaintext,omitempty"`
 }
 
+// sealVector seals pt as the owner of secret (with pass and kdf) would: h's vault ID is
+// the one secret derives.
+func sealVector(secret []byte, pass string, kdf recovery.KDF, h envelope.Header, pt []byte) ([]byte, error) {
+	id, err := recovery.NewIdentity(secret)
+	if err != nil {
+		return nil, err
+	}
+	root, err := recovery.DeriveRootKey(secret, pass, kdf)
+	if err != nil {
+		return nil, err
+	}
+	h.VaultID = id.VaultID()
+	return envelope.Seal(root, h, pt)
+}
+
 func envelopeVectors() (any, error) {
 	created := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 	backup := []byte("sharevault test vector: this stands where a TSM share backup would be")
 	sealWith := func(secret []byte, pass string, kdf recovery.KDF, h envelope.Header, pt []byte) ([]byte, error) {
-		id, err := recovery.NewIdentity(secret)
-		if err != nil {
-			return nil, err
-		}
-		root, err := recovery.DeriveRootKey(secret, pass, kdf)
-		if err != nil {
-			return nil, err
-		}
-		h.VaultID = id.VaultID()
 		h.Created = created
-		return envelope.Seal(root, h, pt)
+		return sealVector(secret, pass, kdf, h, pt)
 	}
 	plain, err := sealWith(secret16, "", recovery.KDF{}, envelope.Header{Scheme: envelope.ECDSA, KeyID: "k7Qz3vXb9T1mN0pLr5sYw2", Epoch: 0, Sequence: 1}, backup)
 	if err != nil {
