@@ -24,7 +24,9 @@ import (
 	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/blobstore"
 	"github.com/sharevault/sharevault/internal/blobstore/pebblestore"
+	"github.com/sharevault/sharevault/internal/blobstore/s3store"
 	"github.com/sharevault/sharevault/internal/envelope"
+	"github.com/sharevault/sharevault/internal/miniotest"
 	"github.com/sharevault/sharevault/internal/vaultproc"
 )
 
@@ -499,49 +501,92 @@ func del(t *testing.T, base string, o *owner, seq uint64) result {
 	return send(t, req)
 }
 
-// TestSweepRuns: the vault process sweeps its embedded store on its own: a blob no
-// manifest names (as a crash between an upload's two writes leaves) goes; a named one stays.
+// TestSweepRuns: the vault process sweeps its store on its own, embedded or S3: a blob no
+// manifest names (as a crash between an upload's two writes leaves) goes once older than
+// the grace; a named one stays.
 func TestSweepRuns(t *testing.T) {
-	dir := t.TempDir()
-	o := newOwner(1)
-	orphan := "v1/" + o.vault() + "/k/lost/00000000000000000001.00aa"
-	s, err := pebblestore.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Put(context.Background(), orphan, strings.NewReader("x"), 1, blobstore.Condition{}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	ctx := context.Background()
+	var m *miniotest.Server
+	for _, kind := range []string{"embedded", "s3"} {
+		t.Run(kind, func(t *testing.T) {
+			o := newOwner(1)
+			orphan := "v1/" + o.vault() + "/k/lost/00000000000000000001.00aa"
+			var store blobstore.Store
+			var spec, bucket string
+			var env []string
+			if kind == "embedded" {
+				spec = t.TempDir()
+				s, err := pebblestore.Open(spec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				store = s
+			} else {
+				if m == nil {
+					m = miniotest.Start(t)
+				}
+				bucket = m.NewBucket(t)
+				s, err := s3store.New(m.Client(), bucket, "vault/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				store, spec = s, "s3://"+bucket+"/vault?endpoint="+m.Endpoint+"&region=us-east-1&path_style=true"
+				env = []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey}
+			}
+			if _, err := store.Put(ctx, orphan, strings.NewReader("x"), 1, blobstore.Condition{}); err != nil {
+				t.Fatal(err)
+			}
+			store.Close() // the embedded store is the vault's alone
 
-	p, err := vaultproc.Start(vaultBinary(t), nil, nil, "--listen", "127.0.0.1:0", "--store", dir,
-		"--inline-max", "-1", "--sweep-every", "100ms", "--sweep-grace", "0s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := o.seal("kept", 1)
-	if r := putEnv(t, p.URL, o, "kept", env, "If-None-Match", "*"); r.status != 201 {
-		t.Fatalf("PUT: %d", r.status)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for metric(t, p.URL+"/metrics", "sharevault_swept_blobs_total") < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no blob swept in 20 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.Stop()
+			p, err := vaultproc.Start(vaultBinary(t), env, nil, "--listen", "127.0.0.1:0", "--store", spec,
+				"--inline-max", "-1", "--sweep-every", "100ms", "--request-timeout", "200ms", "--sweep-grace", "2s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := o.seal("kept", 1)
+			if r := putEnv(t, p.URL, o, "kept", kept, "If-None-Match", "*"); r.status != 201 {
+				t.Fatalf("PUT: %d", r.status)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for metric(t, p.URL+"/metrics", "sharevault_swept_blobs_total") < 1 {
+				if time.Now().After(deadline) {
+					t.Fatal("no blob swept in 20 s")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(2500 * time.Millisecond) // past the grace of the kept version's blob too
+			req, _ := http.NewRequest("GET", p.URL+api.KeyPath(o.vault(), "kept"), nil)
+			api.Sign(req, nil, o.id, time.Now())
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !bytes.Equal(body, kept) {
+				t.Errorf("the named version after sweeps: %d", resp.StatusCode)
+			}
+			p.Stop()
 
-	s, err = pebblestore.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.Stat(context.Background(), orphan); !errors.Is(err, blobstore.ErrNotFound) {
-		t.Errorf("the unnamed blob: %v, want not found", err)
-	}
-	page, _, err := s.List(context.Background(), "v1/"+o.vault()+"/k/kept/", "", 10)
-	if err != nil || len(page) != 1 {
-		t.Errorf("the named version's blob: %d found (%v), want 1", len(page), err)
+			if kind == "embedded" {
+				s, err := pebblestore.Open(spec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				store = s
+			} else {
+				if store, err = s3store.New(m.Client(), bucket, "vault/"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := store.Stat(ctx, orphan); !errors.Is(err, blobstore.ErrNotFound) {
+				t.Errorf("the unnamed blob: %v, want not found", err)
+			}
+			page, _, err := store.List(ctx, "v1/"+o.vault()+"/k/kept/", "", 10)
+			if err != nil || len(page) != 1 {
+				t.Errorf("the named version's blob: %d found (%v), want 1", len(page), err)
+			}
+		})
 	}
 }

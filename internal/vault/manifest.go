@@ -52,6 +52,7 @@ type version struct {
 	SHA256  string    `json:"sha256"` // hex; also the ETag
 	Created time.Time `json:"created"`
 	Data    []byte    `json:"data,omitempty"` // the envelope itself, when small: then there is no blob
+	Blob    string    `json:"blob,omitempty"` // the unique part of the blob's name (16 hex); none before it was added
 }
 
 // inlineBytes is the envelope bytes m holds inline.
@@ -100,8 +101,14 @@ func (k *keyState) find(seq uint64) (int, *version) {
 
 func manifestName(vault recovery.VaultID) string { return "v1/" + vault.String() + "/manifest" }
 
+// versionName is v's blob name. Each upload writes a blob of a name of its own (v.Blob), so
+// a blob is named by a manifest only if the upload that created it committed: the sweep's
+// safety rests on that (see Sweep). Versions stored before names had that part keep theirs.
 func versionName(vault recovery.VaultID, key string, v *version) string {
-	return fmt.Sprintf("v1/%s/k/%s/%020d.%s", vault, key, v.Seq, v.SHA256)
+	if v.Blob == "" {
+		return fmt.Sprintf("v1/%s/k/%s/%020d.%s", vault, key, v.Seq, v.SHA256)
+	}
+	return fmt.Sprintf("v1/%s/k/%s/%020d.%s.%s", vault, key, v.Seq, v.SHA256, v.Blob)
 }
 
 // loadManifest reads a vault's manifest and its store ETag ("" if the vault is absent).
@@ -308,7 +315,13 @@ func (s *Server) deleteBlobs(ctx context.Context, names []string) {
 // upload stores env as a new version of key: the checks against the manifest (and, for a
 // vault's first upload, the admission of a new vault from client), the version blob
 // (create-only, content-addressed, written once), then the manifest.
+//
+// The upload names its blob within RequestTimeout of starting to write it, or never: the
+// sweep removes only blobs older than a grace period longer than that (see Sweep).
 func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string, env []byte, v version, pre precondition, client string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	v.Blob = fmt.Sprintf("%016x", rand.Uint64())
 	written, admitted, created := false, false, false
 	err := s.changeManifest(ctx, vault, func(m *manifest, exists bool) ([]string, error) {
 		dropped, err := s.checkUpload(m, key, v, pre)
@@ -327,10 +340,10 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 		}
 		v := v
 		if !written && s.cfg.InlineMax >= 0 && len(env) <= s.cfg.InlineMax && m.inlineBytes()+len(env) <= maxInlinePerVault {
-			v.Data = env // one store write: the manifest holds the envelope
+			v.Data, v.Blob = env, "" // one store write: the manifest holds the envelope
 		} else if !written {
 			_, err := s.store.Put(ctx, versionName(vault, key, &v), bytes.NewReader(env), int64(len(env)), blobstore.Condition{IfNoneMatch: true})
-			if err != nil && !errors.Is(err, blobstore.ErrPreconditionFailed) { // these very bytes are already there
+			if err != nil && !errors.Is(err, blobstore.ErrPreconditionFailed) { // an attempt before this one wrote it
 				return nil, err
 			}
 			written = true

@@ -1,7 +1,9 @@
 package vault
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -10,23 +12,29 @@ import (
 
 // Sweep removes version blobs that no manifest names and that were written at least grace
 // ago: what a store failure or a crash between an upload's blob and its manifest leaves
-// behind (docs/api.md, "Storage layout"). It returns how many it removed.
+// behind (docs/api.md, "Storage layout"). It returns how many it removed. A vault whose
+// manifest cannot be read is left for the next sweep and the others still swept; the
+// error then names the first such vault.
 //
-// Sweep is exact only where this process is the store's one writer, as with the embedded
-// store (which one process opens): it decides each vault under that vault's lock, so no
-// upload of this process is between its two writes. With replicas sharing a store (S3) an
-// upload on another replica could name a blob between Sweep's read of the manifest and
-// its delete, and without a conditional delete nothing can rule that out: do not sweep
-// such a store while replicas write to it.
+// Sweep is safe beside uploads, on this replica and on others sharing the store, if grace
+// exceeds the request timeout plus the clock skew between replicas and store (cmd/vault
+// asks for ten times the timeout): an upload writes its blob under a name no other upload
+// uses, and names it within the request timeout of writing it or never. So a blob listed
+// as older than grace was named, if ever, before Sweep lists it, and Sweep reads the
+// manifest after listing: it cannot delete a blob that a manifest names or is about to.
 func (s *Server) Sweep(ctx context.Context, grace time.Duration) (removed int, err error) {
-	vault, old := "", []string(nil)
+	vault, old, skipped := "", []string(nil), error(nil)
 	flush := func() error {
 		if len(old) == 0 {
 			return nil
 		}
-		n, err := s.sweepVault(ctx, vault, old)
+		n, verr := s.sweepVault(ctx, vault, old)
 		removed += n
-		return err
+		if verr != nil {
+			s.log.Warn("sweep skipped a vault", "vault", vault, "error", verr)
+			skipped = cmp.Or(skipped, fmt.Errorf("vault %s: %w", vault, verr))
+		}
+		return ctx.Err()
 	}
 	for after, more := "", true; more; {
 		page, m, err := s.store.List(ctx, "v1/", after, 1000)
@@ -51,7 +59,10 @@ func (s *Server) Sweep(ctx context.Context, grace time.Duration) (removed int, e
 		}
 		more = m
 	}
-	return removed, flush()
+	if err := flush(); err != nil {
+		return removed, err
+	}
+	return removed, skipped
 }
 
 // sweepVault deletes the names of candidates that the vault's manifest does not name.
@@ -60,11 +71,6 @@ func (s *Server) sweepVault(ctx context.Context, hexID string, candidates []stri
 	if err != nil {
 		return 0, nil // not a vault's name: not the vault's to remove
 	}
-	unlock, err := s.locks.lock(ctx, id)
-	if err != nil {
-		return 0, err
-	}
-	defer unlock()
 	m, _, err := s.loadManifest(ctx, id)
 	if err != nil {
 		return 0, err

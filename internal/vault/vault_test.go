@@ -571,3 +571,59 @@ func TestSweep(t *testing.T) {
 		})
 	}
 }
+
+// pausing is a store whose first manifest write waits for release: an upload held between
+// its blob and its manifest, as a slow replica holds it.
+type pausing struct {
+	blobstore.Store
+	once            sync.Once
+	paused, release chan struct{}
+}
+
+func (p *pausing) Put(ctx context.Context, name string, r io.Reader, size int64, cond blobstore.Condition) (blobstore.Attrs, error) {
+	if strings.HasSuffix(name, "/manifest") {
+		p.once.Do(func() { close(p.paused); <-p.release })
+	}
+	return p.Store.Put(ctx, name, r, size, cond)
+}
+
+// TestSweepBesideUpload: a replica sweeps while another replica's upload is between its two
+// writes, and an old unnamed blob holds the very bytes being uploaded (a retried upload whose
+// first try crashed). The sweep removes the old blob; the upload, which wrote a blob of its
+// own, still serves its version. (With one name per content the upload named the old blob
+// and the sweep deleted it under it.)
+func TestSweepBesideUpload(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			store := open(t)
+			ctx := context.Background()
+			slow := &pausing{Store: store, paused: make(chan struct{}), release: make(chan struct{})}
+			const timeout, grace = 500 * time.Millisecond, time.Second // grace > the upload's time limit
+			a := newTester(t, slow, Config{InlineMax: -1, RequestTimeout: timeout})
+			b := newTester(t, store, Config{InlineMax: -1, RequestTimeout: timeout})
+			u := newUser(t, 1)
+			env := u.seal(t, "k", 1, "one")
+			id := u.id.VaultID()
+			old := versionName(id, "k", &version{Seq: 1, SHA256: api.ETag(env)})
+			if _, err := store.Put(ctx, old, bytes.NewReader(env), int64(len(env)), blobstore.Condition{}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(grace + 200*time.Millisecond)
+
+			done := make(chan response, 1)
+			go func() { done <- a.do(u, "PUT", api.KeyPath(u.vault(), "k"), env, "If-None-Match", "*") }()
+			<-slow.paused
+			n, err := b.srv.Sweep(ctx, grace)
+			close(slow.release)
+			if r := <-done; r.status != 201 {
+				t.Fatalf("PUT: %d %s", r.status, r.body)
+			}
+			if err != nil || n != 1 {
+				t.Errorf("sweep removed %d (%v), want the old blob", n, err)
+			}
+			if r := b.do(u, "GET", api.KeyPath(u.vault(), "k"), nil); r.status != 200 || !bytes.Equal(r.body, env) {
+				t.Fatalf("the uploaded version after the sweep: %d %s", r.status, r.body)
+			}
+		})
+	}
+}
