@@ -64,6 +64,15 @@ type Condition struct {
 	IfMatch string
 }
 
+// Ordered is implemented by stores whose writes become durable in the order they are made,
+// as through one write-ahead log (the embedded store). PutLazy is Put, except that it may
+// return before the blob is durable: the blob is durable once any Put begun after PutLazy
+// returned has returned, and a crash before then may lose it, and nothing else. A caller
+// that acknowledges nothing before such a Put returns can spare a disk sync this way.
+type Ordered interface {
+	PutLazy(ctx context.Context, name string, r io.Reader, size int64, cond Condition) (Attrs, error)
+}
+
 // Capacity is implemented by stores that can say how much room they take: used is the bytes
 // the store holds on disk, free the bytes still available to it on that disk. A store
 // whose room is managed elsewhere (S3: bucket quotas, the provider's limits) does not

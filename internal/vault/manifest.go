@@ -55,6 +55,18 @@ type version struct {
 	Blob    string    `json:"blob,omitempty"` // the unique part of the blob's name (16 hex); none before it was added
 }
 
+// clone copies m deeply enough to change the copy: the keys and their versions (an
+// envelope's bytes are never changed in place, so they are shared).
+func (m *manifest) clone() *manifest {
+	c := &manifest{Format: m.Format, Keys: make(map[string]*keyState, len(m.Keys))}
+	for id, k := range m.Keys {
+		k := *k
+		k.Versions = slices.Clone(k.Versions)
+		c.Keys[id] = &k
+	}
+	return c
+}
+
 // inlineBytes is the envelope bytes m holds inline.
 func (m *manifest) inlineBytes() int {
 	n := 0
@@ -151,7 +163,7 @@ func (s *Server) saveManifest(ctx context.Context, vault recovery.VaultID, m *ma
 		s.cache.drop(vault)
 		return err
 	}
-	s.cache.put(vault, b, a.ETag)
+	s.cache.put(vault, m, a.ETag)
 	return nil
 }
 
@@ -165,10 +177,11 @@ type manifestCache struct {
 }
 
 type cachedManifest struct {
-	raw  []byte
+	m    *manifest
 	etag string
 }
 
+// get returns a copy of the vault's cached manifest, for the caller to change.
 func (c *manifestCache) get(vault recovery.VaultID) (*manifest, string, bool) {
 	c.mu.Lock()
 	e, ok := c.m[vault]
@@ -176,18 +189,11 @@ func (c *manifestCache) get(vault recovery.VaultID) (*manifest, string, bool) {
 	if !ok {
 		return nil, "", false
 	}
-	m := &manifest{}
-	if err := json.Unmarshal(e.raw, m); err != nil || m.Format != manifestFormat {
-		c.drop(vault)
-		return nil, "", false
-	}
-	if m.Keys == nil {
-		m.Keys = map[string]*keyState{}
-	}
-	return m, e.etag, true
+	return e.m.clone(), e.etag, true
 }
 
-func (c *manifestCache) put(vault recovery.VaultID, raw []byte, etag string) {
+// put keeps m, which the caller must not change after.
+func (c *manifestCache) put(vault recovery.VaultID, m *manifest, etag string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
@@ -199,7 +205,7 @@ func (c *manifestCache) put(vault recovery.VaultID, raw []byte, etag string) {
 			break
 		}
 	}
-	c.m[vault] = cachedManifest{raw, etag}
+	c.m[vault] = cachedManifest{m, etag}
 }
 
 func (c *manifestCache) drop(vault recovery.VaultID) {
@@ -342,7 +348,11 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 		if !written && s.cfg.InlineMax >= 0 && len(env) <= s.cfg.InlineMax && m.inlineBytes()+len(env) <= maxInlinePerVault {
 			v.Data, v.Blob = env, "" // one store write: the manifest holds the envelope
 		} else if !written {
-			_, err := s.store.Put(ctx, versionName(vault, key, &v), bytes.NewReader(env), int64(len(env)), blobstore.Condition{IfNoneMatch: true})
+			put := s.store.Put
+			if o, ok := s.store.(blobstore.Ordered); ok {
+				put = o.PutLazy // durable with the manifest's write, before the upload is acknowledged
+			}
+			_, err := put(ctx, versionName(vault, key, &v), bytes.NewReader(env), int64(len(env)), blobstore.Condition{IfNoneMatch: true})
 			if err != nil && !errors.Is(err, blobstore.ErrPreconditionFailed) { // an attempt before this one wrote it
 				return nil, err
 			}

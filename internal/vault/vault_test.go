@@ -627,3 +627,73 @@ func TestSweepBesideUpload(t *testing.T) {
 		})
 	}
 }
+
+// counting counts a store's calls by kind; it is Ordered when its store is.
+type counting struct {
+	blobstore.Store
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counting) add(kind string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[kind]++
+}
+
+func (c *counting) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.n
+	c.n = nil
+	return n
+}
+
+func (c *counting) Put(ctx context.Context, name string, r io.Reader, size int64, cond blobstore.Condition) (blobstore.Attrs, error) {
+	c.add("put")
+	return c.Store.Put(ctx, name, r, size, cond)
+}
+
+func (c *counting) PutLazy(ctx context.Context, name string, r io.Reader, size int64, cond blobstore.Condition) (blobstore.Attrs, error) {
+	c.add("lazy")
+	return c.Store.(blobstore.Ordered).PutLazy(ctx, name, r, size, cond)
+}
+
+func (c *counting) Get(ctx context.Context, name string) (*blobstore.Reader, error) {
+	c.add("get")
+	return c.Store.Get(ctx, name)
+}
+
+// TestStoreOperationsPerRequest: on the embedded store an upload is one synced write (a
+// large envelope's blob goes unsynced before it, made durable by it), once the process
+// holds the vault's manifest; a read of an inline version is one store read.
+func TestStoreOperationsPerRequest(t *testing.T) {
+	store := &counting{Store: stores(t)["pebble"](t)}
+	tt := newTester(t, store, Config{})
+	u := newUser(t, 1)
+	p := api.KeyPath(u.vault(), "k")
+	small, large := u.seal(t, "k", 1, "backup"), u.seal(t, "k", 2, strings.Repeat("x", 4096))
+	want(t, "PUT small", tt.do(u, "PUT", p, small, "If-None-Match", "*"), 201, "")
+	store.take() // the vault's first write reads that there is no manifest yet
+	want(t, "PUT large", tt.do(u, "PUT", p, large, "If-Match", quoted(small)), 201, "")
+	if n := store.take(); n["put"] != 1 || n["lazy"] != 1 || n["get"] != 0 {
+		t.Errorf("a large upload: %v, want one synced put after one lazy put", n)
+	}
+	small3 := u.seal(t, "k", 3, "backup")
+	want(t, "PUT small again", tt.do(u, "PUT", p, small3, "If-Match", quoted(large)), 201, "")
+	if n := store.take(); n["put"] != 1 || n["lazy"] != 0 || n["get"] != 0 {
+		t.Errorf("a small upload: %v, want one synced put", n)
+	}
+	if r := tt.do(u, "GET", p, nil); r.status != 200 || !bytes.Equal(r.body, small3) {
+		t.Fatalf("GET: %d", r.status)
+	}
+	if n := store.take(); n["get"] != 1 || len(n) != 1 {
+		t.Errorf("a read of an inline version: %v, want one get", n)
+	}
+	if r := tt.do(u, "GET", api.VersionPath(u.vault(), "k", 2), nil); r.status != 200 || !bytes.Equal(r.body, large) {
+		t.Fatalf("GET the large version: %d", r.status)
+	}
+}

@@ -68,6 +68,19 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64, c
 	return a, err
 }
 
+// PutLazy implements blobstore.Ordered: the next store's PutLazy if it has one, else its
+// Put (durable at once is durable in order too).
+func (s *Store) PutLazy(ctx context.Context, name string, r io.Reader, size int64, cond blobstore.Condition) (blobstore.Attrs, error) {
+	o, ok := s.next.(blobstore.Ordered)
+	if !ok {
+		return s.Put(ctx, name, r, size, cond)
+	}
+	start := time.Now()
+	a, err := o.PutLazy(ctx, name, r, size, cond)
+	s.observe("put", start, err)
+	return a, err
+}
+
 func (s *Store) Get(ctx context.Context, name string) (*blobstore.Reader, error) {
 	start := time.Now()
 	r, err := s.next.Get(ctx, name)

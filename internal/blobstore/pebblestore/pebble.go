@@ -2,9 +2,10 @@
 //
 // Each blob is one key, "b/" + name, whose value is a small header (format version,
 // SHA-256, ETag, write time) followed by the content. Writes go through the WAL with
-// pebble.Sync, so Put returns only once the write is on disk. Conditional writes hold a
-// per-name lock across their read-check-write; Pebble's LOCK file keeps other processes
-// out of the directory. Get checks the SHA-256 before it returns.
+// pebble.Sync, so Put returns only once the write is on disk (PutLazy: once a later Put
+// is). Conditional writes hold a per-name lock across their read-check-write; Pebble's
+// LOCK file keeps other processes out of the directory. Get checks the SHA-256 before it
+// returns.
 package pebblestore
 
 import (
@@ -93,6 +94,18 @@ func key(name string) []byte { return []byte(keyPrefix + name) }
 
 // Put implements blobstore.Store.
 func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64, cond blobstore.Condition) (blobstore.Attrs, error) {
+	return s.put(ctx, name, r, size, cond, pebble.Sync)
+}
+
+// PutLazy implements blobstore.Ordered: the write goes to the WAL unsynced. Pebble's WAL
+// is one log, written in order, and a synced write syncs all of it before its own record
+// (a WAL that is rotated away is synced when it is closed), so the next Put makes this
+// one durable too. (WAL failover, which would write to a second log, is not configured.)
+func (s *Store) PutLazy(ctx context.Context, name string, r io.Reader, size int64, cond blobstore.Condition) (blobstore.Attrs, error) {
+	return s.put(ctx, name, r, size, cond, pebble.NoSync)
+}
+
+func (s *Store) put(ctx context.Context, name string, r io.Reader, size int64, cond blobstore.Condition, sync *pebble.WriteOptions) (blobstore.Attrs, error) {
 	data, sum, err := blobstore.PreparePut(ctx, name, r, size, cond)
 	if err != nil {
 		return blobstore.Attrs{}, err
@@ -127,7 +140,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64, c
 	if err := ctx.Err(); err != nil {
 		return blobstore.Attrs{}, err
 	}
-	if err := s.db.Set(key(name), val, pebble.Sync); err != nil {
+	if err := s.db.Set(key(name), val, sync); err != nil {
 		return blobstore.Attrs{}, fmt.Errorf("pebblestore: put: %w", err)
 	}
 	return a, nil

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,4 +135,43 @@ func BenchmarkPebble(b *testing.B) {
 	s := open(b, b.TempDir())
 	defer s.Close()
 	blobstoretest.Bench(b, s)
+}
+
+// TestLazyPutDurableWithNext: a blob written with PutLazy is on disk once a later Put has
+// returned, even if the process is killed at once after (no Close, nothing flushed).
+func TestLazyPutDurableWithNext(t *testing.T) {
+	if dir := os.Getenv("PEBBLESTORE_LAZY"); dir != "" {
+		s := open(t, dir)
+		ctx := context.Background()
+		if _, err := s.PutLazy(ctx, "lazy", strings.NewReader("first"), 5, blobstore.Condition{IfNoneMatch: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(ctx, "synced", strings.NewReader("second"), 6, blobstore.Condition{IfNoneMatch: true}); err != nil {
+			t.Fatal(err)
+		}
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLazyPutDurableWithNext$")
+	cmd.Env = append(os.Environ(), "PEBBLESTORE_LAZY="+dir)
+	if out, err := cmd.CombinedOutput(); !strings.Contains(fmt.Sprint(err), "killed") {
+		t.Fatalf("child: %v, want killed; output:\n%s", err, out)
+	}
+	s := open(t, dir)
+	defer s.Close()
+	for name, want := range map[string]string{"lazy": "first", "synced": "second"} {
+		r, err := s.Get(context.Background(), name)
+		if err != nil {
+			t.Fatalf("%s after the kill: %v", name, err)
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || string(b) != want {
+			t.Errorf("%s after the kill: %q (%v), want %q", name, b, err, want)
+		}
+	}
+	if _, err := s.PutLazy(context.Background(), "lazy", strings.NewReader("again"), 5, blobstore.Condition{IfNoneMatch: true}); !errors.Is(err, blobstore.ErrPreconditionFailed) {
+		t.Errorf("create-only PutLazy over a blob: %v, want a failed precondition", err)
+	}
 }
