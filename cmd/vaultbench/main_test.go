@@ -58,6 +58,19 @@ func TestOpenLoopMeasuresFromDueTime(t *testing.T) {
 	}
 }
 
+// TestDueBy: the open loop's schedule starts request i at i/rate, the first at once.
+func TestDueBy(t *testing.T) {
+	for _, c := range []struct {
+		elapsed time.Duration
+		rate    float64
+		want    int64
+	}{{0, 200, 1}, {4999 * time.Microsecond, 200, 1}, {5 * time.Millisecond, 200, 2}, {time.Second, 200, 201}, {time.Second, 2000, 2001}} {
+		if got := dueBy(c.elapsed, c.rate); got != c.want {
+			t.Errorf("dueBy(%v, %v) = %d, want %d", c.elapsed, c.rate, got, c.want)
+		}
+	}
+}
+
 // TestSuiteRuns runs the whole suite briefly against real processes: the tool works and
 // writes its report; the figures themselves are not judged.
 func TestSuiteRuns(t *testing.T) {
