@@ -539,7 +539,7 @@ func TestSweepRuns(t *testing.T) {
 			store.Close() // the embedded store is the vault's alone
 
 			p, err := vaultproc.Start(vaultBinary(t), env, nil, "--listen", "127.0.0.1:0", "--store", spec,
-				"--inline-max", "-1", "--sweep-every", "100ms", "--request-timeout", "200ms", "--sweep-grace", "2s")
+				"--inline-max", "-1", "--sweep-every", "100ms", "--sweep-grace", "2s")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -90,7 +90,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.Int64Var(&o.cfg.QuotaBytes, "quota-bytes", envInt("quota-bytes", 64<<20), "stored bytes per vault")
 	fs.IntVar(&o.cfg.InlineMax, "inline-max", int(envInt("inline-max", 1024)), "envelopes up to this size are kept in the vault's manifest, not as blobs of their own; negative: never")
 	fs.DurationVar(&o.sweepEvery, "sweep-every", envDuration("sweep-every", time.Hour), "how often to remove blobs no manifest names (0: never; with replicas, one sweeping is enough)")
-	fs.DurationVar(&o.sweepGrace, "sweep-grace", envDuration("sweep-grace", time.Hour), "how old an unnamed blob must be before the sweep removes it (at least 10x --request-timeout)")
+	fs.DurationVar(&o.sweepGrace, "sweep-grace", envDuration("sweep-grace", time.Hour), "how old an unnamed blob must be before the sweep removes it")
 	fs.DurationVar(&o.cfg.RequestTimeout, "request-timeout", envDuration("request-timeout", 20*time.Second), "deadline for a request's store calls")
 	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", envDuration("read-header-timeout", 5*time.Second), "time to read request headers")
 	fs.DurationVar(&o.readTimeout, "read-timeout", envDuration("read-timeout", 30*time.Second), "time to read a whole request")
@@ -104,11 +104,6 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
-	}
-	if o.sweepEvery > 0 && o.sweepGrace < 10*o.cfg.RequestTimeout {
-		// An upload names its blob within the request timeout or never; the grace must
-		// outlast that, and the clocks' skew, by far (vault.Server.Sweep).
-		return nil, fmt.Errorf("--sweep-grace %v is under 10x --request-timeout (%v)", o.sweepGrace, o.cfg.RequestTimeout)
 	}
 	if o.proxies != "" {
 		o.cfg.TrustedProxies = strings.Split(o.proxies, ",")

@@ -67,7 +67,7 @@ type Condition struct {
 // Ordered is implemented by stores whose writes become durable in the order they are made,
 // as through one write-ahead log (the embedded store). PutLazy is Put, except that it may
 // return before the blob is durable: the blob is durable once any Put begun after PutLazy
-// returned has returned, and a crash before then may lose it, and nothing else. A caller
+// returned has succeeded, and a crash before then may lose it, and nothing else. A caller
 // that acknowledges nothing before such a Put returns can spare a disk sync this way.
 type Ordered interface {
 	PutLazy(ctx context.Context, name string, r io.Reader, size int64, cond Condition) (Attrs, error)

@@ -6,6 +6,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +22,10 @@ import (
 )
 
 const (
-	manifestFormat = 1
+	// manifestFormat is what this code writes: 2 added gen and the versions' blob, which
+	// code that knows format 1 only would drop, so it must refuse these manifests. Format 1
+	// manifests are read as they are.
+	manifestFormat = 2
 	maxManifest    = 4 << 20
 	maxCASAttempts = 8
 	// maxInlinePerVault bounds the envelope bytes a manifest holds inline, so a manifest
@@ -33,6 +37,7 @@ const (
 
 type manifest struct {
 	Format int                  `json:"format"`
+	Gen    uint64               `json:"gen,omitempty"` // how many sweeps have changed the vault (see Sweep)
 	Keys   map[string]*keyState `json:"keys"`
 }
 
@@ -52,13 +57,13 @@ type version struct {
 	SHA256  string    `json:"sha256"` // hex; also the ETag
 	Created time.Time `json:"created"`
 	Data    []byte    `json:"data,omitempty"` // the envelope itself, when small: then there is no blob
-	Blob    string    `json:"blob,omitempty"` // the unique part of the blob's name (16 hex); none before it was added
+	Blob    string    `json:"blob,omitempty"` // the last part of the blob's name, 16 random hex; none in format 1
 }
 
 // clone copies m deeply enough to change the copy: the keys and their versions (an
 // envelope's bytes are never changed in place, so they are shared).
 func (m *manifest) clone() *manifest {
-	c := &manifest{Format: m.Format, Keys: make(map[string]*keyState, len(m.Keys))}
+	c := &manifest{Format: m.Format, Gen: m.Gen, Keys: make(map[string]*keyState, len(m.Keys))}
 	for id, k := range m.Keys {
 		k := *k
 		k.Versions = slices.Clone(k.Versions)
@@ -113,9 +118,9 @@ func (k *keyState) find(seq uint64) (int, *version) {
 
 func manifestName(vault recovery.VaultID) string { return "v1/" + vault.String() + "/manifest" }
 
-// versionName is v's blob name. Each upload writes a blob of a name of its own (v.Blob), so
-// a blob is named by a manifest only if the upload that created it committed: the sweep's
-// safety rests on that (see Sweep). Versions stored before names had that part keep theirs.
+// versionName is v's blob name. Each upload writes a blob of a name of its own (v.Blob, a
+// random part), so a blob is named only by the upload that created it (see Sweep).
+// Versions stored in format 1 keep their names.
 func versionName(vault recovery.VaultID, key string, v *version) string {
 	if v.Blob == "" {
 		return fmt.Sprintf("v1/%s/k/%s/%020d.%s", vault, key, v.Seq, v.SHA256)
@@ -141,7 +146,7 @@ func (s *Server) loadManifest(ctx context.Context, vault recovery.VaultID) (*man
 	if len(b) > maxManifest {
 		return nil, "", fmt.Errorf("manifest of %s over %d bytes", vault, maxManifest)
 	}
-	if err := json.Unmarshal(b, m); err != nil || m.Format != manifestFormat {
+	if err := json.Unmarshal(b, m); err != nil || m.Format != 1 && m.Format != manifestFormat {
 		return nil, "", fmt.Errorf("manifest of %s unreadable (format %d): %v", vault, m.Format, err)
 	}
 	return m, r.ETag, nil
@@ -150,6 +155,7 @@ func (s *Server) loadManifest(ctx context.Context, vault recovery.VaultID) (*man
 // saveManifest writes m if the manifest is still at etag; ErrPreconditionFailed otherwise.
 // What it wrote is kept, with its new ETag, for this process's next change to the vault.
 func (s *Server) saveManifest(ctx context.Context, vault recovery.VaultID, m *manifest, etag string) error {
+	m.Format = manifestFormat
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -320,15 +326,17 @@ func (s *Server) deleteBlobs(ctx context.Context, names []string) {
 
 // upload stores env as a new version of key: the checks against the manifest (and, for a
 // vault's first upload, the admission of a new vault from client), the version blob
-// (create-only, content-addressed, written once), then the manifest.
+// (create-only, under a name of its own, written once), then the manifest.
 //
-// The upload names its blob within RequestTimeout of starting to write it, or never: the
-// sweep removes only blobs older than a grace period longer than that (see Sweep).
+// A blob written under an older gen than the manifest the upload commits to may have been
+// swept (a sweep ran between the upload's blob and its commit, and did not see it named):
+// the upload writes its blob again, under the new gen, before it names it.
 func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string, env []byte, v version, pre precondition, client string) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
-	v.Blob = fmt.Sprintf("%016x", rand.Uint64())
-	written, admitted, created := false, false, false
+	var (
+		blob                       string // the name's last part of the blob written, if any
+		gen                        uint64 // the gen it was written under
+		written, admitted, created bool
+	)
 	err := s.changeManifest(ctx, vault, func(m *manifest, exists bool) ([]string, error) {
 		dropped, err := s.checkUpload(m, key, v, pre)
 		if err != nil {
@@ -344,16 +352,19 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 			}
 			admitted = true
 		}
+		if written && gen < m.Gen {
+			written = false // a sweep came after it was written, and may have removed it
+		}
 		v := v
-		if !written && s.cfg.InlineMax >= 0 && len(env) <= s.cfg.InlineMax && m.inlineBytes()+len(env) <= maxInlinePerVault {
-			v.Data, v.Blob = env, "" // one store write: the manifest holds the envelope
-		} else if !written {
-			put := s.store.Put
-			if o, ok := s.store.(blobstore.Ordered); ok {
-				put = o.PutLazy // durable with the manifest's write, before the upload is acknowledged
-			}
-			_, err := put(ctx, versionName(vault, key, &v), bytes.NewReader(env), int64(len(env)), blobstore.Condition{IfNoneMatch: true})
-			if err != nil && !errors.Is(err, blobstore.ErrPreconditionFailed) { // an attempt before this one wrote it
+		switch {
+		case written:
+			v.Blob = blob
+		case s.cfg.InlineMax >= 0 && len(env) <= s.cfg.InlineMax && m.inlineBytes()+len(env) <= maxInlinePerVault:
+			v.Data = bytes.Clone(env) // one store write: the manifest holds the envelope (not the read buffer)
+		default:
+			gen, blob = m.Gen, fmt.Sprintf("%016x", rand.Uint64())
+			v.Blob = blob
+			if err := s.putBlob(ctx, versionName(vault, key, &v), env); err != nil {
 				return nil, err
 			}
 			written = true
@@ -377,6 +388,29 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 		s.metrics.vaultsCreated.Inc()
 	}
 	return err
+}
+
+// putBlob writes a version blob create-only. On the embedded store the write is not synced
+// on its own: the manifest's synced write, which follows before the upload is answered,
+// makes it durable (blobstore.Ordered). A failed precondition means an earlier attempt of
+// this upload wrote the name (no other upload uses it), if the blob there is these bytes.
+func (s *Server) putBlob(ctx context.Context, name string, env []byte) error {
+	put := s.store.Put
+	if o, ok := s.store.(blobstore.Ordered); ok {
+		put = o.PutLazy
+	}
+	_, err := put(ctx, name, bytes.NewReader(env), int64(len(env)), blobstore.Condition{IfNoneMatch: true})
+	if !errors.Is(err, blobstore.ErrPreconditionFailed) {
+		return err
+	}
+	a, err := s.store.Stat(ctx, name)
+	if err != nil {
+		return err
+	}
+	if a.Size != int64(len(env)) || a.SHA256 != sha256.Sum256(env) {
+		return fmt.Errorf("version blob %s holds other bytes", name)
+	}
+	return nil
 }
 
 // remove deletes version seq of key from the manifest, then its blob. A key whose last

@@ -3,25 +3,28 @@ package vault
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/sharevault/sharevault/internal/blobstore"
 	"github.com/sharevault/sharevault/internal/recovery"
 )
 
 // Sweep removes version blobs that no manifest names and that were written at least grace
 // ago: what a store failure or a crash between an upload's blob and its manifest leaves
 // behind (docs/api.md, "Storage layout"). It returns how many it removed. A vault whose
-// manifest cannot be read is left for the next sweep and the others still swept; the
-// error then names the first such vault.
+// manifest cannot be read or written is left for the next sweep and the others still
+// swept; the error then names the first such vault.
 //
-// Sweep is safe beside uploads, on this replica and on others sharing the store, if grace
-// exceeds the request timeout plus the clock skew between replicas and store (cmd/vault
-// asks for ten times the timeout): an upload writes its blob under a name no other upload
-// uses, and names it within the request timeout of writing it or never. So a blob listed
-// as older than grace was named, if ever, before Sweep lists it, and Sweep reads the
-// manifest after listing: it cannot delete a blob that a manifest names or is about to.
+// Sweep is exact beside uploads on this replica and on others sharing the store, with no
+// assumption about time: for each vault it commits the manifest with gen one higher (a
+// compare-and-swap, like any change), then deletes the blobs that this manifest does not
+// name. An upload that wrote its blob before that commit either committed first (then the
+// sweep's compare-and-swap saw its blob named) or finds, when its own compare-and-swap
+// fails and it reads the manifest again, the higher gen, and writes its blob anew before
+// naming it. The grace only spares in-flight uploads that second write.
 func (s *Server) Sweep(ctx context.Context, grace time.Duration) (removed int, err error) {
 	vault, old, skipped := "", []string(nil), error(nil)
 	flush := func() error {
@@ -65,32 +68,52 @@ func (s *Server) Sweep(ctx context.Context, grace time.Duration) (removed int, e
 	return removed, skipped
 }
 
-// sweepVault deletes the names of candidates that the vault's manifest does not name.
+// errNothingToSweep ends a vault's change when none of the candidates may go.
+var errNothingToSweep = errors.New("nothing to sweep")
+
+// sweepVault commits the vault's manifest with gen one higher, then deletes the
+// candidates that it does not name.
 func (s *Server) sweepVault(ctx context.Context, hexID string, candidates []string) (int, error) {
 	id, err := recovery.ParseVaultID(hexID)
 	if err != nil {
 		return 0, nil // not a vault's name: not the vault's to remove
 	}
-	m, _, err := s.loadManifest(ctx, id)
+	var doomed []string
+	err = s.changeManifest(ctx, id, func(m *manifest, _ bool) ([]string, error) {
+		named := map[string]bool{}
+		for key, k := range m.Keys {
+			for i := range k.Versions {
+				named[blobOf(id, key, &k.Versions[i])] = true
+			}
+		}
+		doomed = doomed[:0]
+		for _, name := range candidates {
+			if !named[name] {
+				doomed = append(doomed, name)
+			}
+		}
+		if len(doomed) == 0 {
+			return nil, errNothingToSweep
+		}
+		m.Gen++
+		return nil, nil
+	})
+	if errors.Is(err, errNothingToSweep) {
+		return 0, nil
+	}
 	if err != nil {
 		return 0, err
 	}
-	named := map[string]bool{}
-	for key, k := range m.Keys {
-		for i := range k.Versions {
-			named[blobOf(id, key, &k.Versions[i])] = true
-		}
-	}
 	n := 0
-	for _, name := range candidates {
-		if named[name] {
-			continue
-		}
-		if err := s.store.Delete(ctx, name); err != nil {
+	for _, name := range doomed {
+		switch err := s.store.Delete(ctx, name); {
+		case errors.Is(err, blobstore.ErrNotFound): // another sweep came first
+		case err != nil:
 			return n, err
+		default:
+			s.metrics.swept.Inc()
+			n++
 		}
-		s.metrics.swept.Inc()
-		n++
 	}
 	return n, nil
 }
