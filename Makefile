@@ -45,9 +45,12 @@ crash:
 
 # The bench tool: the vault (embedded and on MinIO), MinIO directly, restic's rest-server and
 # a bare net/http handler, started on loopback and measured in one run; writes
-# docs/benchmarks.md. `go run ./cmd/vaultbench ab --a BIN --b BIN` compares two vault builds.
+# docs/benchmarks.md (4 KiB payloads, stored as blobs) and docs/benchmarks-512.md (the size of
+# a share backup, stored inline). `go run ./cmd/vaultbench ab --a BIN --b BIN` compares two
+# vault builds.
 bench: tools
 	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_RESTSERVER=$(RESTSERVER) $(GO) run ./cmd/vaultbench suite --out docs/benchmarks.md
+	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_RESTSERVER=$(RESTSERVER) $(GO) run ./cmd/vaultbench suite --size 512 --out docs/benchmarks-512.md
 
 # Go benchmarks, each beside its baseline in the same run, summarized by benchstat.
 bench-go: tools

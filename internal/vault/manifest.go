@@ -57,7 +57,7 @@ type version struct {
 	SHA256  string    `json:"sha256"` // hex; also the ETag
 	Created time.Time `json:"created"`
 	Data    []byte    `json:"data,omitempty"` // the envelope itself, when small: then there is no blob
-	Blob    string    `json:"blob,omitempty"` // the last part of the blob's name, 16 random hex; none in format 1
+	Blob    string    `json:"blob,omitempty"` // the last part of the blob's name, 16 random hex; none in versions written before it
 }
 
 // clone copies m deeply enough to change the copy: the keys and their versions (an

@@ -72,27 +72,27 @@ func (s *Server) Sweep(ctx context.Context, grace time.Duration) (removed int, e
 var errNothingToSweep = errors.New("nothing to sweep")
 
 // sweepVault commits the vault's manifest with gen one higher, then deletes the
-// candidates that it does not name.
+// candidates that it does not name. A vault whose manifest (as cached, or read) names every
+// candidate is left alone: no lock, no write. Each vault gets the request timeout.
 func (s *Server) sweepVault(ctx context.Context, hexID string, candidates []string) (int, error) {
 	id, err := recovery.ParseVaultID(hexID)
 	if err != nil {
 		return 0, nil // not a vault's name: not the vault's to remove
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	m, _, cached := s.cache.get(id)
+	if !cached {
+		if m, _, err = s.loadManifest(ctx, id); err != nil {
+			return 0, err
+		}
+	}
+	if len(unnamed(id, m, candidates)) == 0 {
+		return 0, nil
+	}
 	var doomed []string
 	err = s.changeManifest(ctx, id, func(m *manifest, _ bool) ([]string, error) {
-		named := map[string]bool{}
-		for key, k := range m.Keys {
-			for i := range k.Versions {
-				named[blobOf(id, key, &k.Versions[i])] = true
-			}
-		}
-		doomed = doomed[:0]
-		for _, name := range candidates {
-			if !named[name] {
-				doomed = append(doomed, name)
-			}
-		}
-		if len(doomed) == 0 {
+		if doomed = unnamed(id, m, candidates); len(doomed) == 0 {
 			return nil, errNothingToSweep
 		}
 		m.Gen++
@@ -116,4 +116,21 @@ func (s *Server) sweepVault(ctx context.Context, hexID string, candidates []stri
 		}
 	}
 	return n, nil
+}
+
+// unnamed returns the names of candidates that m does not name.
+func unnamed(id recovery.VaultID, m *manifest, candidates []string) []string {
+	named := map[string]bool{}
+	for key, k := range m.Keys {
+		for i := range k.Versions {
+			named[blobOf(id, key, &k.Versions[i])] = true
+		}
+	}
+	var out []string
+	for _, name := range candidates {
+		if !named[name] {
+			out = append(out, name)
+		}
+	}
+	return out
 }

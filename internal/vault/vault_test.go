@@ -818,3 +818,22 @@ func TestBlobPreconditionChecked(t *testing.T) {
 		t.Errorf("GET after the failed upload: %d, want 404", r.status)
 	}
 }
+
+// TestSweepLeavesNamedVaults: a vault whose blobs are all named costs the sweep one look
+// at its manifest, and no write: the next upload still starts from the kept manifest.
+func TestSweepLeavesNamedVaults(t *testing.T) {
+	store := &counting{Store: stores(t)["pebble"](t)}
+	tt := newTester(t, store, Config{InlineMax: -1})
+	u := newUser(t, 1)
+	p := api.KeyPath(u.vault(), "k")
+	v1, v2 := u.seal(t, "k", 1, "one"), u.seal(t, "k", 2, "two")
+	want(t, "PUT 1", tt.do(u, "PUT", p, v1, "If-None-Match", "*"), 201, "")
+	if n, err := tt.srv.Sweep(context.Background(), 0); err != nil || n != 0 {
+		t.Fatalf("sweep removed %d (%v), want 0", n, err)
+	}
+	store.take()
+	want(t, "PUT 2", tt.do(u, "PUT", p, v2, "If-Match", quoted(v1)), 201, "")
+	if n := store.take(); n["get"] != 0 || n["put"] != 1 {
+		t.Errorf("the upload after a sweep that removed nothing: %v, want one write and no read", n)
+	}
+}
