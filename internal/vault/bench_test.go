@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -139,4 +140,26 @@ func BenchmarkConcurrent16MinIOGet(b *testing.B) {
 			out.Body.Close()
 		}
 	})
+}
+
+// BenchmarkManifestDecode: decoding a manifest of one key with ten inline versions (what
+// a GET of a backed-up share decodes), decodeManifest beside encoding/json in one run:
+//
+//	go test ./internal/vault -run '^$' -bench ManifestDecode
+func BenchmarkManifestDecode(b *testing.B) {
+	raw := testManifest(10, 600)
+	for name, decode := range map[string]func([]byte, *manifest) error{
+		"encoding-json":  func(b []byte, m *manifest) error { return json.Unmarshal(b, m) },
+		"decodeManifest": decodeManifest,
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				var m manifest
+				if err := decode(raw, &m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -1,11 +1,15 @@
 package vault
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -72,4 +76,56 @@ func FuzzPrecondition(f *testing.F) {
 			t.Fatalf("accepted If-Match %q as %q", im, p.etag)
 		}
 	})
+}
+
+// FuzzManifestDecode: whatever encoding/json (which writes manifests) reads as a manifest,
+// decodeManifest reads the same.
+func FuzzManifestDecode(f *testing.F) {
+	for _, n := range []int{0, 1, 3} {
+		f.Add(testManifest(n, 600))
+		f.Add(testManifest(n, 0))
+	}
+	for _, s := range []string{ // where two JSON decoders could part ways
+		`{"format":1,"keys":{"k":{"high":3,"versions":null,"deleted":"2026-11-25T01:02:03Z"}}}`,
+		"{\"format\":2,\"keys\":{\"k\xff\":{\"high\":1}}}",
+		`{"format":2,"keys":{"\ud800":{"high":1}}}`,
+		`{"FORMAT":2,"Keys":{"k":{"HIGH":1}}}`,
+		`{"format":2,"format":1,"keys":{}}`,
+		`{"format":2,"keys":{"k":{"high":1,"versions":[{"seq":1,"data":null},{"seq":2,"data":""}]}}}`,
+		`{"format":2,"keys":{"k":null}}`,
+		`{"format":2,"keys":{"k":{"versions":[{"seq":1,"created":"2026-11-25T01:02:03.123456789123Z"}]}}}`,
+		`{"format":2,"gen":18446744073709551615,"keys":{},"extra":[1,{"a":"b"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"format":2,"gen":7,"keys":{"k":{"high":1,"versions":[{"seq":1,"size":2,"sha256":"ab","created":"2026-11-25T01:02:03.5+01:00","data":"AAE="}]}}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want, got manifest
+		if json.Unmarshal(b, &want) != nil {
+			return
+		}
+		if err := decodeManifest(b, &got); err != nil {
+			t.Fatalf("encoding/json reads %q, decodeManifest fails: %v", b, err)
+		}
+		if !reflect.DeepEqual(want, got) {
+			t.Fatalf("%q: encoding/json reads %+v, decodeManifest %+v", b, want, got)
+		}
+	})
+}
+
+// testManifest is the JSON of a manifest with one key of n versions of size bytes inline
+// (none: blobs).
+func testManifest(n, size int) []byte {
+	k := &keyState{High: uint64(n)}
+	for i := range n {
+		v := version{Seq: uint64(i + 1), Size: int64(max(size, 4096)), SHA256: fmt.Sprintf("%064x", i), Created: time.Date(2026, 11, 25, 1, 2, i, 0, time.UTC)}
+		if size > 0 {
+			v.Data = bytes.Repeat([]byte{byte(i)}, size)
+		} else {
+			v.Blob = fmt.Sprintf("%016x", i)
+		}
+		k.Versions = append(k.Versions, v)
+	}
+	b, _ := json.Marshal(&manifest{Format: manifestFormat, Gen: 1, Keys: map[string]*keyState{"k": k}})
+	return b
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	gojson "github.com/goccy/go-json"
+
 	"github.com/sharevault/sharevault/internal/blobstore"
 	"github.com/sharevault/sharevault/internal/recovery"
 )
@@ -146,11 +148,17 @@ func (s *Server) loadManifest(ctx context.Context, vault recovery.VaultID) (*man
 	if len(b) > maxManifest {
 		return nil, "", fmt.Errorf("manifest of %s over %d bytes", vault, maxManifest)
 	}
-	if err := json.Unmarshal(b, m); err != nil || m.Format != 1 && m.Format != manifestFormat {
+	if err := decodeManifest(b, m); err != nil || m.Format != 1 && m.Format != manifestFormat {
 		return nil, "", fmt.Errorf("manifest of %s unreadable (format %d): %v", vault, m.Format, err)
 	}
 	return m, r.ETag, nil
 }
+
+// decodeManifest decodes a manifest with goccy/go-json, which reads what encoding/json
+// reads (FuzzManifestDecode holds it to that) four times as fast on a manifest with ten
+// inline versions (BenchmarkManifestDecode): every GET decodes the whole manifest to serve
+// one version. Manifests are still written by encoding/json.
+func decodeManifest(b []byte, m *manifest) error { return gojson.Unmarshal(b, m) }
 
 // saveManifest writes m if the manifest is still at etag; ErrPreconditionFailed otherwise.
 // What it wrote is kept, with its new ETag, for this process's next change to the vault.
