@@ -141,12 +141,16 @@ func (s *Server) loadManifest(ctx context.Context, vault recovery.VaultID) (*man
 		return nil, "", err
 	}
 	defer r.Close()
-	b, err := io.ReadAll(io.LimitReader(r, maxManifest+1))
-	if err != nil {
+	if r.Size > maxManifest {
+		return nil, "", fmt.Errorf("manifest of %s over %d bytes", vault, maxManifest)
+	}
+	b := make([]byte, r.Size) // read in one piece: the store says how large it is
+	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, "", err
 	}
-	if len(b) > maxManifest {
-		return nil, "", fmt.Errorf("manifest of %s over %d bytes", vault, maxManifest)
+	var more [1]byte // and to its end, where the store checks its SHA-256
+	if n, err := r.Read(more[:]); n != 0 || err != io.EOF {
+		return nil, "", fmt.Errorf("manifest of %s longer than its size, or unreadable: %v", vault, err)
 	}
 	if err := decodeManifest(b, m); err != nil || m.Format != 1 && m.Format != manifestFormat {
 		return nil, "", fmt.Errorf("manifest of %s unreadable (format %d): %v", vault, m.Format, err)
