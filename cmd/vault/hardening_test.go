@@ -404,6 +404,20 @@ func TestClientAddress(t *testing.T) {
 	}
 }
 
+// getSigned sends a GET of url signed by o, and returns the status and the body.
+func getSigned(t *testing.T, url string, o *owner) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	api.Sign(req, nil, o.id, time.Now())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
 // putEnv uploads env as a key's version with one precondition header, signed now.
 func putEnv(t *testing.T, base string, o *owner, key string, env []byte, hdr ...string) result {
 	t.Helper()
@@ -555,16 +569,8 @@ func TestSweepRuns(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			time.Sleep(2500 * time.Millisecond) // past the grace of the kept version's blob too
-			req, _ := http.NewRequest("GET", p.URL+api.KeyPath(o.vault(), "kept"), nil)
-			api.Sign(req, nil, o.id, time.Now())
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || !bytes.Equal(body, kept) {
-				t.Errorf("the named version after sweeps: %d", resp.StatusCode)
+			if status, body := getSigned(t, p.URL+api.KeyPath(o.vault(), "kept"), o); status != 200 || !bytes.Equal(body, kept) {
+				t.Errorf("the named version after sweeps: %d", status)
 			}
 			p.Stop()
 

@@ -266,15 +266,7 @@ func TestHostileMatrix(t *testing.T) {
 	if code := get(t, base+"/healthz"); code != 200 {
 		t.Fatalf("server down after the matrix: %d", code)
 	}
-	req, _ := http.NewRequest("GET", keyURL, nil)
-	api.Sign(req, nil, o.id, time.Now())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if sha256.Sum256(got) != sha256.Sum256(env2) {
+	if _, got := getSigned(t, keyURL, o); sha256.Sum256(got) != sha256.Sum256(env2) {
 		t.Fatal("the owner's latest backup changed")
 	}
 }
