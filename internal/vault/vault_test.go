@@ -580,6 +580,10 @@ type pausing struct {
 	paused, release chan struct{}
 }
 
+func newPausing(s blobstore.Store) *pausing {
+	return &pausing{Store: s, paused: make(chan struct{}), release: make(chan struct{})}
+}
+
 func (p *pausing) Put(ctx context.Context, name string, r io.Reader, size int64, cond blobstore.Condition) (blobstore.Attrs, error) {
 	if strings.HasSuffix(name, "/manifest") {
 		p.once.Do(func() { close(p.paused); <-p.release })
@@ -597,10 +601,10 @@ func TestSweepBesideUpload(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			store := open(t)
 			ctx := context.Background()
-			slow := &pausing{Store: store, paused: make(chan struct{}), release: make(chan struct{})}
-			const timeout, grace = 500 * time.Millisecond, time.Second // grace > the upload's time limit
-			a := newTester(t, slow, Config{InlineMax: -1, RequestTimeout: timeout})
-			b := newTester(t, store, Config{InlineMax: -1, RequestTimeout: timeout})
+			slow := newPausing(store)
+			const grace = time.Second // the old blob is older, the upload's own is not
+			a := newTester(t, slow, Config{InlineMax: -1})
+			b := newTester(t, store, Config{InlineMax: -1})
 			u := newUser(t, 1)
 			env := u.seal(t, "k", 1, "one")
 			id := u.id.VaultID()
@@ -708,7 +712,7 @@ func TestSweepFencesStalledUpload(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			store := open(t)
 			ctx := context.Background()
-			slow := &pausing{Store: store, paused: make(chan struct{}), release: make(chan struct{})}
+			slow := newPausing(store)
 			a := newTester(t, slow, Config{InlineMax: -1})
 			b := newTester(t, store, Config{InlineMax: -1})
 			u := newUser(t, 1)
