@@ -78,7 +78,7 @@ func (c *Client) authorize(st *Step, target NodeID, prover *keyState) error {
 	if c.local == nil {
 		return errors.New("a client with remote nodes needs an embedded node to speak for it")
 	}
-	a := &Auth{Node: c.local.key.ID(), Target: target, Time: time.Now().Unix(), Party: -1}
+	a := newAuth(c.local.key.ID(), target)
 	digest := st.digest()
 	switch st.Op {
 	case OpKeyGenStart, OpKeyGenRound2, OpKeyGenFinish, OpKeyGenDiscard:
@@ -318,11 +318,13 @@ func (s *schemeClient) infos(keyID string) ([]*StepResult, *protocol.Public, err
 	return sts, pub, err
 }
 
-// Recover finishes or discards a refresh of keyID that a crash left half done, the same
-// way on every node: if any node switched to the new epoch, every node that prepared it
-// switches too (the decision to commit was taken); if none did and the client has every
-// party of the key, every prepared share is discarded. With only some parties it only
-// commits, never discards, since an absent party may have switched.
+// Recover finishes or undoes a refresh of keyID that a crash or a lost message left half
+// done, the same way on every node. The phone's own state is the commit record, since the
+// phone switches first (Reshare): if the phone is at the epoch a node has pending, the
+// refresh was decided and that node switches; if the phone still has its own next share
+// pending, or never prepared the epoch a node has pending, no party can have switched and
+// every prepared share is discarded. It decides on nothing but the phone's database and
+// the nodes' signed answers, so no relay can steer it (docs/tsm-protocol.md, "Recovery").
 func (s *schemeClient) Recover(keyID string) error {
 	unlock, err := s.c.opLock()
 	if err != nil {
@@ -332,44 +334,53 @@ func (s *schemeClient) Recover(keyID string) error {
 	return s.recoverLocked(keyID)
 }
 
+// localIndex is the place of the client's embedded node (the phone) among its peers.
+func (s *schemeClient) localIndex() int {
+	for i, p := range s.c.peers {
+		if s.c.local != nil && p == Peer(s.c.local) {
+			return i
+		}
+	}
+	return -1
+}
+
 func (s *schemeClient) recoverLocked(keyID string) error {
 	sts, err := s.each(func(int) *Step { return &Step{Op: OpInfo, KeyID: keyID} })
 	if err != nil {
 		return err
 	}
-	var maxEpoch uint32
 	pending := false
-	parties := map[int]bool{}
 	for _, st := range sts {
-		maxEpoch = max(maxEpoch, st.Info.Epoch)
 		pending = pending || st.Pending != 0
-		parties[st.Info.NodeIndex] = true
 	}
 	if !pending {
 		return nil
 	}
-	// A node at the highest epoch with nothing pending, while another has that epoch
-	// pending, can only have got there by a commit.
-	committed := false
-	for _, st := range sts {
-		if st.Pending != 0 && st.Pending == maxEpoch {
-			for _, o := range sts {
-				committed = committed || o.Pending == 0 && o.Info.Epoch == maxEpoch
-			}
+	li := s.localIndex()
+	if li < 0 {
+		return errors.New("tsm: a refresh of this key is unfinished; only the phone that ran it can finish it")
+	}
+	phone := sts[li].Info.Epoch
+	decided := sts[li].Pending == 0 // the phone switched (or never prepared): its epoch is the record
+	for i, st := range sts {
+		if !decided && st.Info.Epoch > phone {
+			return fmt.Errorf("tsm: node %d is at epoch %d, which this phone never switched to: refusing to finish or undo the refresh", i, st.Info.Epoch)
 		}
 	}
-	all := len(parties) == sts[0].Info.Players
 	for i, st := range sts {
+		var op Op
 		switch {
 		case st.Pending == 0:
-		case committed && st.Pending == maxEpoch && st.Info.Epoch+1 == maxEpoch:
-			if _, err := s.step(i, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: st.PendingOf}); err != nil {
-				return fmt.Errorf("tsm: finishing an interrupted refresh: %w", err)
-			}
-		case !committed && all:
-			if _, err := s.step(i, &Step{Op: OpRefreshAbort, KeyID: keyID, Session: st.PendingOf}); err != nil {
-				return fmt.Errorf("tsm: discarding an interrupted refresh: %w", err)
-			}
+			continue
+		case decided && st.Pending == phone && st.Info.Epoch+1 == phone:
+			op = OpRefreshCommit
+		case !decided || st.Pending > phone:
+			op = OpRefreshAbort // the phone never switched to that epoch: nobody did
+		default:
+			return fmt.Errorf("tsm: node %d has epoch %d prepared over %d, and the phone is at %d: refusing to decide", i, st.Pending, st.Info.Epoch, phone)
+		}
+		if _, err := s.step(i, &Step{Op: op, KeyID: keyID, Session: st.PendingOf}); err != nil {
+			return fmt.Errorf("tsm: finishing an interrupted refresh: %w", err)
 		}
 	}
 	return nil
@@ -443,12 +454,23 @@ func (s *schemeClient) VerifyShare(keyID string) error {
 	return err
 }
 
-// Reshare refreshes every node's share of keyID (proactive secret sharing): the public
-// key stays, the epoch goes up by one, and backups from earlier epochs become stale. It
-// needs every party of the key. The switch is a two-phase commit: every node stores its
-// next share as pending, and only when all have does any switch; a crash anywhere leaves
-// the key at one epoch once Recover (run before every operation) has finished.
-func (s *schemeClient) Reshare(keyID string) error {
+// Reshare refreshes every node's share of keyID (proactive secret sharing) with no backup
+// of the new share: ReshareWithBackup(keyID, nil).
+func (s *schemeClient) Reshare(keyID string) error { return s.ReshareWithBackup(keyID, nil) }
+
+// ReshareWithBackup refreshes every node's share of keyID (proactive secret sharing): the
+// public key stays, the epoch goes up by one, and shares from earlier epochs become stale.
+// It needs every party of the key. The switch is a two-phase commit:
+//
+//  1. every node stores its next share as pending and answers its next public state, which
+//     must agree;
+//  2. keep, if not nil, is given the phone's next share as a backup (BackupShare's format,
+//     at the new epoch, unencrypted: seal it) and must store it durably; if it fails, every
+//     node discards its pending share and the key stays as it was;
+//  3. the phone switches first: from then on the refresh is decided, and Recover (run
+//     before every operation) finishes it on any node a crash or a lost message left behind;
+//  4. every other node switches.
+func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) error) error {
 	unlock, err := s.c.opLock()
 	if err != nil {
 		return err
@@ -460,6 +482,10 @@ func (s *schemeClient) Reshare(keyID string) error {
 	}
 	if len(sts) != sts[0].Info.Players {
 		return fmt.Errorf("tsm: a refresh needs all %d parties of the key; the client has %d", sts[0].Info.Players, len(sts))
+	}
+	li := s.localIndex()
+	if li < 0 {
+		return errors.New("tsm: a refresh is run by the phone: the client needs its embedded node")
 	}
 	session := newSession()
 	abort := func(err error) error {
@@ -503,9 +529,28 @@ func (s *schemeClient) Reshare(keyID string) error {
 	if _, err := agreeOn(prepared); err != nil {
 		return abort(err)
 	}
-	// Every node holds its next share durably: the refresh is decided. A commit that fails
-	// here is finished by Recover.
+	if keep != nil {
+		next, err := s.c.local.n.pendingKey(keyID, s.scheme)
+		if err != nil || next == nil {
+			return abort(fmt.Errorf("this phone's next share is not prepared (%v)", err))
+		}
+		b := next.encode()
+		next.wipe()
+		err = keep(b)
+		clear(b)
+		if err != nil {
+			return abort(fmt.Errorf("the new share's backup was not stored, so the refresh is undone: %w", err))
+		}
+	}
+	// The phone's switch decides the refresh. If it fails, whether it happened is read back
+	// from the phone's database by Recover, never guessed here: no abort after this point.
+	if _, err := s.step(li, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}); err != nil {
+		return fmt.Errorf("tsm: refresh: the phone's switch did not finish (the next use of the key finishes or undoes it): %w", err)
+	}
 	for i := range s.c.peers {
+		if i == li {
+			continue
+		}
 		if _, err := s.step(i, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}); err != nil {
 			return fmt.Errorf("tsm: refresh decided but not yet switched on every node (it finishes on the next use of the key): %w", err)
 		}

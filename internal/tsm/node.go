@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite"
+	"modernc.org/sqlite"
 )
 
 // migrations[i] takes the schema from version i to i+1. Append only.
@@ -68,6 +68,60 @@ var migrations = []func(tx *sql.Tx) error{
 		key_id TEXT PRIMARY KEY REFERENCES keys(key_id) ON DELETE CASCADE,
 		owner  INTEGER NOT NULL
 	) STRICT`),
+	// Version 5: the public shares of a key's earlier epochs (public points, kept at each
+	// refresh's commit), so that a node checks a proof from an older epoch before it says
+	// the share is stale; and the node IDs a phone pinned for its server nodes' URLs.
+	sqlMigration(`CREATE TABLE public_share_history (
+		key_id     TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+		epoch      INTEGER NOT NULL,
+		node_index INTEGER NOT NULL,
+		point      BLOB NOT NULL,
+		PRIMARY KEY (key_id, epoch, node_index)
+	) STRICT;
+	CREATE TABLE node_pins (
+		url     TEXT PRIMARY KEY,
+		node_id TEXT NOT NULL
+	) STRICT`),
+}
+
+// publicSharesAt returns the key's public shares at an earlier epoch, or nil if this node
+// has none kept for it.
+func (n *node) publicSharesAt(keyID string, epoch uint32) ([][]byte, error) {
+	rows, err := n.db.Query(`SELECT node_index, point FROM public_share_history WHERE key_id = ? AND epoch = ? ORDER BY node_index`, keyID, epoch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][]byte
+	for rows.Next() {
+		var i int
+		var p []byte
+		if err := rows.Scan(&i, &p); err != nil {
+			return nil, err
+		}
+		if i != len(out) {
+			return nil, nil
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// pin returns the node ID this node (a phone) has pinned for a server node's URL, pinning
+// id there first if it has none.
+func (n *node) pin(url, id string) (string, error) {
+	if _, err := n.db.Exec(`INSERT INTO node_pins (url, node_id) VALUES (?, ?) ON CONFLICT (url) DO NOTHING`, url, id); err != nil {
+		return "", err
+	}
+	var have string
+	err := n.db.QueryRow(`SELECT node_id FROM node_pins WHERE url = ?`, url).Scan(&have)
+	return have, err
+}
+
+// repin replaces the pin for url with id (the configuration named it).
+func (n *node) repin(url, id string) error {
+	_, err := n.db.Exec(`INSERT INTO node_pins (url, node_id) VALUES (?, ?) ON CONFLICT (url) DO UPDATE SET node_id = excluded.node_id`, url, id)
+	return err
 }
 
 // ownerOf returns the index of the party that coordinates keyID (0 if none was recorded).
@@ -122,6 +176,19 @@ func convertAdditive(tx *sql.Tx) error {
 		}
 	}
 	return nil
+}
+
+// ErrStore is wrapped by a failure of the node's own database: an answer says only that,
+// and the operator's log has the rest.
+var ErrStore = errors.New("the node's database failed; retry later")
+
+// storeError marks an error of the database itself (not a refusal of the step).
+func storeError(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	return err
 }
 
 type node struct {
@@ -443,6 +510,14 @@ func (n *node) commitPending(keyID string, session []byte) error {
 			return err
 		}
 		defer next.wipe()
+		var epoch uint32
+		if err := tx.QueryRow(`SELECT epoch FROM keys WHERE key_id = ?`, keyID).Scan(&epoch); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`INSERT OR REPLACE INTO public_share_history (key_id, epoch, node_index, point)
+			SELECT key_id, ?, node_index, point FROM public_shares WHERE key_id = ?`, epoch, keyID); err != nil {
+			return err
+		}
 		if err := replaceShare(tx, next); err != nil {
 			return err
 		}

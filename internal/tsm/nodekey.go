@@ -14,12 +14,14 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
 )
@@ -268,8 +270,12 @@ type Auth struct {
 	Epoch  uint32
 	ProofR []byte
 	ProofZ []byte
+	Nonce  []byte // 16 random bytes: the answer's signature covers them, so no answer replays
 	Sig    []byte // Ed25519 by Node.Sign over the request digest
 }
+
+// AuthNonceLen is the length of Auth.Nonce.
+const AuthNonceLen = 16
 
 // authDigest is what an Auth covers: the domain, the step's digest, the time, the node, the
 // party and epoch it claims.
@@ -284,7 +290,15 @@ func authDigest(stepDigest []byte, a *Auth) []byte {
 	h.Write(a.Target.Seal)
 	binary.Write(h, binary.BigEndian, uint32(a.Party))
 	binary.Write(h, binary.BigEndian, a.Epoch)
+	h.Write(a.Nonce)
 	return h.Sum(nil)
+}
+
+// newAuth starts the Auth of a request from node to target, now, with a fresh nonce.
+func newAuth(node, target NodeID) *Auth {
+	a := &Auth{Node: node, Target: target, Time: time.Now().Unix(), Party: -1, Nonce: make([]byte, AuthNonceLen)}
+	rand.Read(a.Nonce)
+	return a
 }
 
 // signAuth fills in a's signature by k.
@@ -310,27 +324,94 @@ func proveShare(stepDigest []byte, a *Auth, k *keyState) error {
 
 // verifyAuth checks a's signature and, for k, its proof against party a.Party's current
 // public share: ErrStaleEpoch for a party proving an older epoch.
-func verifyAuth(stepDigest []byte, a *Auth, k *keyState) error {
-	if len(a.Node.Sign) != ed25519.PublicKeySize || !ed25519.Verify(a.Node.Sign, authDigest(stepDigest, a), a.Sig) {
+//
+// The proof is checked before anything about the key is told: a request that does not
+// prove a share gets ErrNotAParty whether the key exists or not, and at which epoch. A
+// proof at an older epoch is checked against that epoch's public shares (old, of the
+// key's history; nil if the node does not have them) and then gives ErrStaleEpoch.
+func verifyAuth(stepDigest []byte, a *Auth, k *keyState, old [][]byte) error {
+	if len(a.Node.Sign) != ed25519.PublicKeySize || len(a.Nonce) != AuthNonceLen ||
+		!ed25519.Verify(a.Node.Sign, authDigest(stepDigest, a), a.Sig) {
 		return ErrUnauthorized
 	}
 	if k == nil {
 		return nil
 	}
+	shares := k.publicShares
 	if a.Epoch < k.Epoch {
-		return fmt.Errorf("%w (the request proves epoch %d, the key is at %d)", ErrStaleEpoch, a.Epoch, k.Epoch)
-	}
-	g := protocol.GroupOf(protocol.Curve(k.Curve))
-	if a.Epoch != k.Epoch || a.Party < 0 || a.Party >= k.Players || !g.ValidPoint(a.ProofR) || !g.ValidScalar(a.ProofZ) {
+		shares = old
+	} else if a.Epoch != k.Epoch {
 		return ErrNotAParty
 	}
-	c := g.Challenge(authDomain, authDigest(stepDigest, a), k.publicShares[a.Party], a.ProofR)
-	cy, err := g.ScalarMult(c, k.publicShares[a.Party])
+	g := protocol.GroupOf(protocol.Curve(k.Curve))
+	if a.Party < 0 || a.Party >= k.Players || a.Party >= len(shares) || !g.ValidPoint(a.ProofR) || !g.ValidScalar(a.ProofZ) {
+		return ErrNotAParty
+	}
+	c := g.Challenge(authDomain, authDigest(stepDigest, a), shares[a.Party], a.ProofR)
+	cy, err := g.ScalarMult(c, shares[a.Party])
 	if err != nil {
 		return ErrNotAParty
 	}
-	if rhs, err := g.AddPoints(a.ProofR, cy); err != nil || !bytes.Equal(g.BaseMult(a.ProofZ), rhs) {
+	if rhs, err := g.AddPoints(a.ProofR, cy); err != nil || subtle.ConstantTimeCompare(g.BaseMult(a.ProofZ), rhs) != 1 {
 		return ErrNotAParty
+	}
+	if a.Epoch < k.Epoch {
+		return fmt.Errorf("%w (the request proves epoch %d, the key is at %d)", ErrStaleEpoch, a.Epoch, k.Epoch)
+	}
+	return nil
+}
+
+// Answers (docs/tsm-api.md, "Answers"): a node signs every successful answer with its node
+// key over the request it answers (the step's digest and the Auth's nonce, which no two
+// requests share) and the answer itself, so a relay can neither forge an answer nor replay
+// one to another request.
+
+const answerDomain = "sharevault tsm answer v1"
+
+// answerDigest is what an answer's signature covers.
+func answerDigest(stepDigest []byte, a *Auth, r *StepResult) []byte {
+	h := sha256.New()
+	field := func(b []byte) {
+		binary.Write(h, binary.BigEndian, uint32(len(b)))
+		h.Write(b)
+	}
+	field([]byte(answerDomain))
+	field(stepDigest)
+	field(a.Nonce)
+	field(a.Target.Sign)
+	binary.Write(h, binary.BigEndian, uint32(len(r.Out)))
+	for _, m := range r.Out {
+		field(m)
+	}
+	if i := r.Info; i != nil {
+		field([]byte{1})
+		field([]byte(i.KeyID))
+		binary.Write(h, binary.BigEndian, []int64{int64(i.Scheme), int64(i.Curve), int64(i.NodeIndex), int64(i.Players),
+			int64(i.Threshold), int64(i.Epoch), i.Created.Unix()})
+		field(i.PublicKey)
+		field([]byte(i.Description))
+		field(i.ChainCode)
+	} else {
+		field(nil)
+	}
+	binary.Write(h, binary.BigEndian, uint32(len(r.PublicShares)))
+	for _, p := range r.PublicShares {
+		field(p)
+	}
+	binary.Write(h, binary.BigEndian, r.Pending)
+	field(r.PendingOf)
+	return h.Sum(nil)
+}
+
+// signAnswer fills in r's signature by k, for the request st.
+func (k *NodeKey) signAnswer(stepDigest []byte, a *Auth, r *StepResult) {
+	r.Sig = ed25519.Sign(k.sign, answerDigest(stepDigest, a, r))
+}
+
+// verifyAnswer checks that r is node id's answer to the request of stepDigest and a.
+func verifyAnswer(id NodeID, stepDigest []byte, a *Auth, r *StepResult) error {
+	if len(id.Sign) != ed25519.PublicKeySize || !ed25519.Verify(id.Sign, answerDigest(stepDigest, a, r), r.Sig) {
+		return ErrForgedAnswer
 	}
 	return nil
 }
@@ -341,4 +422,7 @@ var (
 	ErrUnauthorized = errors.New("the request is not signed by the node key it names")
 	// ErrNotAParty: a request about a key does not prove possession of a share of it.
 	ErrNotAParty = errors.New("the request does not prove possession of a share of this key")
+	// ErrForgedAnswer: an answer is not signed by the node it comes from, for this request:
+	// whoever relays the traffic changed, replayed or made it up.
+	ErrForgedAnswer = errors.New("the answer is not signed by the node for this request (changed or replayed on the way)")
 )

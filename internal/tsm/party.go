@@ -69,6 +69,7 @@ type StepResult struct {
 	PublicShares [][]byte // with Info
 	Pending      uint32   // OpInfo: the epoch of a prepared refresh, 0 if none
 	PendingOf    []byte   // OpInfo: that refresh's session
+	Sig          []byte   // a node serving remote coordinators signs its answer (nodekey.go)
 }
 
 // Peer is how a coordinator reaches one party.
@@ -78,13 +79,17 @@ type Peer interface {
 	Step(ctx context.Context, s *Step) (*StepResult, error)
 }
 
-// sessionTTL bounds how long a party keeps a session's secrets waiting for its next step.
+// sessionTTL bounds how long a party keeps a session's secrets: a timer wipes them then,
+// whether or not another step arrives.
 const sessionTTL = 2 * time.Minute
 
-// Bounds on sessions a party keeps at once: in all, and started by one requesting node.
+// Bounds on the sessions a party keeps at once (docs/tsm-api.md, "Limits"): in all, started
+// by one requesting node, and on one key. Past half the table, a key or requester that
+// already has a session gets no other, so the rest stays for those that have none.
 const (
 	maxSessions          = 4096
 	maxSessionsRequester = 16
+	maxSessionsKey       = 8
 )
 
 // party answers steps for one node.
@@ -92,7 +97,7 @@ type party struct {
 	n        *node
 	key      *NodeKey
 	mu       sync.Mutex
-	sessions map[string]*session
+	sessions map[string]*session // by sessionKey: requester and session ID
 }
 
 type session struct {
@@ -105,14 +110,22 @@ type session struct {
 	scheme    Scheme
 	self      int      // this party's identifier
 	roster    []NodeID // fixed when the session starts
-	requester NodeID   // who started it (Node.Serve checks that the same node continues it)
+	requester NodeID   // who started it; only it continues it (sessions are kept by requester)
 }
 
+// wipe zeroes every secret the session holds: nonces, DKG polynomial and values.
 func (s *session) wipe() {
 	if s.nonces != nil {
 		s.nonces.Wipe()
 	}
+	if s.dkg != nil {
+		s.dkg.Wipe()
+	}
 }
+
+// sessionKey is where a session is kept: one requester cannot name, take or squat
+// another's session, whatever session ID it sends.
+func sessionKey(requester NodeID, id []byte) string { return string(requester.Sign) + string(id) }
 
 func (p *party) ID(context.Context) (NodeID, error) { return p.key.ID(), nil }
 
@@ -177,64 +190,75 @@ func (p *party) seal(s *session, session []byte, ms ...*protocol.Message) ([][]b
 // kindOf is the protocol a step belongs to.
 func kindOf(op Op) string { return strings.SplitN(string(op), "/", 2)[0] }
 
-// take removes and returns the session of the step's protocol; expired sessions are wiped.
-func (p *party) take(id []byte, op Op) (*session, error) {
+// take removes and returns the step's session (its requester's, of the step's protocol).
+func (p *party) take(st *Step) (*session, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.sweep()
-	s := p.sessions[string(id)]
-	if s == nil || s.kind != kindOf(op) {
-		return nil, fmt.Errorf("%s: no such session on this node (expired, used, or the node restarted)", op)
+	k := sessionKey(authNode(st), st.Session)
+	s := p.sessions[k]
+	if s == nil || s.kind != kindOf(st.Op) || time.Since(s.started) > sessionTTL {
+		return nil, fmt.Errorf("%s: no such session on this node (expired, used, or the node restarted)", st.Op)
 	}
-	delete(p.sessions, string(id))
+	delete(p.sessions, k)
 	return s, nil
 }
 
-// sweep drops expired sessions, wiping their secrets. The caller holds p.mu.
-func (p *party) sweep() {
-	for k, s := range p.sessions {
-		if time.Since(s.started) > sessionTTL {
-			s.wipe()
-			delete(p.sessions, k)
-		}
+// expire wipes and drops a session when its time is up, if it is still waiting.
+func (p *party) expire(k string, s *session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sessions[k] == s { // a step that holds it wipes it itself, and put refuses it back
+		delete(p.sessions, k)
+		s.wipe()
 	}
 }
 
-// admit says whether a requesting node may start another session.
-func (p *party) admit(requester NodeID) error {
+// admit says whether requester may open another session on keyID.
+func (p *party) admit(requester NodeID, keyID string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.sweep()
-	mine := 0
+	return p.admitLocked(requester, keyID)
+}
+
+func (p *party) admitLocked(requester NodeID, keyID string) error {
+	mine, key := 0, 0
 	for _, s := range p.sessions {
 		if s.requester.Equal(requester) {
 			mine++
 		}
+		if s.keyID == keyID {
+			key++
+		}
 	}
-	if len(p.sessions) >= maxSessions || mine >= maxSessionsRequester {
+	crowded := len(p.sessions) >= maxSessions/2 && (mine > 0 || key > 0)
+	if len(p.sessions) >= maxSessions || mine >= maxSessionsRequester || key >= maxSessionsKey || crowded {
 		return fmt.Errorf("%w: too many sessions in progress; retry later", ErrForbidden)
 	}
 	return nil
 }
 
+// put keeps a session under its requester and ID: a new one (started zero) if the caps
+// admit it, with a timer that wipes it at its end; a taken one back, if still in time.
 func (p *party) put(id []byte, s *session) error {
+	if len(id) != protocol.SessionLen || s.kind == "" {
+		return errors.New("bad session")
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.sweep()
-	if len(p.sessions) >= maxSessions {
-		return errors.New("too many sessions in progress; retry later")
-	}
-	if len(id) != protocol.SessionLen {
-		return errors.New("bad session ID")
-	}
-	if p.sessions[string(id)] != nil {
+	k := sessionKey(s.requester, id)
+	if p.sessions[k] != nil {
 		return errors.New("session already in progress")
 	}
-	s.started = time.Now()
-	if s.kind == "" {
-		return errors.New("a session without a kind")
+	if s.started.IsZero() {
+		if err := p.admitLocked(s.requester, s.keyID); err != nil {
+			return err
+		}
+		s.started = time.Now()
+		time.AfterFunc(sessionTTL, func() { p.expire(k, s) })
+	} else if time.Since(s.started) > sessionTTL {
+		return errors.New("the session expired")
 	}
-	p.sessions[string(id)] = s
+	p.sessions[k] = s
 	return nil
 }
 
@@ -300,12 +324,11 @@ func (p *party) dkgStart(st *Step) (*StepResult, error) {
 		params.Threshold, params.Parties, params.ID = k.Threshold, k.Players, k.NodeIndex+1
 	} else {
 		kp := st.KeyGen
-		if kp == nil || validKeyID(st.KeyID) != nil {
-			return nil, errors.New("key generation needs a key ID and parameters")
+		if err := checkKeyGen(kp); err != nil || validKeyID(st.KeyID) != nil {
+			return nil, errors.New("key generation needs a key ID and valid parameters")
 		}
-		if _, err := p.n.key(st.KeyID, st.Scheme); !errors.Is(err, ErrKeyNotFound) {
-			return nil, fmt.Errorf("key %q exists on this node", st.KeyID)
-		}
+		// An existing key ID is not told here (docs/tsm-api.md): the key generation fails
+		// at its end, where the key would be stored.
 		params.Threshold, params.Parties, params.ID = kp.Threshold, kp.Parties, kp.Index+1
 		s.params = kp
 	}
@@ -328,10 +351,11 @@ func (p *party) dkgStart(st *Step) (*StepResult, error) {
 	}
 	s.dkg = d
 	out, err := p.seal(s, st.Session, &protocol.Message{Type: typ, Session: st.Session, Curve: params.Curve, From: params.ID, Round1: r1})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = p.put(st.Session, s)
 	}
-	if err := p.put(st.Session, s); err != nil {
+	if err != nil {
+		s.wipe()
 		return nil, err
 	}
 	return &StepResult{Out: out}, nil
@@ -344,11 +368,16 @@ func authNode(st *Step) NodeID {
 	return st.Auth.Node
 }
 
-func (p *party) dkgRound2(st *Step) (*StepResult, error) {
-	s, err := p.take(st.Session, st.Op)
+func (p *party) dkgRound2(st *Step) (_ *StepResult, err error) {
+	s, err := p.take(st)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			s.wipe()
+		}
+	}()
 	in, typ := protocol.MsgDKGRound1, protocol.MsgDKGRound2
 	if st.Op == OpRefreshRound2 {
 		in, typ = protocol.MsgRefreshRound1, protocol.MsgRefreshRound2
@@ -383,11 +412,13 @@ func (p *party) dkgRound2(st *Step) (*StepResult, error) {
 }
 
 // finishDKG runs the last round of a session's DKG on the step's messages.
+// The session's secrets are wiped whatever the outcome.
 func (p *party) finishDKG(st *Step, typ protocol.MsgType) (*session, *protocol.Result, error) {
-	s, err := p.take(st.Session, st.Op)
+	s, err := p.take(st)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer s.wipe()
 	ms, err := p.open(st, s, typ)
 	if err != nil {
 		return nil, nil, err
@@ -482,7 +513,7 @@ func (p *party) signCommit(st *Step) (*StepResult, error) {
 }
 
 func (p *party) signShare(st *Step) (*StepResult, error) {
-	s, err := p.take(st.Session, st.Op)
+	s, err := p.take(st)
 	if err != nil {
 		return nil, err
 	}
@@ -516,6 +547,13 @@ func (p *party) signShare(st *Step) (*StepResult, error) {
 // insert stores a new key and, when owner ≥ 0, the index of the party that coordinates it.
 func (n *node) insert(k *keyState, owner int) error {
 	return n.write(func(tx *sql.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM keys WHERE key_id = ?)`, k.KeyID).Scan(&exists); err != nil {
+			return err
+		}
+		if exists {
+			return errors.New("the key generation failed: this node cannot store a key of this ID")
+		}
 		if err := insertKey(tx, k); err != nil {
 			return err
 		}

@@ -33,6 +33,7 @@ var ErrNodeUnreachable = errors.New("TSM node unreachable")
 type remotePeer struct {
 	url  string
 	pin  NodeID // the ID the configuration expects, or zero
+	pins *node  // the phone's node, which keeps the ID first seen at each URL (nil: none)
 	http *http.Client
 
 	mu sync.Mutex
@@ -95,8 +96,10 @@ func lastPart(err error) string {
 	return s
 }
 
-// ID asks the node for its identity once (GET /v1/node), and checks it against the pinned
-// one, if the configuration gives it.
+// ID asks the node for its identity once (GET /v1/node) and checks it: against the ID
+// the configuration gives, if it does, and against the one the phone pinned for this URL
+// when it first reached it (pinning it now if there is none, or replacing it with the
+// configured one).
 func (r *remotePeer) ID(ctx context.Context) (NodeID, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -118,14 +121,44 @@ func (r *remotePeer) ID(ctx context.Context) (NodeID, error) {
 		return NodeID{}, fmt.Errorf("%s: %w", r.url, err)
 	}
 	if r.pin.Sign != nil && !r.pin.Equal(id) {
-		return NodeID{}, fmt.Errorf("%s: the node's ID is not the one configured", r.url)
+		return NodeID{}, fmt.Errorf("%w: %s answers as node %s, not the configured %s", ErrNodeChanged, r.url, short(id), short(r.pin))
+	}
+	if r.pins != nil {
+		if r.pin.Sign != nil {
+			err = r.pins.repin(r.url, id.String())
+		} else {
+			var have string
+			if have, err = r.pins.pin(r.url, id.String()); err == nil && have != id.String() {
+				return NodeID{}, fmt.Errorf("%w: %s answers as node %s, not the %s this phone pinned when it first used it", ErrNodeChanged, r.url, short(id), have[:16])
+			}
+		}
+		if err != nil {
+			return NodeID{}, fmt.Errorf("tsm: pin %s: %w", r.url, err)
+		}
 	}
 	r.id = id
 	return id, nil
 }
 
-// Step sends one step (POST /v1/step).
+// ErrNodeChanged: a server node's URL answers with another node ID than the one configured
+// or pinned. Whoever answers there is not the node the phone's keys were made with.
+var ErrNodeChanged = errors.New("TSM node identity changed")
+
+// short is the first 16 hex digits of a node ID, enough to tell nodes apart in a message.
+func short(id NodeID) string { return id.String()[:16] }
+
+// Step sends one step (POST /v1/step) and checks that the answer is the node's own, for
+// this request: signed by the node ID the coordinator reached (ID), over st and the answer.
 func (r *remotePeer) Step(ctx context.Context, st *Step) (*StepResult, error) {
+	if st.Auth == nil {
+		return nil, errors.New("tsm: a step to a remote node needs its authorization")
+	}
+	r.mu.Lock()
+	id := r.id
+	r.mu.Unlock()
+	if id.Sign == nil {
+		return nil, errors.New("tsm: a remote node's ID is asked before its steps")
+	}
 	body, err := EncodeStep(st)
 	if err != nil {
 		return nil, err
@@ -134,5 +167,12 @@ func (r *remotePeer) Step(ctx context.Context, st *Step) (*StepResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	return DecodeResult(bytes.NewReader(b))
+	res, err := DecodeResult(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.url, err)
+	}
+	if err := verifyAnswer(id, st.digest(), st.Auth, res); err != nil {
+		return nil, fmt.Errorf("%w (%s, %s)", err, r.url, st.Op)
+	}
+	return res, nil
 }

@@ -7,7 +7,6 @@ package tsm
 // before the last refresh is refused.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -107,9 +106,20 @@ func (n *Node) checkRoster(roster []NodeID, requester NodeID, at int) error {
 // ErrForbidden is wrapped by refusals of a step that is authenticated but not allowed.
 var ErrForbidden = errors.New("forbidden")
 
-// Serve authorizes a step and runs it. Errors wrap ErrUnauthorized, ErrNotAParty,
-// ErrForbidden, ErrStaleEpoch or ErrKeyNotFound when the step is refused for who asks.
+// Serve authorizes a step, runs it, and signs the answer with the node key over the
+// request and the answer (nodekey.go, "Answers"). Errors wrap ErrUnauthorized,
+// ErrNotAParty, ErrForbidden or ErrStaleEpoch when the step is refused for who asks, and
+// ErrStore when the node's database failed.
 func (n *Node) Serve(ctx context.Context, st *Step) (*StepResult, error) {
+	res, err := n.serve(ctx, st)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	n.cfg.Key.signAnswer(st.digest(), st.Auth, res)
+	return res, nil
+}
+
+func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 	a := st.Auth
 	if a == nil {
 		return nil, ErrUnauthorized
@@ -118,7 +128,7 @@ func (n *Node) Serve(ctx context.Context, st *Step) (*StepResult, error) {
 		return nil, fmt.Errorf("%w: the request's time is %s from this node's clock", ErrUnauthorized, d.Round(time.Second))
 	}
 	digest := st.digest()
-	if err := verifyAuth(digest, a, nil); err != nil {
+	if err := verifyAuth(digest, a, nil, nil); err != nil {
 		return nil, err
 	}
 	if !a.Target.Equal(n.ID()) {
@@ -132,13 +142,11 @@ func (n *Node) Serve(ctx context.Context, st *Step) (*StepResult, error) {
 		if err := n.checkRoster(st.Roster, a.Node, -1); err != nil {
 			return nil, err
 		}
-		if err := n.p.admit(a.Node); err != nil {
+		if err := n.p.admit(a.Node, st.KeyID); err != nil {
 			return nil, err
 		}
 	case OpKeyGenRound2, OpKeyGenFinish:
-		if err := n.sameRequester(st.Session, a.Node); err != nil {
-			return nil, err
-		}
+		// The session is kept under its requester: another node's step finds none.
 	case OpKeyGenDiscard:
 		n.mu.Lock()
 		r, ok := n.keygens[st.KeyID]
@@ -149,18 +157,15 @@ func (n *Node) Serve(ctx context.Context, st *Step) (*StepResult, error) {
 	default:
 		k, err := n.p.n.key(st.KeyID, st.Scheme)
 		if errors.Is(err, ErrKeyNotFound) {
-			return nil, ErrNotAParty // the same answer as a key one is not a party of
+			return nil, ErrNotAParty // the same answer as to a request that proves nothing
 		}
 		if err != nil {
 			return nil, err
 		}
 		defer k.wipe()
-		owner, err := n.p.n.ownerOf(st.KeyID)
-		if err != nil {
-			return nil, err
-		}
-		prove := k
-		if a.Epoch == k.Epoch+1 { // the requester switched first: its proof is of our pending share
+		prove, old := k, [][]byte(nil)
+		switch {
+		case a.Epoch == k.Epoch+1: // the requester switched first: its proof is of our pending share
 			next, err := n.p.n.pendingKey(st.KeyID, st.Scheme)
 			if err != nil {
 				return nil, err
@@ -169,20 +174,30 @@ func (n *Node) Serve(ctx context.Context, st *Step) (*StepResult, error) {
 				defer next.wipe()
 				prove = next
 			}
+		case a.Epoch < k.Epoch:
+			if old, err = n.p.n.publicSharesAt(st.KeyID, a.Epoch); err != nil {
+				return nil, err
+			}
 		}
-		if err := verifyAuth(digest, a, prove); err != nil {
+		owner, err := n.p.n.ownerOf(st.KeyID)
+		if err != nil {
 			return nil, err
 		}
-		if a.Party != owner {
+		err = verifyAuth(digest, a, prove, old)
+		if err == nil && a.Party != owner || errors.Is(err, ErrStaleEpoch) && a.Party != owner {
 			return nil, fmt.Errorf("%w: only the party that coordinates this key (the phone) acts on it", ErrForbidden)
+		}
+		// A party proven at an older epoch may still ask the key's state (a restore asks
+		// whether its backup is current, and is told the epoch, signed); nothing else.
+		if err != nil && !(errors.Is(err, ErrStaleEpoch) && st.Op == OpInfo) {
+			return nil, err
 		}
 		switch st.Op {
 		case OpSignCommit, OpRefreshStart:
 			if err := n.checkRoster(st.Roster, a.Node, a.Party); err != nil {
 				return nil, err
 			}
-		case OpSignShare, OpRefreshRound2, OpRefreshPrep:
-			if err := n.sameRequester(st.Session, a.Node); err != nil {
+			if err := n.p.admit(a.Node, st.KeyID); err != nil {
 				return nil, err
 			}
 		}
@@ -201,26 +216,12 @@ func (n *Node) Serve(ctx context.Context, st *Step) (*StepResult, error) {
 	return res, err
 }
 
-// sameRequester: the session exists and was started by requester.
-func (n *Node) sameRequester(session []byte, requester NodeID) error {
-	n.p.mu.Lock()
-	defer n.p.mu.Unlock()
-	s := n.p.sessions[string(session)]
-	if s == nil {
-		return fmt.Errorf("no session %x on this node (expired, used, or the node restarted)", session)
-	}
-	if !bytes.Equal(s.requester.Sign, requester.Sign) {
-		return fmt.Errorf("%w: the session was started by another node", ErrForbidden)
-	}
-	return nil
-}
-
 // AuthorizeStep fills in st.Auth as a coordinator does (docs/tsm-api.md, "Authorization"):
 // for the node target, signed with key, and for a step on an existing key, a proof of
 // possession of the share that backup (a BackupShare result) holds. For key generation
 // steps backup is nil.
 func AuthorizeStep(st *Step, key *NodeKey, target NodeID, backup []byte) error {
-	a := &Auth{Node: key.ID(), Target: target, Time: time.Now().Unix(), Party: -1}
+	a := newAuth(key.ID(), target)
 	digest := st.digest()
 	if backup != nil {
 		k, err := decodeBackup(backup)
@@ -245,6 +246,12 @@ func AuthorizeStep(st *Step, key *NodeKey, target NodeID, backup []byte) error {
 	return nil
 }
 
+// VerifyAnswer checks that res is node target's signed answer to st (as AuthorizeStep
+// made it): for tools and tests that speak for a phone.
+func VerifyAnswer(target NodeID, st *Step, res *StepResult) error {
+	return verifyAnswer(target, st.digest(), st.Auth, res)
+}
+
 // EmbeddedNodeKey reads the identity an embedded node keeps in its database (made on first
 // use): for tools and tests that speak for a phone.
 func EmbeddedNodeKey(database string) (*NodeKey, error) {
@@ -265,8 +272,8 @@ func checkKeyGen(kg *KeyGenParams) error {
 		return errors.New("key generation parameters out of range")
 	case len(kg.Description) > maxDescription || !utf8.ValidString(kg.Description):
 		return fmt.Errorf("a description is UTF-8 of at most %d bytes", maxDescription)
-	case len(kg.ChainCode) != 0 && len(kg.ChainCode) != chainCodeLen:
-		return errors.New("a chain code is 32 bytes")
+	case len(kg.ChainCode) != chainCodeLen:
+		return errors.New("key generation needs a chain code of 32 bytes")
 	}
 	return nil
 }

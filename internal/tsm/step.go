@@ -74,6 +74,7 @@ type authJSON struct {
 	Epoch  uint32 `json:"epoch"`
 	ProofR []byte `json:"proof_r,omitempty"`
 	ProofZ []byte `json:"proof_z,omitempty"`
+	Nonce  []byte `json:"nonce"`
 	Sig    []byte `json:"sig"`
 }
 
@@ -94,7 +95,7 @@ func EncodeStep(s *Step) ([]byte, error) {
 		}
 	}
 	if a := s.Auth; a != nil {
-		j.Auth = &authJSON{a.Node.String(), a.Target.String(), a.Time, a.Party, a.Epoch, a.ProofR, a.ProofZ, a.Sig}
+		j.Auth = &authJSON{a.Node.String(), a.Target.String(), a.Time, a.Party, a.Epoch, a.ProofR, a.ProofZ, a.Nonce, a.Sig}
 	}
 	return json.Marshal(j)
 }
@@ -151,7 +152,7 @@ func DecodeStep(r io.Reader) (*Step, error) {
 	if err := checkKeyGen(s.KeyGen); s.KeyGen != nil && err != nil {
 		return nil, err
 	}
-	s.Auth = &Auth{Node: node, Target: target, Time: j.Auth.Time, Party: j.Auth.Party, Epoch: j.Auth.Epoch, ProofR: j.Auth.ProofR, ProofZ: j.Auth.ProofZ, Sig: j.Auth.Sig}
+	s.Auth = &Auth{Node: node, Target: target, Time: j.Auth.Time, Party: j.Auth.Party, Epoch: j.Auth.Epoch, ProofR: j.Auth.ProofR, ProofZ: j.Auth.ProofZ, Nonce: j.Auth.Nonce, Sig: j.Auth.Sig}
 	return s, nil
 }
 
@@ -165,6 +166,7 @@ type resultJSON struct {
 	PublicShares [][]byte     `json:"public_shares,omitempty"`
 	Pending      uint32       `json:"pending,omitempty"`
 	PendingOf    []byte       `json:"pending_session,omitempty"`
+	Sig          []byte       `json:"sig,omitempty"`
 }
 
 type keyInfoJSON struct {
@@ -183,7 +185,7 @@ type keyInfoJSON struct {
 
 // EncodeResult returns the JSON body of r.
 func EncodeResult(r *StepResult) ([]byte, error) {
-	j := resultJSON{Out: r.Out, PublicShares: r.PublicShares, Pending: r.Pending, PendingOf: r.PendingOf}
+	j := resultJSON{Out: r.Out, PublicShares: r.PublicShares, Pending: r.Pending, PendingOf: r.PendingOf, Sig: r.Sig}
 	if i := r.Info; i != nil {
 		j.Info = &keyInfoJSON{i.KeyID, i.Scheme, i.Curve, i.NodeIndex, i.Players, i.Threshold, i.Epoch, i.Created.Unix(), i.PublicKey, i.Description, i.ChainCode}
 	}
@@ -198,7 +200,7 @@ func DecodeResult(r io.Reader) (*StepResult, error) {
 	if err := d.Decode(&j); err != nil {
 		return nil, fmt.Errorf("not a step result: %w", err)
 	}
-	out := &StepResult{Out: j.Out, PublicShares: j.PublicShares, Pending: j.Pending, PendingOf: j.PendingOf}
+	out := &StepResult{Out: j.Out, PublicShares: j.PublicShares, Pending: j.Pending, PendingOf: j.PendingOf, Sig: j.Sig}
 	if i := j.Info; i != nil {
 		out.Info = &KeyInfo{KeyID: i.KeyID, Scheme: i.Scheme, Curve: i.Curve, NodeIndex: i.NodeIndex, Players: i.Players,
 			Threshold: i.Threshold, Epoch: i.Epoch, Created: time.Unix(i.Created, 0).UTC(), PublicKey: i.PublicKey,

@@ -222,6 +222,11 @@ func NewClient(cfg Config) (*Client, error) {
 		c.nodes = append(c.nodes, n)
 		c.peers = append(c.peers, p)
 	}
+	for _, p := range c.peers {
+		if rp, ok := p.(*remotePeer); ok && c.local != nil {
+			rp.pins = c.local.n // the phone keeps the node IDs it has seen
+		}
+	}
 	return c, nil
 }
 

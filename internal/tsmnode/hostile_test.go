@@ -132,7 +132,7 @@ func TestHostileParties(t *testing.T) {
 	}
 	freshKeyGen := func(desc string) []byte {
 		st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: "k" + strings.Repeat("x", 10), Scheme: tsm.EdDSA, Session: make([]byte, 16),
-			Roster: nil, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Description: desc, Created: time.Now()}}
+			Roster: nil, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Description: desc, Created: time.Now(), ChainCode: make([]byte, 32)}}
 		k := tsm.GenerateNodeKey()
 		st.Roster = []tsm.NodeID{k.ID(), c.Nodes[0].ID}
 		tsm.AuthorizeStep(st, k, c.Nodes[0].ID, nil)
@@ -172,7 +172,13 @@ func TestHostileParties(t *testing.T) {
 			return b
 		}, 401, "unauthorized"},
 		{"the phone of key A acting on key B", func() []byte { return authorized(info(keyB), currentA) }, 403, "not-a-party"},
-		{"a share from before the refresh", func() []byte { return authorized(info(keyA), staleA) }, 409, "stale-epoch"},
+		{"a share from before the refresh", func() []byte {
+			return authorized(&tsm.Step{Op: tsm.OpCheck, KeyID: keyA, Scheme: tsm.EdDSA}, staleA)
+		}, 409, "stale-epoch"},
+		{"a share from before the refresh asks the key's state: told, signed", func() []byte { return authorized(info(keyA), staleA) }, 200, ""},
+		{"a refreshed key, asked with a proof of no share of it: not told it exists or its epoch", func() []byte {
+			return authorized(info(keyA), backupOf(dbB, keyB))
+		}, 403, "not-a-party"},
 		{"a replayed signing round", func() []byte { return rec.last(tsm.OpSignShare, c.Nodes[0].ID) }, 422, "step-refused"},
 		{"a replayed refresh commit", func() []byte { return rec.last(tsm.OpRefreshCommit, c.Nodes[0].ID) }, 422, "step-refused"},
 		{"a step for the other node, replayed to this one", func() []byte { return rec.last(tsm.OpSignCommit, c.Nodes[1].ID) }, 401, "unauthorized"},
@@ -183,7 +189,7 @@ func TestHostileParties(t *testing.T) {
 		{"key generation naming a node this one does not work with", func() []byte {
 			st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: "evilkey", Scheme: tsm.EdDSA, Session: make([]byte, 16),
 				Roster: []tsm.NodeID{nodeKeyA.ID(), c.Nodes[0].ID, tsm.GenerateNodeKey().ID()},
-				KeyGen: &tsm.KeyGenParams{Threshold: 2, Parties: 3, Index: 1, Created: time.Now()}}
+				KeyGen: &tsm.KeyGenParams{Threshold: 2, Parties: 3, Index: 1, Created: time.Now(), ChainCode: make([]byte, 32)}}
 			return authorized(st, nil)
 		}, 403, "forbidden"},
 		{"a key that does not exist: the same answer as one not ours", func() []byte { return authorized(info("nosuchkey"), currentA) }, 403, "not-a-party"},
@@ -222,7 +228,7 @@ func TestHostileParties(t *testing.T) {
 		refused := 0
 		for i := range 20 {
 			st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: fmt.Sprint("flood", i), Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{byte(i + 1)}, 16),
-				Roster: []tsm.NodeID{k.ID(), c.Nodes[0].ID}, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Created: time.Now()}}
+				Roster: []tsm.NodeID{k.ID(), c.Nodes[0].ID}, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Created: time.Now(), ChainCode: make([]byte, 32)}}
 			tsm.AuthorizeStep(st, k, c.Nodes[0].ID, nil)
 			b, _ := tsm.EncodeStep(st)
 			if status, _ := post(t, url, b); status == 403 {

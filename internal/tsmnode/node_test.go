@@ -259,7 +259,7 @@ func TestKeyGensPerAddress(t *testing.T) {
 	for i := range 21 {
 		k := tsm.GenerateNodeKey()
 		st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: fmt.Sprint("key", i), Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{byte(i + 1)}, 16),
-			Roster: []tsm.NodeID{k.ID(), key.ID()}, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Created: time.Now()}}
+			Roster: []tsm.NodeID{k.ID(), key.ID()}, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Created: time.Now(), ChainCode: make([]byte, 32)}}
 		tsm.AuthorizeStep(st, k, key.ID(), nil)
 		b, _ := tsm.EncodeStep(st)
 		resp, err := http.Post(srv.URL+"/v1/step", "application/json", bytes.NewReader(b))

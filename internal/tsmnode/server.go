@@ -142,7 +142,7 @@ func classify(err error) (int, string) {
 		return http.StatusUnauthorized, "unauthorized"
 	case errors.As(err, &culprit):
 		return http.StatusUnprocessableEntity, "culprit"
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, tsm.ErrStore):
 		return http.StatusServiceUnavailable, "unavailable"
 	}
 	return http.StatusUnprocessableEntity, "step-refused"
@@ -184,7 +184,11 @@ func (s *server) step(c *gin.Context) {
 		status, name := classify(err)
 		s.steps.WithLabelValues(op, name).Inc()
 		c.Set("step_error", err.Error())
-		problem(c, status, name, err.Error())
+		detail := err.Error()
+		if errors.Is(err, tsm.ErrStore) {
+			detail = tsm.ErrStore.Error() // the database's own words stay in the log
+		}
+		problem(c, status, name, detail)
 		return
 	}
 	out, err := tsm.EncodeResult(res)

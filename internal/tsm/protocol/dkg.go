@@ -144,6 +144,17 @@ func evalCommitments(g Group, cs [][]byte, first, x int) ([]byte, error) {
 	return g.AddPoints(terms...)
 }
 
+// Wipe zeroes the secrets d still holds (its polynomial, its own value): for a session
+// that fails, expires or is abandoned at any point. d is unusable after.
+func (d *DKG) Wipe() {
+	for _, a := range d.coeffs {
+		clear(a)
+	}
+	d.coeffs = nil
+	clear(d.own)
+	d.own = nil
+}
+
 // Round2 checks every other party's round-one broadcast (each exactly once: its
 // commitments, and in key generation its proof of knowledge) and returns this party's
 // private values for each of them. A bad broadcast is a CulpritError.
