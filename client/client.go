@@ -104,7 +104,7 @@ func (p *Phone) withAll(fn func(c *tsm.Client) error) error {
 
 type schemeOps interface {
 	GenerateKey(description string) (string, error)
-	Reshare(keyID string) error
+	ReshareWithBackup(keyID string, keep func(backup []byte) error) error
 	VerifyShare(keyID string) error
 	CurrentEpoch(backup []byte) (uint32, error)
 	tsm.ShareBackup
@@ -142,14 +142,58 @@ func (p *Phone) KeyGen(scheme, description string) (string, error) {
 	return id, err
 }
 
-// Reshare re-randomizes a key's shares on every node (the demonstration's stand-in for
-// the TSM's reshare); backups from before it become stale.
-func (p *Phone) Reshare(keyID string) error {
+// Reshare refreshes a key's shares on every node (proactive secret sharing: the public key
+// stays, every share changes) and ends with a backup of the new share in the vault: the
+// phone's next share is sealed and uploaded before any node switches to it, so a crash at
+// any point leaves a backup the nodes accept. Once every node has switched, the key's older
+// versions in the vault are deleted (their shares can no longer sign). It needs the vault's
+// keys (the words'); without them it refuses, since a refresh would leave no backup.
+func (p *Phone) Reshare(keys *Keys, keyID string) (*KeyInfo, error) {
+	if keys == nil {
+		return nil, errors.New("a reshare needs this phone's backup keys, so that it can back up the new share: back the key up first")
+	}
 	s, err := p.node.SchemeOf(keyID)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := p.ctx()
+	defer cancel()
+	var up *KeyInfo
+	err = p.withAll(func(c *tsm.Client) error {
+		return ops(s, c).ReshareWithBackup(keyID, func(share []byte) error {
+			var err error
+			up, err = p.upload(ctx, keys, keyID, share)
+			return err
+		})
+	})
+	if err != nil {
+		if errors.Is(err, tsm.ErrStaleEpoch) {
+			return nil, ErrStale
+		}
+		return nil, err
+	}
+	if err := p.prune(ctx, keys, keyID, uint64(up.Sequence)); err != nil {
+		return up, fmt.Errorf("reshared and backed up as version %d, but older versions are still in the vault: %w", up.Sequence, err)
+	}
+	return up, nil
+}
+
+// prune deletes every version of keyID before seq: after a refresh to seq's epoch, none of
+// them holds a share that signs.
+func (p *Phone) prune(ctx context.Context, keys *Keys, keyID string, seq uint64) error {
+	vl, err := p.vault.versions(ctx, keys, keyID)
 	if err != nil {
 		return err
 	}
-	return p.withAll(func(c *tsm.Client) error { return ops(s, c).Reshare(keyID) })
+	for _, v := range vl.Versions {
+		if v.Sequence >= seq {
+			continue
+		}
+		if err := p.vault.deleteVersion(ctx, keys, keyID, v.Sequence); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Sign signs message with an EdDSA key across the phone and the server nodes and returns
@@ -201,16 +245,30 @@ func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 	if testHookBeforeShare != nil {
 		testHookBeforeShare()
 	}
-	share, err := ops(s, p.node).BackupShare(keyID)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(share)
+	var out *KeyInfo
+	err = p.node.Exclusive(func() error { // no refresh between reading the share and its upload
+		share, err := ops(s, p.node).BackupShare(keyID)
+		if err != nil {
+			return err
+		}
+		defer clear(share)
+		out, err = p.upload(ctx, keys, keyID, share)
+		return err
+	})
+	return out, err
+}
+
+// upload seals a share backup and stores it as the vault's next version of keyID, with
+// the vault's compare-and-swap on the latest version.
+func (p *Phone) upload(ctx context.Context, keys *Keys, keyID string, share []byte) (*KeyInfo, error) {
 	// The header's key ID, scheme and epoch come from the backup bytes themselves, never from
 	// a separate read that a refresh could overtake.
 	info, err := tsm.InspectBackup(share)
 	if err != nil {
 		return nil, err
+	}
+	if info.KeyID != keyID {
+		return nil, errors.New("the share is of another key")
 	}
 	seq, prev := uint64(1), ""
 	vl, err := p.vault.versions(ctx, keys, keyID)
@@ -324,14 +382,42 @@ func (p *Phone) restoreShare(o *opened) (*KeyInfo, error) {
 	return out, nil
 }
 
-// Restore downloads the latest backup of keyID, opens it and restores the share into
-// the phone's node. The key ID it returns is always keyID.
+// Restore restores the share of keyID into the phone's node from the newest backup in the
+// vault that the server nodes accept: the latest, unless a refresh uploaded its backup and
+// was then undone (a crash before it switched), whose share no node takes; then the one
+// before it. The key ID it returns is always keyID.
 func (p *Phone) Restore(keys *Keys, keyID string) (*KeyInfo, error) {
-	o, err := p.open(keys, keyID)
+	ctx, cancel := p.ctx()
+	defer cancel()
+	vl, err := p.vault.versions(ctx, keys, keyID)
 	if err != nil {
 		return nil, err
 	}
-	return p.restoreShare(o)
+	var first error
+	for i := len(vl.Versions) - 1; i >= 0; i-- {
+		env, err := p.vault.version(ctx, keys, keyID, vl.Versions[i].Sequence)
+		if err != nil {
+			return nil, err
+		}
+		o, err := openEnvelope(keys, keyID, env)
+		if err != nil {
+			return nil, err
+		}
+		info, err := p.restoreShare(o)
+		if err == nil || !errors.Is(err, tsm.ErrNotAParty) {
+			if first != nil && err == nil {
+				p.vault.step("version %d is of an undone refresh: restored version %d", vl.Versions[len(vl.Versions)-1].Sequence, info.Sequence)
+			}
+			return info, err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if first == nil {
+		return nil, ErrNotFound
+	}
+	return nil, fmt.Errorf("no backup of this key is accepted by the server nodes: %w", first)
 }
 
 // Verify is the restore drill: it downloads and opens the latest backup of keyID and

@@ -44,7 +44,7 @@ func TestBackupRacesRefresh(t *testing.T) {
 	t.Cleanup(func() { testHookBeforeShare = nil })
 	for i := range 3 {
 		testHookBeforeShare = func() {
-			if err := phone.Reshare(keyID); err != nil {
+			if _, err := phone.Reshare(keys, keyID); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -201,6 +201,21 @@ func (v *Vault) latest(ctx context.Context, k *Keys, keyID string) ([]byte, erro
 	return r.body, nil
 }
 
+// version returns one version's envelope.
+func (v *Vault) version(ctx context.Context, k *Keys, keyID string, seq uint64) ([]byte, error) {
+	r, err := v.do(ctx, k, "GET", api.VersionPath(k.VaultID(), keyID, seq), nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	if api.ContentDigest(r.body) != r.header.Get("Content-Digest") {
+		return nil, errors.New("the download does not match the vault's Content-Digest")
+	}
+	return r.body, nil
+}
+
 // upload stores env as the next version of keyID; prevETag is the latest's ("" for none).
 func (v *Vault) upload(ctx context.Context, k *Keys, keyID string, env []byte, prevETag string) error {
 	pre := []string{"If-None-Match", "*"}

@@ -42,7 +42,8 @@ commands:
   export KEY [--qr F]                                  the latest backup, armored, for an offline copy
   import FILE                                          restore from an armored backup
   sign KEY MESSAGE                                     sign across the phone and server nodes (EdDSA)
-  reshare KEY                                          re-randomize every node's share (demonstration)
+  reshare KEY                                          refresh every node's share of KEY and back the new
+                                                       one up (the old backups are deleted: stale)
   rotate [--words N] [--yes] [--kit F]                 new words for every key; then delete the old vault
   forget                                               delete the keys kept in DIR/keys.json`
 
@@ -527,12 +528,19 @@ func (a *app) reshare(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%w: reshare KEY", errUsage)
 	}
+	k, err := a.storedKeys()
+	if err != nil {
+		return err
+	}
+	if k == nil {
+		return errors.New("reshare backs up the new share, and this phone has no backup keys: run `client backup " + args[0] + "` first")
+	}
 	return a.withPhone(nil, func(p *client.Phone, _ *client.Keys) error {
-		if err := p.Reshare(args[0]); err != nil {
-			return err
+		info, err := p.Reshare(k, args[0])
+		if info != nil {
+			a.result("reshared %s: epoch %d, backed up as version %d", info.KeyID, info.Epoch, info.Sequence)
 		}
-		a.result("reshared %s", args[0])
-		return nil
+		return err
 	})
 }
 

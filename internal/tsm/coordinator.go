@@ -629,6 +629,18 @@ func (c *EDDSAClient) Sign(keyID string, msg []byte) ([]byte, error) {
 	return sig, nil
 }
 
+// Exclusive runs fn while no refresh or recovery runs on this client's embedded node (the
+// lock refreshes hold): a backup taken inside it is never of a share a refresh is about
+// to replace, nor uploaded between a refresh's backup and its switch.
+func (c *Client) Exclusive(fn func() error) error {
+	unlock, err := c.opLock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return fn()
+}
+
 // opLockWait bounds how long a refresh or a recovery waits for another on this phone.
 const opLockWait = 30 * time.Second
 
