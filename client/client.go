@@ -474,6 +474,33 @@ func (p *Phone) List(keys *Keys) (*KeyList, error) {
 	return out, nil
 }
 
+// Versions lists the versions of keyID in the vault, oldest first, each downloaded and
+// opened to tell its epoch and sequence.
+func (p *Phone) Versions(keys *Keys, keyID string) (*KeyList, error) {
+	ctx, cancel := p.ctx()
+	defer cancel()
+	vl, err := p.vault.versions(ctx, keys, keyID)
+	if err != nil {
+		return nil, err
+	}
+	out := &KeyList{}
+	for _, v := range vl.Versions {
+		env, err := p.vault.version(ctx, keys, keyID, v.Sequence)
+		if err != nil {
+			return nil, err
+		}
+		o, err := openEnvelope(keys, keyID, env)
+		if err != nil {
+			return nil, fmt.Errorf("version %d: %w", v.Sequence, err)
+		}
+		clear(o.share)
+		i := infoOf(o.key)
+		i.Sequence = int64(o.header.Sequence)
+		out.items = append(out.items, i)
+	}
+	return out, nil
+}
+
 // Export returns the latest backup of keyID as armored text: an offline copy, still
 // encrypted, for paper or a QR code.
 func (p *Phone) Export(keys *Keys, keyID string) (string, error) {

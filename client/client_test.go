@@ -51,6 +51,13 @@ func newWorld(t *testing.T) *world {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.ModifyResponse = func(r *http.Response) error {
 		mode, _ := tamper.Load().(string)
+		if mode == "put-lost" && r.Request.Method == "PUT" { // stored, then the phone is told otherwise
+			r.StatusCode = http.StatusInternalServerError
+			r.Body = io.NopCloser(strings.NewReader(`{"type":"urn:sharevault:problem:internal","title":"x","status":500}`))
+			r.ContentLength = -1
+			r.Header.Del("Content-Length")
+			return nil
+		}
 		if mode == "" || r.Request.Method != "GET" || r.Header.Get("Content-Type") != "application/octet-stream" {
 			return nil
 		}
@@ -229,4 +236,82 @@ func TestOneWordCorrectionIsQuick(t *testing.T) {
 			t.Logf("%d words, one wrong word: found in %s", n, took.Round(time.Millisecond))
 		})
 	}
+}
+
+// TestReshareEndsWithABackup: a reshare uploads the new share before any node switches,
+// and deletes the older versions once every node has; a reshare whose upload is not
+// acknowledged is undone everywhere, and a restore then skips the version it left (the
+// nodes do not accept its share) for the one before, which signs.
+func TestReshareEndsWithABackup(t *testing.T) {
+	w := newWorld(t)
+	old := w.phone(t, "old.db", w.proxied)
+	if _, err := old.Reshare(nil, w.keyID); err == nil {
+		t.Fatal("a reshare without the vault's keys ran")
+	}
+
+	tamper.Store("put-lost")
+	_, err := old.Reshare(w.keys, w.keyID)
+	tamper.Store("")
+	if err == nil || !strings.Contains(err.Error(), "undone") {
+		t.Fatalf("reshare with its upload lost: %v", err)
+	}
+	if _, err := old.Sign(w.keyID, "still at epoch 0"); err != nil {
+		t.Fatal(err)
+	}
+	got := versions(t, old, w)
+	if len(got) != 2 || got[0] != 0 || got[1] != 1 {
+		t.Fatalf("vault holds epochs %v, want [0 1] (the undone refresh's upload kept)", got)
+	}
+	restored, err := w.phone(t, "new1.db", w.direct).Restore(w.keys, w.keyID)
+	if err != nil || restored.Epoch != 0 || restored.Sequence != 1 {
+		t.Fatalf("restore past an undone refresh's version: %+v, %v", restored, err)
+	}
+
+	info, err := old.Reshare(w.keys, w.keyID)
+	if err != nil || info.Epoch != 1 || info.Sequence != 3 {
+		t.Fatalf("reshare: %+v, %v", info, err)
+	}
+	if got := versions(t, old, w); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("after the reshare the vault holds epochs %v, want [1]", got)
+	}
+	fresh := w.phone(t, "new2.db", w.direct)
+	restored, err = fresh.Restore(w.keys, w.keyID)
+	if err != nil || restored.Epoch != 1 {
+		t.Fatalf("restore after the reshare: %+v, %v", restored, err)
+	}
+	if _, err := fresh.Sign(w.keyID, "restored after a reshare"); err != nil {
+		t.Fatal(err)
+	}
+
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	v := client.NewVault(down.URL)
+	v.SetAttempts(1)
+	vaultDown, err := client.OpenPhone(filepath.Join(w.dir, "new2.db"), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vaultDown.Close()
+	vaultDown.AddServerNode(filepath.Join(w.dir, "s1.db"))
+	vaultDown.AddServerNode(filepath.Join(w.dir, "s2.db"))
+	if _, err := vaultDown.Reshare(w.keys, w.keyID); err == nil || !strings.Contains(err.Error(), "undone") {
+		t.Fatalf("reshare with the vault down: %v", err)
+	}
+	if _, err := fresh.Sign(w.keyID, "the failed reshare changed nothing"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// versions returns the epoch of every version of the world's key in the vault, in order.
+func versions(t *testing.T, p *client.Phone, w *world) []int64 {
+	t.Helper()
+	l, err := p.Versions(w.keys, w.keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for i := 0; i < l.Len(); i++ {
+		out = append(out, l.At(i).Epoch)
+	}
+	return out
 }

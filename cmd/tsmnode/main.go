@@ -143,6 +143,7 @@ func initNodes(args []string, stdout, stderr io.Writer) error {
 		}
 		ids[i] = k.ID().String()
 	}
+	var pinned []string
 	for i := range *count {
 		d := filepath.Join(*dir, fmt.Sprint("node", i+1))
 		c := config{Listen: net.JoinHostPort(*host, fmt.Sprint(*port+i)), Database: filepath.Join(d, "node.db"), NodeKey: filepath.Join(d, "node.key")}
@@ -157,7 +158,10 @@ func initNodes(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "node %d: %s, http://%s, node ID %s\n", i+1, path, c.Listen, ids[i])
+		pinned = append(pinned, "http://"+c.Listen+"#"+ids[i])
 	}
+	// The phone's setting, each URL with the ID it must answer with (client --nodes).
+	fmt.Fprintf(stdout, "export SHAREVAULT_NODES=%s\n", strings.Join(pinned, ","))
 	return nil
 }
 

@@ -81,11 +81,14 @@ type Peer interface {
 
 // sessionTTL bounds how long a party keeps a session's secrets: a timer wipes them then,
 // whether or not another step arrives.
-const sessionTTL = 2 * time.Minute
+var sessionTTL = 2 * time.Minute
 
 // Bounds on the sessions a party keeps at once (docs/tsm-api.md, "Limits"): in all, started
-// by one requesting node, and on one key. Past half the table, a key or requester that
-// already has a session gets no other, so the rest stays for those that have none.
+// by one requesting node, and on one key. A new session over a key's or a requester's
+// bound replaces the oldest of that key's or requester's own (so that a phone whose steps
+// were lost is never locked out of its key by its own leftovers), and past half the table
+// a key or requester that has a session replaces it rather than taking more room, so the
+// rest stays for those that have none.
 const (
 	maxSessions          = 4096
 	maxSessionsRequester = 16
@@ -217,24 +220,37 @@ func (p *party) expire(k string, s *session) {
 func (p *party) admit(requester NodeID, keyID string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.admitLocked(requester, keyID)
+	_, err := p.admitLocked(requester, keyID)
+	return err
 }
 
-func (p *party) admitLocked(requester NodeID, keyID string) error {
+// admitLocked returns the session a new one of requester on keyID replaces (if any), or
+// an error if the table has no room for it. The caller holds p.mu.
+func (p *party) admitLocked(requester NodeID, keyID string) (string, error) {
 	mine, key := 0, 0
-	for _, s := range p.sessions {
+	var oldMine, oldKey string
+	older := func(k, than string) bool { return than == "" || p.sessions[k].started.Before(p.sessions[than].started) }
+	for k, s := range p.sessions {
 		if s.requester.Equal(requester) {
-			mine++
+			if mine++; older(k, oldMine) {
+				oldMine = k
+			}
 		}
 		if s.keyID == keyID {
-			key++
+			if key++; older(k, oldKey) {
+				oldKey = k
+			}
 		}
 	}
-	crowded := len(p.sessions) >= maxSessions/2 && (mine > 0 || key > 0)
-	if len(p.sessions) >= maxSessions || mine >= maxSessionsRequester || key >= maxSessionsKey || crowded {
-		return fmt.Errorf("%w: too many sessions in progress; retry later", ErrForbidden)
+	switch {
+	case key >= maxSessionsKey, key > 0 && len(p.sessions) >= maxSessions/2:
+		return oldKey, nil
+	case mine >= maxSessionsRequester, mine > 0 && len(p.sessions) >= maxSessions/2:
+		return oldMine, nil
+	case len(p.sessions) >= maxSessions:
+		return "", fmt.Errorf("%w: too many sessions in progress; retry later", ErrForbidden)
 	}
-	return nil
+	return "", nil
 }
 
 // put keeps a session under its requester and ID: a new one (started zero) if the caps
@@ -250,8 +266,13 @@ func (p *party) put(id []byte, s *session) error {
 		return errors.New("session already in progress")
 	}
 	if s.started.IsZero() {
-		if err := p.admitLocked(s.requester, s.keyID); err != nil {
+		evict, err := p.admitLocked(s.requester, s.keyID)
+		if err != nil {
 			return err
+		}
+		if old := p.sessions[evict]; old != nil {
+			delete(p.sessions, evict)
+			old.wipe()
 		}
 		s.started = time.Now()
 		time.AfterFunc(sessionTTL, func() { p.expire(k, s) })

@@ -155,42 +155,14 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 			return nil, fmt.Errorf("%w: only the node that generated a key may discard it, right after", ErrForbidden)
 		}
 	default:
-		k, err := n.p.n.key(st.KeyID, st.Scheme)
-		if errors.Is(err, ErrKeyNotFound) {
-			return nil, ErrNotAParty // the same answer as to a request that proves nothing
-		}
-		if err != nil {
-			return nil, err
-		}
-		defer k.wipe()
-		prove, old := k, [][]byte(nil)
-		switch {
-		case a.Epoch == k.Epoch+1: // the requester switched first: its proof is of our pending share
-			next, err := n.p.n.pendingKey(st.KeyID, st.Scheme)
-			if err != nil {
-				return nil, err
-			}
-			if next != nil {
-				defer next.wipe()
-				prove = next
-			}
-		case a.Epoch < k.Epoch:
-			if old, err = n.p.n.publicSharesAt(st.KeyID, a.Epoch); err != nil {
-				return nil, err
-			}
-		}
-		owner, err := n.p.n.ownerOf(st.KeyID)
-		if err != nil {
-			return nil, err
-		}
-		err = verifyAuth(digest, a, prove, old)
-		if err == nil && a.Party != owner || errors.Is(err, ErrStaleEpoch) && a.Party != owner {
-			return nil, fmt.Errorf("%w: only the party that coordinates this key (the phone) acts on it", ErrForbidden)
-		}
 		// A party proven at an older epoch may still ask the key's state (a restore asks
 		// whether its backup is current, and is told the epoch, signed); nothing else.
-		if err != nil && !(errors.Is(err, ErrStaleEpoch) && st.Op == OpInfo) {
+		owner, err := n.p.checkProof(st)
+		if err != nil && !(errors.Is(err, ErrStaleEpoch) && st.Op == OpInfo && owner) {
 			return nil, err
+		}
+		if !owner {
+			return nil, fmt.Errorf("%w: only the party that coordinates this key (the phone) acts on it", ErrForbidden)
 		}
 		switch st.Op {
 		case OpSignCommit, OpRefreshStart:
@@ -214,6 +186,48 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 		n.mu.Unlock()
 	}
 	return res, err
+}
+
+// checkProof checks the proof of possession in st.Auth for the key it names: against the
+// key's current public shares, its pending ones (a requester that switched first) or an
+// older epoch's (then ErrStaleEpoch, once the proof holds). It tells whether the proven
+// party is the key's owner (the phone), and never whether the key exists or its epoch
+// unless the proof holds.
+func (p *party) checkProof(st *Step) (owner bool, err error) {
+	a := st.Auth
+	k, err := p.n.key(st.KeyID, st.Scheme)
+	if errors.Is(err, ErrKeyNotFound) {
+		return false, ErrNotAParty // the same answer as to a request that proves nothing
+	}
+	if err != nil {
+		return false, err
+	}
+	defer k.wipe()
+	prove, old := k, [][]byte(nil)
+	switch {
+	case a.Epoch == k.Epoch+1: // the requester switched first: its proof is of our pending share
+		next, err := p.n.pendingKey(st.KeyID, st.Scheme)
+		if err != nil {
+			return false, err
+		}
+		if next != nil {
+			defer next.wipe()
+			prove = next
+		}
+	case a.Epoch < k.Epoch:
+		if old, err = p.n.publicSharesAt(st.KeyID, a.Epoch); err != nil {
+			return false, err
+		}
+	}
+	o, oerr := p.n.ownerOf(st.KeyID)
+	if oerr != nil {
+		return false, oerr
+	}
+	err = verifyAuth(st.digest(), a, prove, old)
+	if err != nil && !errors.Is(err, ErrStaleEpoch) {
+		return false, err
+	}
+	return a.Party == o, err
 }
 
 // AuthorizeStep fills in st.Auth as a coordinator does (docs/tsm-api.md, "Authorization"):

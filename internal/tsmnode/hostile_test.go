@@ -130,15 +130,16 @@ func TestHostileParties(t *testing.T) {
 		b, _ := tsm.EncodeStep(st)
 		return b
 	}
-	freshKeyGen := func(desc string) []byte {
-		st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: "k" + strings.Repeat("x", 10), Scheme: tsm.EdDSA, Session: make([]byte, 16),
-			Roster: nil, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Description: desc, Created: time.Now(), ChainCode: make([]byte, 32)}}
+	keyGenOf := func(keyID, desc string, chain []byte) []byte {
+		st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: keyID, Scheme: tsm.EdDSA, Session: make([]byte, 16),
+			Roster: nil, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Description: desc, Created: time.Now(), ChainCode: chain}}
 		k := tsm.GenerateNodeKey()
 		st.Roster = []tsm.NodeID{k.ID(), c.Nodes[0].ID}
 		tsm.AuthorizeStep(st, k, c.Nodes[0].ID, nil)
 		b, _ := tsm.EncodeStep(st)
 		return b
 	}
+	freshKeyGen := func(desc string) []byte { return keyGenOf("k"+strings.Repeat("x", 10), desc, make([]byte, 32)) }
 	info := func(keyID string) *tsm.Step { return &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA} }
 	authorized := func(st *tsm.Step, backup []byte) []byte {
 		if err := tsm.AuthorizeStep(st, nodeKeyA, c.Nodes[0].ID, backup); err != nil {
@@ -205,6 +206,8 @@ func TestHostileParties(t *testing.T) {
 			return asNode2(&tsm.Step{Op: tsm.OpRefreshAbort, KeyID: keyA, Scheme: tsm.EdDSA, Session: make([]byte, 16)})
 		}, 403, "forbidden"},
 		{"key generation with a 250 KB description", func() []byte { return freshKeyGen(strings.Repeat("d", 250<<10)) }, 400, "bad-request"},
+		{"key generation without a chain code: refused before anything is kept", func() []byte { return keyGenOf("nochain", "", nil) }, 400, "bad-request"},
+		{"key generation with an existing key's ID: started as any other (existence is not told)", func() []byte { return keyGenOf(keyA, "", make([]byte, 32)) }, 200, ""},
 		{"malformed JSON", func() []byte { return []byte(`{"op": "info", `) }, 400, "bad-request"},
 		{"an unknown field", func() []byte { return []byte(`{"op":"info","key_id":"k","scheme":2,"auth":{},"extra":1}`) }, 400, "bad-request"},
 		{"oversize", func() []byte { return append([]byte(`{"op":"`), bytes.Repeat([]byte("a"), 300<<10)...) }, 413, "too-large"},
@@ -222,21 +225,75 @@ func TestHostileParties(t *testing.T) {
 		})
 	}
 
-	// One requesting node cannot open sessions without end: past 16 in progress, refused.
-	t.Run("sessions per requester", func(t *testing.T) {
+	// One requester, or one key, cannot fill the node's session table: every step that
+	// opens a session is held to a cap per requester (16) and per key (8), past which a new
+	// session replaces that requester's or key's oldest; other phones keep working.
+	t.Run("sessions per requester and per key", func(t *testing.T) {
+		detail := func(body []byte) string {
+			resp, err := http.Post(url+"/v1/step", "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var p struct{ Detail string }
+			json.NewDecoder(resp.Body).Decode(&p)
+			return fmt.Sprint(resp.StatusCode, " ", p.Detail)
+		}
 		k := tsm.GenerateNodeKey()
-		refused := 0
-		for i := range 20 {
-			st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: fmt.Sprint("flood", i), Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{byte(i + 1)}, 16),
+		keygen := func(i int) *tsm.Step {
+			return &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: fmt.Sprint("flood", i), Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{byte(i + 1)}, 16),
 				Roster: []tsm.NodeID{k.ID(), c.Nodes[0].ID}, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Created: time.Now(), ChainCode: make([]byte, 32)}}
+		}
+		for i := range 20 {
+			st := keygen(i)
 			tsm.AuthorizeStep(st, k, c.Nodes[0].ID, nil)
 			b, _ := tsm.EncodeStep(st)
-			if status, _ := post(t, url, b); status == 403 {
-				refused++
+			if got := detail(b); !strings.HasPrefix(got, "200") {
+				t.Fatalf("key generation %d: %s", i, got)
 			}
 		}
-		if refused != 4 {
-			t.Errorf("%d of 20 sessions from one requester refused, want 4 (16 at once)", refused)
+		round2 := func(i int) string {
+			st := &tsm.Step{Op: tsm.OpKeyGenRound2, KeyID: fmt.Sprint("flood", i), Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{byte(i + 1)}, 16)}
+			tsm.AuthorizeStep(st, k, c.Nodes[0].ID, nil)
+			b, _ := tsm.EncodeStep(st)
+			return detail(b)
+		}
+		if got := round2(0); !strings.Contains(got, "no such session") {
+			t.Errorf("the requester's oldest of 20 sessions: %s, want it replaced", got)
+		}
+		if got := round2(19); strings.Contains(got, "no such session") {
+			t.Errorf("the requester's newest session: %s, want it kept", got)
+		}
+		// Key B's phone opens 100 signing sessions: they replace each other past 8.
+		nodeKeyB, _ := tsm.EmbeddedNodeKey(dbB)
+		current := backupOf(dbB, keyB)
+		roster := []tsm.NodeID{nodeKeyB.ID(), c.Nodes[0].ID, c.Nodes[1].ID}
+		for i := range 100 {
+			st := &tsm.Step{Op: tsm.OpSignCommit, KeyID: keyB, Scheme: tsm.EdDSA, Session: binary.BigEndian.AppendUint64(make([]byte, 8), uint64(i)), Roster: roster}
+			if err := tsm.AuthorizeStep(st, nodeKeyB, c.Nodes[0].ID, current); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := tsm.EncodeStep(st)
+			if got := detail(b); !strings.HasPrefix(got, "200") {
+				t.Fatalf("sign/commit %d of key B: %s", i, got)
+			}
+		}
+		share := func(i int) string {
+			st := &tsm.Step{Op: tsm.OpSignShare, KeyID: keyB, Scheme: tsm.EdDSA, Session: binary.BigEndian.AppendUint64(make([]byte, 8), uint64(i))}
+			if err := tsm.AuthorizeStep(st, nodeKeyB, c.Nodes[0].ID, current); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := tsm.EncodeStep(st)
+			return detail(b)
+		}
+		if got := share(91); !strings.Contains(got, "no such session") {
+			t.Errorf("key B's 92nd of 100 signing sessions: %s, want it replaced (8 per key)", got)
+		}
+		if got := share(99); strings.Contains(got, "no such session") {
+			t.Errorf("key B's newest signing session: %s, want it kept", got)
+		}
+		if _, err := phoneA.Sign(keyA, []byte("while key B floods")); err != nil {
+			t.Fatalf("key A after key B's flood: %v", err)
 		}
 	})
 

@@ -155,6 +155,9 @@ func (d *DKG) Wipe() {
 	d.own = nil
 }
 
+// Wiped reports whether d holds no secret any more.
+func (d *DKG) Wiped() bool { return d.coeffs == nil && d.own == nil }
+
 // Round2 checks every other party's round-one broadcast (each exactly once: its
 // commitments, and in key generation its proof of knowledge) and returns this party's
 // private values for each of them. A bad broadcast is a CulpritError.

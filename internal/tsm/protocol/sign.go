@@ -39,6 +39,9 @@ func (n *Nonces) Wipe() {
 	n.hiding, n.binding = nil, nil
 }
 
+// Wiped reports whether the nonces are gone (used, or wiped).
+func (n *Nonces) Wiped() bool { return n.hiding == nil && n.binding == nil }
+
 // nonceGenerate is RFC 9591 nonce_generate: H3(random_bytes || SerializeScalar(secret)),
 // so a weak random source alone does not give away the nonce.
 func nonceGenerate(random, secret []byte) []byte {

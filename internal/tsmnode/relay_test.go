@@ -1,0 +1,391 @@
+package tsmnode_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sharevault/sharevault/internal/tsm"
+	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
+)
+
+// A relay sits between the phone and one node, as anyone on the network path can: it
+// forwards steps, and does to the first step of a chosen op one fault of a kind.
+type relay struct {
+	target string
+	srv    *httptest.Server
+
+	mu      sync.Mutex
+	faults  []fault
+	answers map[string][]byte // the last real answer per op, for replays
+	used    []string          // the faults done, for the test's log
+}
+
+type fault struct {
+	op   tsm.Op
+	kind string
+}
+
+// The kinds of fault: every way a relay can touch one exchange.
+var faultKinds = []string{
+	"drop",          // the step never reaches the node
+	"drop-answer",   // the node runs it, its answer is lost
+	"delay",         // the answer comes late, but within the step's time
+	"replay",        // the node's earlier answer to the same op, in place of this one
+	"forge-answer",  // the node's real answer, changed
+	"impersonate",   // an answer made up in the node's place, without asking it
+	"forge-refusal", // a refusal made up in the node's place (stale epoch)
+	"duplicate",     // the step delivered twice; the phone gets the second answer
+}
+
+func newRelay(t *testing.T, target string) *relay {
+	r := &relay{target: target, answers: map[string][]byte{}}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *relay) arm(fs ...fault) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.faults, r.used = fs, nil
+}
+
+// next takes the fault for op, if the first one armed is for op.
+func (r *relay) next(op tsm.Op) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.faults) == 0 || r.faults[0].op != op {
+		return "", false
+	}
+	f := r.faults[0]
+	r.faults = r.faults[1:]
+	r.used = append(r.used, string(f.op)+":"+f.kind)
+	return f.kind, true
+}
+
+func (r *relay) to() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.target
+}
+
+func (r *relay) forward(path string, body []byte) (int, []byte, error) {
+	resp, err := http.Post(r.to()+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func (r *relay) serve(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Path != "/v1/step" {
+		resp, err := http.Get(r.to() + req.URL.Path)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+		return
+	}
+	body, _ := io.ReadAll(req.Body)
+	var st struct{ Op tsm.Op }
+	json.Unmarshal(body, &st)
+	kind, _ := r.next(st.Op)
+	answer := func(status int, b []byte) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write(b)
+	}
+	switch kind {
+	case "drop":
+		http.Error(w, "relay dropped it", http.StatusBadGateway)
+		return
+	case "impersonate":
+		r.mu.Lock()
+		b := r.answers[string(st.Op)]
+		r.mu.Unlock()
+		if b == nil {
+			b = []byte(`{}`)
+		}
+		answer(http.StatusOK, b)
+		return
+	case "forge-refusal":
+		answer(http.StatusConflict, []byte(`{"type":"urn:sharevault:tsm:problem:stale-epoch","title":"Conflict","status":409,"detail":"forged"}`))
+		return
+	}
+	status, b, err := r.forward(req.URL.Path, body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	if kind == "duplicate" {
+		if status, b, err = r.forward(req.URL.Path, body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+	}
+	r.mu.Lock()
+	prev := r.answers[string(st.Op)]
+	if status == http.StatusOK {
+		r.answers[string(st.Op)] = b
+	}
+	r.mu.Unlock()
+	switch kind {
+	case "drop-answer":
+		http.Error(w, "relay lost the answer", http.StatusBadGateway)
+		return
+	case "delay":
+		time.Sleep(300 * time.Millisecond)
+	case "replay":
+		if prev != nil {
+			b = prev
+		}
+	case "forge-answer":
+		b = forgeAnswer(b)
+	}
+	answer(status, b)
+}
+
+// forgeAnswer changes what an answer says as an attacker would want it: a higher epoch
+// with nothing pending (the node "committed"), or no messages; the node's signature stays.
+func forgeAnswer(b []byte) []byte {
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return b
+	}
+	if info, ok := m["info"].(map[string]any); ok {
+		info["epoch"] = info["epoch"].(float64) + 1
+		delete(m, "pending")
+		delete(m, "pending_session")
+	} else if out, ok := m["out"].([]any); ok && len(out) > 0 {
+		m["out"] = out[:len(out)-1]
+	} else {
+		m["pending"] = 7
+	}
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// TestRelayCannotSplitAKey: whatever a relay between the phone and a node does to any
+// one step of a refresh or a signature (drop it, lose its answer, delay, replay, forge or
+// make up an answer, forge a refusal, deliver it twice), and to the recovery after it,
+// the key ends at one epoch on every party once the relay is gone, and signs. A forged or
+// replayed answer is caught by its signature; a refresh the phone reports done is done.
+func TestRelayCannotSplitAKey(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	relays := []*relay{newRelay(t, c.Nodes[0].URL), newRelay(t, c.Nodes[1].URL)}
+	db := filepath.Join(t.TempDir(), "phone.db")
+	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}}, EdDSA: tsm.ProtocolConfig{EnableShareBackup: true}}
+	for i, r := range relays {
+		cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{URL: r.srv.URL, ID: c.Nodes[i].ID.String()})
+	}
+	cl, err := tsm.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	all := tsm.NewEDDSAClient(cl)
+	keyID, err := all.GenerateKey("relayed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := all.PublicKey(keyID)
+	// Every op once through the relays, so that replays have an earlier answer to use.
+	if err := all.Reshare(keyID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := all.Sign(keyID, []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	epochs := func() []uint32 {
+		var out []uint32
+		for _, n := range []int{-1, 0, 1} {
+			out = append(out, epochOf(t, db, c, n, keyID))
+		}
+		return out
+	}
+
+	refreshOps := []tsm.Op{tsm.OpInfo, tsm.OpRefreshStart, tsm.OpRefreshRound2, tsm.OpRefreshPrep, tsm.OpRefreshCommit}
+	signOps := []tsm.Op{tsm.OpInfo, tsm.OpSignCommit, tsm.OpSignShare}
+	type scenario struct {
+		node   int
+		faults []fault
+		sign   bool
+	}
+	var scenarios []scenario
+	for node := range relays {
+		for _, kind := range faultKinds {
+			for _, op := range refreshOps {
+				scenarios = append(scenarios, scenario{node: node, faults: []fault{{op, kind}}})
+			}
+			for _, op := range signOps[1:] {
+				scenarios = append(scenarios, scenario{node: node, faults: []fault{{op, kind}}, sign: true})
+			}
+			// The commit lost (before or after it landed), then the recovery's view of the
+			// node attacked too: the attack that split keys before answers were signed.
+			for _, lost := range []string{"drop", "drop-answer"} {
+				scenarios = append(scenarios, scenario{node: node, faults: []fault{{tsm.OpRefreshCommit, lost}, {tsm.OpInfo, kind}}})
+			}
+		}
+	}
+	for _, sc := range scenarios {
+		name := fmt.Sprintf("node%d", sc.node+1)
+		for _, f := range sc.faults {
+			name += "/" + string(f.op) + ":" + f.kind
+		}
+		before := epochs()
+		relays[sc.node].arm(sc.faults...)
+		var opErr error
+		if sc.sign {
+			var sig []byte
+			sig, opErr = all.Sign(keyID, []byte(name))
+			if opErr == nil && !ed25519.Verify(pub, []byte(name), sig) {
+				t.Fatalf("%s: a signature that does not verify came out", name)
+			}
+		} else {
+			opErr = all.Reshare(keyID)
+		}
+		// Whatever the relay does next to the recovery, until its faults are used up.
+		for range 4 {
+			if len(relays[sc.node].faults) == 0 {
+				break
+			}
+			all.VerifyShare(keyID)
+		}
+		relays[sc.node].mu.Lock()
+		used := relays[sc.node].used
+		relays[sc.node].mu.Unlock()
+		relays[sc.node].arm()
+		if err := all.VerifyShare(keyID); err != nil {
+			t.Fatalf("%s (did %v): after the relay left, the key does not verify: %v (op: %v)", name, used, err, opErr)
+		}
+		after := epochs()
+		if after[0] != after[1] || after[1] != after[2] {
+			t.Fatalf("%s (did %v): parties at epochs %v (op: %v)", name, used, after, opErr)
+		}
+		switch {
+		case sc.sign && after[0] != before[0]:
+			t.Fatalf("%s: a signature moved the epoch from %v to %v", name, before, after)
+		case !sc.sign && opErr == nil && after[0] != before[0]+1:
+			t.Fatalf("%s (did %v): the refresh was reported done, but the key is at %v from %v", name, used, after, before)
+		case !sc.sign && after[0] != before[0] && after[0] != before[0]+1:
+			t.Fatalf("%s: epochs %v after %v", name, after, before)
+		}
+		for _, u := range used {
+			if (strings.HasSuffix(u, ":forge-answer") || strings.HasSuffix(u, ":impersonate") || strings.HasSuffix(u, ":replay")) &&
+				len(sc.faults) == 1 && opErr != nil && !errors.Is(opErr, tsm.ErrForgedAnswer) && !errors.Is(opErr, tsm.ErrNodeUnreachable) {
+				t.Errorf("%s: a changed answer was refused for another reason: %v", name, opErr)
+			}
+			if (strings.HasSuffix(u, ":forge-answer") || strings.HasSuffix(u, ":impersonate")) && len(sc.faults) == 1 && opErr == nil {
+				t.Errorf("%s: a forged answer was taken", name)
+			}
+		}
+		sig, err := all.Sign(keyID, []byte("after "+name))
+		if err != nil || !ed25519.Verify(pub, []byte("after "+name), sig) {
+			t.Fatalf("%s: the key does not sign after: %v", name, err)
+		}
+	}
+	t.Logf("%d scenarios, key at epoch %v", len(scenarios), epochs())
+}
+
+// epochOf reads a party's epoch of keyID: the phone's (n = -1) from its database, a node's
+// from its signed answer to an info step asked directly (no relay).
+func epochOf(t *testing.T, db string, c *tsmnodetest.Cluster, n int, keyID string) uint32 {
+	t.Helper()
+	one, err := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}}, EdDSA: tsm.ProtocolConfig{EnableShareBackup: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	ed := tsm.NewEDDSAClient(one)
+	info, err := ed.KeyInfo(keyID)
+	if err != nil || n < 0 {
+		return info.Epoch
+	}
+	backup, err := ed.BackupShare(keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := tsm.EmbeddedNodeKey(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA}
+	if err := tsm.AuthorizeStep(st, key, c.Nodes[n].ID, backup); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := tsm.EncodeStep(st)
+	resp, err := http.Post(c.Nodes[n].URL+"/v1/step", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("node %d: info: %d %s", n+1, resp.StatusCode, b)
+	}
+	res, err := tsm.DecodeResult(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tsm.VerifyAnswer(c.Nodes[n].ID, st, res); err != nil {
+		t.Fatalf("node %d: %v", n+1, err)
+	}
+	if res.Pending != 0 {
+		return res.Info.Epoch*1000 + res.Pending // a prepared refresh left: never equal to a settled epoch
+	}
+	return res.Info.Epoch
+}
+
+// TestNodeIDsPinned: a phone pins each server node's ID the first time it reaches its URL;
+// when another node answers there later (a relay that swapped it, or a replaced server),
+// every operation stops with one line saying so. An ID given in the configuration must
+// match too.
+func TestNodeIDsPinned(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	r1, r2 := newRelay(t, c.Nodes[0].URL), newRelay(t, c.Nodes[1].URL)
+	db := filepath.Join(t.TempDir(), "phone.db")
+	open := func(id1 string) *tsm.EDDSAClient {
+		cl, err := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}, {URL: r1.srv.URL, ID: id1}, {URL: r2.srv.URL}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		return tsm.NewEDDSAClient(cl)
+	}
+	keyID, err := open("").GenerateKey("pinned on first use")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1.mu.Lock()
+	r1.target = c.Nodes[1].URL // node 2 now answers at node 1's URL
+	r1.mu.Unlock()
+	_, err = open("").Sign(keyID, []byte("to whom?"))
+	if !errors.Is(err, tsm.ErrNodeChanged) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "pinned") {
+		t.Fatalf("another node at a pinned URL: %v", err)
+	}
+	if _, err := open(c.Nodes[0].ID.String()).Sign(keyID, []byte("configured")); !errors.Is(err, tsm.ErrNodeChanged) {
+		t.Fatalf("another node than the configured one: %v", err)
+	}
+	r1.mu.Lock()
+	r1.target = c.Nodes[0].URL
+	r1.mu.Unlock()
+	if _, err := open("").Sign(keyID, []byte("back")); err != nil {
+		t.Fatalf("the pinned node back at its URL: %v", err)
+	}
+}
