@@ -163,6 +163,9 @@ func (p *Phone) Reshare(keys *Keys, keyID string) (*KeyInfo, error) {
 		return ops(s, c).ReshareWithBackup(keyID, func(share []byte) error {
 			var err error
 			up, err = p.upload(ctx, keys, keyID, share)
+			if err == nil && testHookAfterReshareUpload != nil {
+				testHookAfterReshareUpload()
+			}
 			return err
 		})
 	})
@@ -229,6 +232,10 @@ type KeyInfo struct {
 func infoOf(i tsm.KeyInfo) *KeyInfo {
 	return &KeyInfo{KeyID: i.KeyID, Scheme: i.Scheme.String(), PublicKey: hex.EncodeToString(i.PublicKey), Epoch: int64(i.Epoch)}
 }
+
+// testHookAfterReshareUpload, set by tests only, runs between a reshare's backup and its
+// switch.
+var testHookAfterReshareUpload func()
 
 // testHookBeforeShare, set by tests only, runs just before Backup reads the share: where a
 // refresh racing the backup can land.

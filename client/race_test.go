@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/sharevault/sharevault/internal/blobstore/pebblestore"
 	"github.com/sharevault/sharevault/internal/vault"
@@ -60,5 +61,56 @@ func TestBackupRacesRefresh(t *testing.T) {
 		if err != nil || got.Epoch != info.Epoch {
 			t.Fatalf("backup %d: %v (epoch %d)", i, err, got.Epoch)
 		}
+	}
+}
+
+// TestBackupBesideReshare: a backup started while a reshare is between its own backup and
+// its switch waits for the switch (the refresh's lock), so it never leaves the old share as
+// the vault's latest version.
+func TestBackupBesideReshare(t *testing.T) {
+	store, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h, err := vault.New(store, vault.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RateIP: 1e6, BurstIP: 1e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	phone, err := OpenPhone(filepath.Join(dir, "phone.db"), NewVault(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { phone.Close() })
+	phone.AddServerNode(filepath.Join(dir, "s1.db"))
+	phone.AddServerNode(filepath.Join(dir, "s2.db"))
+	keyID, err := phone.KeyGen("eddsa", "beside")
+	if err != nil {
+		t.Fatal(err)
+	}
+	words, _ := NewWords(12)
+	keys, _ := words.Keys("")
+	if _, err := phone.Backup(keys, keyID); err != nil {
+		t.Fatal(err)
+	}
+	backedUp := make(chan error, 1)
+	testHookAfterReshareUpload = func() {
+		go func() { _, err := phone.Backup(keys, keyID); backedUp <- err }()
+		time.Sleep(300 * time.Millisecond) // time enough for a backup that does not wait
+	}
+	t.Cleanup(func() { testHookAfterReshareUpload = nil })
+	if _, err := phone.Reshare(keys, keyID); err != nil {
+		t.Fatal(err)
+	}
+	testHookAfterReshareUpload = nil
+	if err := <-backedUp; err != nil {
+		t.Fatalf("the backup beside the reshare: %v", err)
+	}
+	got, err := phone.Verify(keys, keyID)
+	if err != nil || got.Epoch != 1 {
+		t.Fatalf("the vault's latest version: %+v, %v", got, err)
 	}
 }
