@@ -98,8 +98,9 @@ func TestStepVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if req, _ := NewNodeKey(mustHexT(t, v.RequesterKey)); req == nil {
-			t.Fatal("bad requester seed")
+		req, err := NewNodeKey(mustHexT(t, v.RequesterKey))
+		if err != nil {
+			t.Fatal(err)
 		}
 		st, err := DecodeStep(bytes.NewReader([]byte(v.Step)))
 		if err != nil {
@@ -110,6 +111,9 @@ func TestStepVectors(t *testing.T) {
 		}
 		if got := hex.EncodeToString(authDigest(st.digest(), st.Auth)); got != v.AuthDigest {
 			t.Errorf("%s: auth digest %s, pinned %s", v.Name, got, v.AuthDigest)
+		}
+		if !st.Auth.Node.Equal(req.ID()) || !st.Auth.Target.Equal(node.ID()) {
+			t.Errorf("%s: the request is not from the requester's seed to the node's", v.Name)
 		}
 		if err := verifyAuth(st.digest(), st.Auth, nil, nil); err != nil {
 			t.Errorf("%s: the request's signature: %v", v.Name, err)
