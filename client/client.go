@@ -366,12 +366,9 @@ func (p *Phone) checkEpoch(o *opened) error {
 	return err
 }
 
-// restoreShare writes an opened share into the phone after the stale-epoch check.
+// restoreShare writes an opened share into the phone; the caller has checked its epoch.
 func (p *Phone) restoreShare(o *opened) (*KeyInfo, error) {
 	defer clear(o.share)
-	if err := p.checkEpoch(o); err != nil {
-		return nil, err
-	}
 	c := ops(o.key.Scheme, p.node)
 	id, err := c.RestoreShare(o.share)
 	if errors.Is(err, tsm.ErrStaleEpoch) {
@@ -394,6 +391,17 @@ func (p *Phone) restoreShare(o *opened) (*KeyInfo, error) {
 // was then undone (a crash before it switched), whose share no node takes; then the one
 // before it. The key ID it returns is always keyID.
 func (p *Phone) Restore(keys *Keys, keyID string) (*KeyInfo, error) {
+	o, err := p.accepted(keys, keyID)
+	if err != nil {
+		return nil, err
+	}
+	return p.restoreShare(o)
+}
+
+// accepted downloads and opens the newest version of keyID whose share the server nodes
+// accept (checkEpoch), passing over versions whose share no node takes (an undone
+// refresh's); it changes nothing.
+func (p *Phone) accepted(keys *Keys, keyID string) (*opened, error) {
 	ctx, cancel := p.ctx()
 	defer cancel()
 	vl, err := p.vault.versions(ctx, keys, keyID)
@@ -410,12 +418,17 @@ func (p *Phone) Restore(keys *Keys, keyID string) (*KeyInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		info, err := p.restoreShare(o)
-		if err == nil || !errors.Is(err, tsm.ErrNotAParty) {
-			if first != nil && err == nil {
-				p.vault.step("version %d is of an undone refresh: restored version %d", vl.Versions[len(vl.Versions)-1].Sequence, info.Sequence)
+		err = p.checkEpoch(o)
+		if err == nil {
+			if first != nil {
+				p.vault.step("version %d is of an undone refresh (the nodes do not take its share): using version %d",
+					vl.Versions[len(vl.Versions)-1].Sequence, o.header.Sequence)
 			}
-			return info, err
+			return o, nil
+		}
+		clear(o.share)
+		if !errors.Is(err, tsm.ErrNotAParty) {
+			return nil, err
 		}
 		if first == nil {
 			first = err
@@ -427,11 +440,11 @@ func (p *Phone) Restore(keys *Keys, keyID string) (*KeyInfo, error) {
 	return nil, fmt.Errorf("no backup of this key is accepted by the server nodes: %w", first)
 }
 
-// Verify is the restore drill: it downloads and opens the latest backup of keyID and
-// checks its key ID, public key and epoch against the phone's node (and the server
-// nodes' epoch, where known). It changes nothing.
+// Verify is the restore drill: it finds the backup of keyID that a restore would take (the
+// newest the server nodes accept), opens it and checks its key ID, public key and epoch
+// against the phone's node. It changes nothing.
 func (p *Phone) Verify(keys *Keys, keyID string) (*KeyInfo, error) {
-	o, err := p.open(keys, keyID)
+	o, err := p.accepted(keys, keyID)
 	if err != nil {
 		return nil, err
 	}
@@ -439,9 +452,6 @@ func (p *Phone) Verify(keys *Keys, keyID string) (*KeyInfo, error) {
 	b := o.key
 	out := infoOf(b)
 	out.Sequence = int64(o.header.Sequence)
-	if err := p.checkEpoch(o); err != nil {
-		return out, err
-	}
 	mine, err := ops(b.Scheme, p.node).KeyInfo(keyID)
 	switch {
 	case errors.Is(err, tsm.ErrKeyNotFound):
@@ -535,6 +545,10 @@ func (p *Phone) Import(keys *Keys, armored string) (*KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := p.checkEpoch(o); err != nil {
+		clear(o.share)
+		return nil, err
+	}
 	return p.restoreShare(o)
 }
 
@@ -550,7 +564,7 @@ func (p *Phone) Rotate(old, next *Keys) (*KeyList, error) {
 	}
 	out := &KeyList{}
 	for _, k := range kl.Keys {
-		o, err := p.open(old, k.KeyID)
+		o, err := p.accepted(old, k.KeyID) // the version a restore would take
 		if err != nil {
 			return nil, fmt.Errorf("key %s: %w", k.KeyID, err)
 		}

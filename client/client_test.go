@@ -262,6 +262,9 @@ func TestReshareEndsWithABackup(t *testing.T) {
 	if len(got) != 2 || got[0] != 0 || got[1] != 1 {
 		t.Fatalf("vault holds epochs %v, want [0 1] (the undone refresh's upload kept)", got)
 	}
+	if v, err := old.Verify(w.keys, w.keyID); err != nil || v.Epoch != 0 || v.Sequence != 1 {
+		t.Fatalf("the drill past an undone refresh's version: %+v, %v", v, err)
+	}
 	restored, err := w.phone(t, "new1.db", w.direct).Restore(w.keys, w.keyID)
 	if err != nil || restored.Epoch != 0 || restored.Sequence != 1 {
 		t.Fatalf("restore past an undone refresh's version: %+v, %v", restored, err)
