@@ -319,12 +319,14 @@ func (s *schemeClient) infos(keyID string) ([]*StepResult, *protocol.Public, err
 }
 
 // Recover finishes or undoes a refresh of keyID that a crash or a lost message left half
-// done, the same way on every node. The phone's own state is the commit record, since the
-// phone switches first (Reshare): if the phone is at the epoch a node has pending, the
-// refresh was decided and that node switches; if the phone still has its own next share
-// pending, or never prepared the epoch a node has pending, no party can have switched and
-// every prepared share is discarded. It decides on nothing but the phone's database and
-// the nodes' signed answers, so no relay can steer it (docs/tsm-protocol.md, "Recovery").
+// done, the same way on every party. A refresh is decided by one transaction on one node,
+// its **decider** (the key's server party with the lowest identifier): its switch decides
+// the refresh, its discard undoes it. Recover decides it there if it is still open (switch,
+// if this phone already holds the new share; else discard), reads the decider's signed
+// state again, and makes every other party, this phone too, follow it. Two devices that
+// hold the phone's share (a lost phone that comes back beside the restored one) may both
+// recover: the decider serializes them, and both follow what it did. docs/tsm-protocol.md,
+// "Recovery", says why no relay can steer it.
 func (s *schemeClient) Recover(keyID string) error {
 	unlock, err := s.c.opLock()
 	if err != nil {
@@ -332,6 +334,18 @@ func (s *schemeClient) Recover(keyID string) error {
 	}
 	defer unlock()
 	return s.recoverLocked(keyID)
+}
+
+// decider returns the place among the client's peers of the key's decider: the party with
+// the lowest identifier that is not the phone (li), by the states sts.
+func decider(sts []*StepResult, li int) int {
+	d := -1
+	for i, st := range sts {
+		if i != li && (d < 0 || st.Info.NodeIndex < sts[d].Info.NodeIndex) {
+			d = i
+		}
+	}
+	return d
 }
 
 // localIndex is the place of the client's embedded node (the phone) among its peers.
@@ -345,7 +359,8 @@ func (s *schemeClient) localIndex() int {
 }
 
 func (s *schemeClient) recoverLocked(keyID string) error {
-	sts, err := s.each(func(int) *Step { return &Step{Op: OpInfo, KeyID: keyID} })
+	info := func(int) *Step { return &Step{Op: OpInfo, KeyID: keyID} }
+	sts, err := s.each(info)
 	if err != nil {
 		return err
 	}
@@ -358,30 +373,49 @@ func (s *schemeClient) recoverLocked(keyID string) error {
 	}
 	li := s.localIndex()
 	if li < 0 {
-		return errors.New("tsm: a refresh of this key is unfinished; only the phone that ran it can finish it")
+		return errors.New("tsm: a refresh of this key is unfinished; only a phone with its share can finish it")
 	}
-	phone := sts[li].Info.Epoch
-	decided := sts[li].Pending == 0 // the phone switched (or never prepared): its epoch is the record
-	for i, st := range sts {
-		if !decided && st.Info.Epoch > phone {
-			return fmt.Errorf("tsm: node %d is at epoch %d, which this phone never switched to: refusing to finish or undo the refresh", i, st.Info.Epoch)
+	d := decider(sts, li)
+	if len(sts) != sts[0].Info.Players || sts[d].Info.NodeIndex == sts[li].Info.NodeIndex {
+		return errors.New("tsm: a refresh of this key is unfinished, and finishing it needs every party of the key")
+	}
+	if dp := sts[d].Pending; dp != 0 {
+		// Open: switch the decider if this phone already holds the new share (it switched
+		// under an earlier order, or was restored from the backup this refresh uploaded);
+		// otherwise nobody holds it but as pending, and it is undone.
+		op := OpRefreshAbort
+		if sts[li].Pending == 0 && sts[li].Info.Epoch == dp {
+			op = OpRefreshCommit
+		}
+		if _, err := s.step(d, &Step{Op: op, KeyID: keyID, Session: sts[d].PendingOf}); err != nil {
+			return fmt.Errorf("tsm: deciding an interrupted refresh: %w", err)
+		}
+		if sts[d], err = s.step(d, info(d)); err != nil {
+			return err
+		}
+		if sts[d].Pending != 0 {
+			return errors.New("tsm: the refresh's decider still has it open; retry")
 		}
 	}
+	e := sts[d].Info.Epoch // the decider's word, signed
 	for i, st := range sts {
 		var op Op
 		switch {
-		case st.Pending == 0:
+		case i == d || st.Pending == 0:
 			continue
-		case decided && st.Pending == phone && st.Info.Epoch+1 == phone:
-			op = OpRefreshCommit
-		case !decided || st.Pending > phone:
-			op = OpRefreshAbort // the phone never switched to that epoch: nobody did
+		case st.Pending == e && st.Info.Epoch+1 == e:
+			op = OpRefreshCommit // the decider switched to it
+		case st.Info.Epoch == e:
+			op = OpRefreshAbort // the decider is at this party's epoch: it never switched
 		default:
-			return fmt.Errorf("tsm: node %d has epoch %d prepared over %d, and the phone is at %d: refusing to decide", i, st.Pending, st.Info.Epoch, phone)
+			return fmt.Errorf("tsm: node %d has epoch %d prepared over %d, and the key is at %d: refusing to decide", i, st.Pending, st.Info.Epoch, e)
 		}
 		if _, err := s.step(i, &Step{Op: op, KeyID: keyID, Session: st.PendingOf}); err != nil {
 			return fmt.Errorf("tsm: finishing an interrupted refresh: %w", err)
 		}
+	}
+	if me := sts[li]; me.Pending == 0 && me.Info.Epoch > e {
+		return fmt.Errorf("tsm: this phone holds the share of a refresh to epoch %d that was undone (the key is at %d): delete it here and restore the key from the vault", me.Info.Epoch, e)
 	}
 	return nil
 }
@@ -543,20 +577,35 @@ func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) 
 		err = keep(b)
 		clear(b)
 		if err != nil {
-			return abort(fmt.Errorf("the new share's backup was not stored, so the refresh is undone: %w", err))
+			// The backup may have landed, and another device restored it: undo the refresh
+			// at the decider and follow it, as Recover does, rather than abort everywhere.
+			if rerr := s.recoverLocked(keyID); rerr != nil {
+				return fmt.Errorf("tsm: refresh: the new share's backup was not stored (%w), and undoing the refresh failed (the next use of the key does it): %w", err, rerr)
+			}
+			if now, kerr := s.c.local.n.key(keyID, s.scheme); kerr == nil {
+				defer now.wipe()
+				if now.Epoch > sts[li].Info.Epoch {
+					return fmt.Errorf("tsm: refresh: the vault did not acknowledge the new share's backup (%w), and another device holding it finished the refresh", err)
+				}
+			}
+			return fmt.Errorf("tsm: refresh: the new share's backup was not stored, so the refresh is undone: %w", err)
 		}
 	}
-	// The phone's switch decides the refresh. If it fails, whether it happened is read back
-	// from the phone's database by Recover, never guessed here: no abort after this point.
-	if _, err := s.step(li, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}); err != nil {
-		return fmt.Errorf("tsm: refresh: the phone's switch did not finish (the next use of the key finishes or undoes it): %w", err)
+	// The decider's switch decides the refresh. If its answer is lost, whether it switched
+	// is read back from it by Recover, never guessed here: no abort after this point.
+	d := decider(prepared, li)
+	if _, err := s.step(d, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}); err != nil {
+		return fmt.Errorf("tsm: refresh: the decision did not come back (the next use of the key finishes or undoes it): %w", err)
 	}
+	order := []int{li} // the phone first, then the other nodes
 	for i := range s.c.peers {
-		if i == li {
-			continue
+		if i != li && i != d {
+			order = append(order, i)
 		}
+	}
+	for _, i := range order {
 		if _, err := s.step(i, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}); err != nil {
-			return fmt.Errorf("tsm: refresh decided but not yet switched on every node (it finishes on the next use of the key): %w", err)
+			return fmt.Errorf("tsm: refresh decided but not yet switched on every party (it finishes on the next use of the key): %w", err)
 		}
 	}
 	return nil

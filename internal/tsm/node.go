@@ -87,7 +87,11 @@ var migrations = []func(tx *sql.Tx) error{
 // publicSharesAt returns the key's public shares at an earlier epoch, or nil if this node
 // has none kept for it.
 func (n *node) publicSharesAt(keyID string, epoch uint32) ([][]byte, error) {
-	rows, err := n.db.Query(`SELECT node_index, point FROM public_share_history WHERE key_id = ? AND epoch = ? ORDER BY node_index`, keyID, epoch)
+	return readPublicSharesAt(n.db, keyID, epoch)
+}
+
+func readPublicSharesAt(q querier, keyID string, epoch uint32) ([][]byte, error) {
+	rows, err := q.Query(`SELECT node_index, point FROM public_share_history WHERE key_id = ? AND epoch = ? ORDER BY node_index`, keyID, epoch)
 	if err != nil {
 		return nil, err
 	}
@@ -125,9 +129,11 @@ func (n *node) repin(url, id string) error {
 }
 
 // ownerOf returns the index of the party that coordinates keyID (0 if none was recorded).
-func (n *node) ownerOf(keyID string) (int, error) {
+func (n *node) ownerOf(keyID string) (int, error) { return readOwner(n.db, keyID) }
+
+func readOwner(q querier, keyID string) (int, error) {
 	var owner int
-	err := n.db.QueryRow(`SELECT owner FROM key_owner WHERE key_id = ?`, keyID).Scan(&owner)
+	err := q.QueryRow(`SELECT owner FROM key_owner WHERE key_id = ?`, keyID).Scan(&owner)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -273,8 +279,23 @@ type querier interface {
 }
 
 // key reads keyID of the given scheme; another scheme's key is not found.
-func (n *node) key(keyID string, scheme Scheme) (*keyState, error) {
-	return readKey(n.db, keyID, scheme)
+func (n *node) key(keyID string, scheme Scheme) (k *keyState, err error) {
+	err = n.view(func(q querier) error {
+		k, err = readKey(q, keyID, scheme)
+		return err
+	})
+	return k, err
+}
+
+// view runs fn in one read transaction, so that what it reads in several queries is one
+// state: never a key from before a switch with the public shares or pending row after it.
+func (n *node) view(fn func(q querier) error) error {
+	tx, err := n.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
 }
 
 func readKey(q querier, keyID string, scheme Scheme) (*keyState, error) {
@@ -412,9 +433,13 @@ func concat(ps [][]byte) []byte { return bytes.Join(ps, nil) }
 
 // pendingEpoch returns the epoch and session of the key's prepared refresh, or 0 and nil.
 func (n *node) pendingEpoch(keyID string) (uint32, []byte, error) {
+	return readPendingEpoch(n.db, keyID)
+}
+
+func readPendingEpoch(q querier, keyID string) (uint32, []byte, error) {
 	var e uint32
 	var session []byte
-	err := n.db.QueryRow(`SELECT epoch, session FROM pending WHERE key_id = ?`, keyID).Scan(&e, &session)
+	err := q.QueryRow(`SELECT epoch, session FROM pending WHERE key_id = ?`, keyID).Scan(&e, &session)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, nil
 	}
@@ -453,8 +478,12 @@ func (n *node) prepare(next *keyState, session []byte) error {
 }
 
 // pendingKey returns the key as its prepared refresh would make it, or nil if there is none.
-func (n *node) pendingKey(keyID string, scheme Scheme) (*keyState, error) {
-	return readPending(n.db, keyID, scheme)
+func (n *node) pendingKey(keyID string, scheme Scheme) (k *keyState, err error) {
+	err = n.view(func(q querier) error {
+		k, err = readPending(q, keyID, scheme)
+		return err
+	})
+	return k, err
 }
 
 func readPending(q querier, keyID string, scheme Scheme) (*keyState, error) {

@@ -317,17 +317,20 @@ func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
 	return nil, fmt.Errorf("unknown step %q", st.Op)
 }
 
+// info answers the key's public state and its pending refresh, read in one transaction.
 func (p *party) info(keyID string, s Scheme) (*StepResult, error) {
-	k, err := p.n.key(keyID, s)
-	if err != nil {
-		return nil, err
-	}
-	k.wipe()
-	pending, session, err := p.n.pendingEpoch(keyID)
-	if err != nil {
-		return nil, err
-	}
-	return &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares, Pending: pending, PendingOf: session}, nil
+	var res *StepResult
+	err := p.n.view(func(q querier) error {
+		k, err := readKey(q, keyID, s)
+		if err != nil {
+			return err
+		}
+		k.wipe()
+		pending, session, err := readPendingEpoch(q, keyID)
+		res = &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares, Pending: pending, PendingOf: session}
+		return err
+	})
+	return res, err
 }
 
 func (p *party) dkgStart(st *Step) (*StepResult, error) {

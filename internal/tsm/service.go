@@ -195,33 +195,41 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 // unless the proof holds.
 func (p *party) checkProof(st *Step) (owner bool, err error) {
 	a := st.Auth
-	k, err := p.n.key(st.KeyID, st.Scheme)
+	var k, next *keyState
+	var old [][]byte
+	var o int
+	err = p.n.view(func(q querier) error { // one state of the key, its pending share and history
+		var err error
+		if k, err = readKey(q, st.KeyID, st.Scheme); err != nil {
+			return err
+		}
+		switch {
+		case a.Epoch == k.Epoch+1: // the requester switched first: its proof is of our pending share
+			next, err = readPending(q, st.KeyID, st.Scheme)
+		case a.Epoch < k.Epoch:
+			old, err = readPublicSharesAt(q, st.KeyID, a.Epoch)
+		}
+		if err != nil {
+			return err
+		}
+		o, err = readOwner(q, st.KeyID)
+		return err
+	})
+	if k != nil {
+		defer k.wipe()
+	}
+	if next != nil {
+		defer next.wipe()
+	}
 	if errors.Is(err, ErrKeyNotFound) {
 		return false, ErrNotAParty // the same answer as to a request that proves nothing
 	}
 	if err != nil {
 		return false, err
 	}
-	defer k.wipe()
-	prove, old := k, [][]byte(nil)
-	switch {
-	case a.Epoch == k.Epoch+1: // the requester switched first: its proof is of our pending share
-		next, err := p.n.pendingKey(st.KeyID, st.Scheme)
-		if err != nil {
-			return false, err
-		}
-		if next != nil {
-			defer next.wipe()
-			prove = next
-		}
-	case a.Epoch < k.Epoch:
-		if old, err = p.n.publicSharesAt(st.KeyID, a.Epoch); err != nil {
-			return false, err
-		}
-	}
-	o, oerr := p.n.ownerOf(st.KeyID)
-	if oerr != nil {
-		return false, oerr
+	prove := k
+	if next != nil {
+		prove = next
 	}
 	err = verifyAuth(st.digest(), a, prove, old)
 	if err != nil && !errors.Is(err, ErrStaleEpoch) {

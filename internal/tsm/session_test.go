@@ -1,9 +1,14 @@
 package tsm
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"errors"
+	mrand "math/rand/v2"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -22,7 +27,7 @@ func TestSessionsExpireOnATimer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func(d time.Duration) { sessionTTL = d }(sessionTTL)
-	sessionTTL = 50 * time.Millisecond
+	sessionTTL = 500 * time.Millisecond
 	p := c.all.local
 	session := newSession()
 	if _, err := p.Step(context.Background(), &Step{Op: OpSignCommit, KeyID: keyID, Scheme: EdDSA, Session: session, Roster: roster}); err != nil {
@@ -30,11 +35,12 @@ func TestSessionsExpireOnATimer(t *testing.T) {
 	}
 	p.mu.Lock()
 	s := p.sessions[sessionKey(NodeID{}, session)]
+	live := s != nil && !s.nonces.Wiped()
 	p.mu.Unlock()
-	if s == nil || s.nonces.Wiped() {
+	if !live {
 		t.Fatal("no live session after sign/commit")
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
 	p.mu.Lock()
 	left := len(p.sessions)
 	wiped := s.nonces.Wiped()
@@ -87,5 +93,96 @@ func TestStoreErrorsAreMarked(t *testing.T) {
 	}
 	if err := storeError(ErrNotAParty); errors.Is(err, ErrStore) {
 		t.Fatal("a refusal marked as a store error")
+	}
+}
+
+// TestTwoPhonesRecoverTogether: a phone uploads its refresh's backup and dies before the
+// decision; a second phone is restored from that backup (the nodes accept it, by their
+// pending shares); then the first comes back. Each phone holds the phone's share, the old
+// one with the new pending, the new one switched, so they would decide the refresh
+// differently; they recover at the same time, in every order, with the decider's and the
+// others' switches slowed. The key always ends at one epoch on both nodes, and
+// signs with them and one of the phones.
+func TestTwoPhonesRecoverTogether(t *testing.T) {
+	t.Cleanup(func() { faultHook = nil })
+	for round := range 12 {
+		c := newCluster(t)
+		ed := NewEDDSAClient(c.all)
+		keyID, err := ed.GenerateKey("two phones")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := ed.PublicKey(keyID)
+		var uploaded []byte
+		func() {
+			defer func() {
+				if r := recover(); r == nil {
+					t.Fatal("the refresh did not reach its upload")
+				} else if _, ok := r.(crash); !ok {
+					panic(r)
+				}
+			}()
+			ed.ReshareWithBackup(keyID, func(b []byte) error {
+				uploaded = bytes.Clone(b)
+				panic(crash{"phone", "after the upload"})
+			})
+		}()
+		p2 := filepath.Join(c.dir, "phone2.db")
+		if _, err := NewEDDSAClient(c.open(p2)).RestoreShare(uploaded); err != nil {
+			t.Fatal(err)
+		}
+		first := c.open(append([]string{c.phone}, c.servers()...)...)
+		second := c.open(append([]string{p2}, c.servers()...)...)
+		slow := c.servers()[round%2] // one server's switch is slow (a relay delays it)
+		faultHook = func(path, step string) error {
+			if step == "commit-before" && path == slow {
+				time.Sleep(time.Duration(20+mrand.IntN(20)) * time.Millisecond)
+			}
+			return nil
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, cl := range []*Client{first, second} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if round%3 == 1 && i == 0 || round%3 == 2 && i == 1 {
+					time.Sleep(10 * time.Millisecond)
+				}
+				errs[i] = NewEDDSAClient(cl).Recover(keyID)
+			}()
+		}
+		wg.Wait()
+		faultHook = nil
+		for range 2 { // a recovery that lost the race finishes on the next use
+			NewEDDSAClient(first).Recover(keyID)
+			NewEDDSAClient(second).Recover(keyID)
+		}
+		var epochs []uint32
+		for _, s := range c.servers() {
+			n, err := openNode(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, err := n.key(keyID, EdDSA)
+			p, _, _ := n.pendingEpoch(keyID)
+			n.close()
+			if err != nil || p != 0 {
+				t.Fatalf("round %d: %s: %v, pending %d", round, s, err, p)
+			}
+			epochs = append(epochs, k.Epoch)
+		}
+		if epochs[0] != epochs[1] {
+			t.Fatalf("round %d: the server nodes split: epochs %v (recoveries: %v)", round, epochs, errs)
+		}
+		signed := 0
+		for _, cl := range []*Client{first, second} {
+			if sig, err := NewEDDSAClient(cl).Sign(keyID, []byte("who signs")); err == nil && ed25519.Verify(pub, []byte("who signs"), sig) {
+				signed++
+			}
+		}
+		if signed == 0 {
+			t.Fatalf("round %d: neither phone signs with the nodes at epoch %d (recoveries: %v)", round, epochs[0], errs)
+		}
 	}
 }
