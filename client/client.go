@@ -259,6 +259,21 @@ func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 			return err
 		}
 		defer clear(share)
+		info, err := tsm.InspectBackup(share)
+		if err != nil {
+			return err
+		}
+		// A phone left behind a reshare (another device ran it) must not upload its stale
+		// share over the current one.
+		switch err := p.checkEpoch(&opened{share: share, key: info}); {
+		case errors.Is(err, ErrStale):
+			return fmt.Errorf("this phone's share is older than the key's (it was reshared on another device): restore the key from the vault instead: %w", err)
+		case errors.Is(err, tsm.ErrNodeUnreachable):
+			// A backup is worth more than the check; a restore passes over a stale version.
+			p.vault.step("the server nodes did not answer: backing up without checking the share against them")
+		case err != nil:
+			return err
+		}
 		out, err = p.upload(ctx, keys, keyID, share)
 		return err
 	})
@@ -400,7 +415,8 @@ func (p *Phone) Restore(keys *Keys, keyID string) (*KeyInfo, error) {
 
 // accepted downloads and opens the newest version of keyID whose share the server nodes
 // accept (checkEpoch), passing over versions whose share no node takes (an undone
-// refresh's); it changes nothing.
+// refresh's) and stale ones (a device left behind a reshare that backed up after it); it
+// changes nothing.
 func (p *Phone) accepted(keys *Keys, keyID string) (*opened, error) {
 	ctx, cancel := p.ctx()
 	defer cancel()
@@ -427,7 +443,7 @@ func (p *Phone) accepted(keys *Keys, keyID string) (*opened, error) {
 			return o, nil
 		}
 		clear(o.share)
-		if !errors.Is(err, tsm.ErrNotAParty) {
+		if !errors.Is(err, tsm.ErrNotAParty) && !errors.Is(err, ErrStale) {
 			return nil, err
 		}
 		if first == nil {

@@ -218,7 +218,7 @@ func unwrapEnvelope(k *NodeKey, b, session []byte, self int, roster []NodeID) ([
 	case e.sealed && e.to != self:
 		return nil, fmt.Errorf("party %d: a sealed envelope for party %d", e.from, e.to)
 	}
-	msg := e.payload
+	msg := bytes.Clone(e.payload) // the caller's own, to wipe: never the envelope's bytes
 	if e.sealed {
 		hk, err := hpke.NewDHKEMPrivateKey(k.seal)
 		if err != nil {
@@ -229,10 +229,15 @@ func unwrapEnvelope(k *NodeKey, b, session []byte, self int, roster []NodeID) ([
 		}
 	}
 	m, err := protocol.Unmarshal(msg)
+	if err == nil && m.Round2 != nil {
+		defer clear(m.Round2.Share) // this copy is only for the checks below
+	}
 	if err != nil {
+		clear(msg)
 		return nil, fmt.Errorf("party %d: %w", e.from, err)
 	}
 	if !bytes.Equal(m.Session, session) || m.From != e.from || m.To != e.to {
+		clear(msg)
 		return nil, fmt.Errorf("party %d: the message inside does not match its envelope", e.from)
 	}
 	return msg, nil

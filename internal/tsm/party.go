@@ -84,15 +84,18 @@ type Peer interface {
 var sessionTTL = 2 * time.Minute
 
 // Bounds on the sessions a party keeps at once (docs/tsm-api.md, "Limits"): in all, started
-// by one requesting node, and on one key. A new session over a key's or a requester's
-// bound replaces the oldest of that key's or requester's own (so that a phone whose steps
-// were lost is never locked out of its key by its own leftovers), and past half the table
-// a key or requester that has a session replaces it rather than taking more room, so the
-// rest stays for those that have none.
+// by one requesting node, on one key, and of key generations (which anyone may start, with
+// any key ID) in all. A new session past its requester's bound replaces that requester's
+// oldest, and a signing or refresh session past its key's bound replaces that key's oldest
+// (only a party of the key, proven, opens those), so a phone whose steps were lost is never
+// locked out by its own leftovers; past half the table, a requester or key that has such a
+// session replaces it rather than taking more room. Key generations past their share of the
+// table are refused, so that steps proving a share always find room.
 const (
 	maxSessions          = 4096
 	maxSessionsRequester = 16
 	maxSessionsKey       = 8
+	maxKeyGenSessions    = maxSessions / 4
 )
 
 // party answers steps for one node.
@@ -153,6 +156,7 @@ func (p *party) open(st *Step, s *session, want protocol.MsgType) ([]*protocol.M
 			return nil, err
 		}
 		m, err := protocol.Unmarshal(msg)
+		clear(msg) // a private value, opened: the message holds its own copy
 		if err != nil {
 			return nil, err
 		}
@@ -206,6 +210,18 @@ func (p *party) take(st *Step) (*session, error) {
 	return s, nil
 }
 
+// drop wipes and forgets the step's session, if its requester has one of the step's
+// protocol waiting.
+func (p *party) drop(st *Step) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := sessionKey(authNode(st), st.Session)
+	if s := p.sessions[k]; s != nil && s.kind == kindOf(st.Op) {
+		delete(p.sessions, k)
+		s.wipe()
+	}
+}
+
 // expire wipes and drops a session when its time is up, if it is still waiting.
 func (p *party) expire(k string, s *session) {
 	p.mu.Lock()
@@ -216,38 +232,43 @@ func (p *party) expire(k string, s *session) {
 	}
 }
 
-// admit says whether requester may open another session on keyID.
-func (p *party) admit(requester NodeID, keyID string) error {
+// admit says whether requester may open another session of kind on keyID.
+func (p *party) admit(requester NodeID, keyID, kind string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, err := p.admitLocked(requester, keyID)
+	_, err := p.admitLocked(requester, keyID, kind)
 	return err
 }
 
 // admitLocked returns the session a new one of requester on keyID replaces (if any), or
-// an error if the table has no room for it. The caller holds p.mu.
-func (p *party) admitLocked(requester NodeID, keyID string) (string, error) {
-	mine, key := 0, 0
+// an error if the table has no room for it. A key generation's key ID is anyone's to name:
+// it counts for no key. The caller holds p.mu.
+func (p *party) admitLocked(requester NodeID, keyID, kind string) (string, error) {
+	mine, key, keygens := 0, 0, 0
 	var oldMine, oldKey string
 	older := func(k, than string) bool { return than == "" || p.sessions[k].started.Before(p.sessions[than].started) }
 	for k, s := range p.sessions {
+		if s.kind == "keygen" {
+			keygens++
+		}
 		if s.requester.Equal(requester) {
 			if mine++; older(k, oldMine) {
 				oldMine = k
 			}
 		}
-		if s.keyID == keyID {
+		if kind != "keygen" && s.kind != "keygen" && s.keyID == keyID {
 			if key++; older(k, oldKey) {
 				oldKey = k
 			}
 		}
 	}
+	crowded := len(p.sessions) >= maxSessions/2
 	switch {
-	case key >= maxSessionsKey, key > 0 && len(p.sessions) >= maxSessions/2:
+	case key >= maxSessionsKey, key > 0 && crowded:
 		return oldKey, nil
-	case mine >= maxSessionsRequester, mine > 0 && len(p.sessions) >= maxSessions/2:
+	case mine >= maxSessionsRequester, mine > 0 && crowded:
 		return oldMine, nil
-	case len(p.sessions) >= maxSessions:
+	case kind == "keygen" && keygens >= maxKeyGenSessions, len(p.sessions) >= maxSessions:
 		return "", fmt.Errorf("%w: too many sessions in progress; retry later", ErrForbidden)
 	}
 	return "", nil
@@ -266,7 +287,7 @@ func (p *party) put(id []byte, s *session) error {
 		return errors.New("session already in progress")
 	}
 	if s.started.IsZero() {
-		evict, err := p.admitLocked(s.requester, s.keyID)
+		evict, err := p.admitLocked(s.requester, s.keyID, s.kind)
 		if err != nil {
 			return err
 		}
@@ -312,6 +333,7 @@ func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
 	case OpRefreshCommit:
 		return &StepResult{}, p.n.commitPending(st.KeyID, st.Session)
 	case OpRefreshAbort:
+		p.drop(st) // a refresh abandoned before its prepare leaves no polynomial behind
 		return &StepResult{}, p.n.abortPending(st.KeyID, st.Session)
 	}
 	return nil, fmt.Errorf("unknown step %q", st.Op)

@@ -142,7 +142,7 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 		if err := n.checkRoster(st.Roster, a.Node, -1); err != nil {
 			return nil, err
 		}
-		if err := n.p.admit(a.Node, st.KeyID); err != nil {
+		if err := n.p.admit(a.Node, st.KeyID, "keygen"); err != nil {
 			return nil, err
 		}
 	case OpKeyGenRound2, OpKeyGenFinish:
@@ -169,7 +169,7 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 			if err := n.checkRoster(st.Roster, a.Node, a.Party); err != nil {
 				return nil, err
 			}
-			if err := n.p.admit(a.Node, st.KeyID); err != nil {
+			if err := n.p.admit(a.Node, st.KeyID, kindOf(st.Op)); err != nil {
 				return nil, err
 			}
 		}

@@ -186,3 +186,38 @@ func TestTwoPhonesRecoverTogether(t *testing.T) {
 		}
 	}
 }
+
+// TestAbortWipesTheRefresh: a refresh abandoned before its prepare (refresh/abort) leaves
+// no polynomial in memory, without waiting for the timer.
+func TestAbortWipesTheRefresh(t *testing.T) {
+	c := newCluster(t)
+	ed := NewEDDSAClient(c.all)
+	keyID, err := ed.GenerateKey("abort")
+	if err != nil {
+		t.Fatal(err)
+	}
+	roster, err := ed.roster(3, func(i int) int { return i })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.all.local
+	session := newSession()
+	if _, err := p.Step(context.Background(), &Step{Op: OpRefreshStart, KeyID: keyID, Scheme: EdDSA, Session: session, Roster: roster}); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	s := p.sessions[sessionKey(NodeID{}, session)]
+	p.mu.Unlock()
+	if s == nil || s.dkg.Wiped() {
+		t.Fatal("no live refresh")
+	}
+	if _, err := p.Step(context.Background(), &Step{Op: OpRefreshAbort, KeyID: keyID, Scheme: EdDSA, Session: session}); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	left := len(p.sessions)
+	p.mu.Unlock()
+	if left != 0 || !s.dkg.Wiped() {
+		t.Fatalf("after the abort: %d sessions kept, polynomial wiped %v", left, s.dkg.Wiped())
+	}
+}

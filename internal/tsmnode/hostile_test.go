@@ -295,6 +295,60 @@ func TestHostileParties(t *testing.T) {
 		if _, err := phoneA.Sign(keyA, []byte("while key B floods")); err != nil {
 			t.Fatalf("key A after key B's flood: %v", err)
 		}
+
+		// Key generations name any key ID, so they count for no key: eight strangers'
+		// key generations naming key A do not replace key A's signing session.
+		roster = []tsm.NodeID{nodeKeyA.ID(), c.Nodes[0].ID, c.Nodes[1].ID}
+		opened := &tsm.Step{Op: tsm.OpSignCommit, KeyID: keyA, Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{0xaa}, 16), Roster: roster}
+		if err := tsm.AuthorizeStep(opened, nodeKeyA, c.Nodes[0].ID, currentA); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := tsm.EncodeStep(opened)
+		if got := detail(b); !strings.HasPrefix(got, "200") {
+			t.Fatalf("key A's sign/commit: %s", got)
+		}
+		for i := range 8 {
+			st := keygen(100 + i)
+			st.KeyID = keyA
+			k := tsm.GenerateNodeKey()
+			st.Roster = []tsm.NodeID{k.ID(), c.Nodes[0].ID}
+			tsm.AuthorizeStep(st, k, c.Nodes[0].ID, nil)
+			b, _ := tsm.EncodeStep(st)
+			detail(b)
+		}
+		st := &tsm.Step{Op: tsm.OpSignShare, KeyID: keyA, Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{0xaa}, 16)}
+		if err := tsm.AuthorizeStep(st, nodeKeyA, c.Nodes[0].ID, currentA); err != nil {
+			t.Fatal(err)
+		}
+		b, _ = tsm.EncodeStep(st)
+		if got := detail(b); strings.Contains(got, "no such session") {
+			t.Errorf("key A's signing session after strangers' key generations naming key A: %s", got)
+		}
+
+		// Strangers, each with a node key of its own, fill the key generations' share of the
+		// table (a quarter): past it key generations are refused, and phones still sign.
+		refused := 0
+		for i := range 1100 {
+			k := tsm.GenerateNodeKey()
+			st := &tsm.Step{Op: tsm.OpKeyGenStart, KeyID: fmt.Sprint("sybil", i), Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{0x0b}, 16),
+				Roster: []tsm.NodeID{k.ID(), c.Nodes[0].ID}, KeyGen: &tsm.KeyGenParams{Threshold: 1, Parties: 2, Index: 1, Created: time.Now(), ChainCode: make([]byte, 32)}}
+			tsm.AuthorizeStep(st, k, c.Nodes[0].ID, nil)
+			b, _ := tsm.EncodeStep(st)
+			if got := detail(b); strings.HasPrefix(got, "403") {
+				refused++
+			}
+		}
+		if refused < 1100-1024 {
+			t.Errorf("%d of 1100 strangers' key generations refused, want at least %d past a quarter of the table", refused, 1100-1024)
+		}
+		for _, k := range []struct {
+			cl *tsm.EDDSAClient
+			id string
+		}{{phoneA, keyA}, {phoneB, keyB}} {
+			if _, err := k.cl.Sign(k.id, []byte("beside the strangers")); err != nil {
+				t.Fatalf("key %s beside a full share of key generations: %v", k.id, err)
+			}
+		}
 	})
 
 	// Private refresh messages cannot be read or swapped by whoever carries them: a
