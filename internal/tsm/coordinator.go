@@ -55,17 +55,10 @@ func (s *schemeClient) step(i int, st *Step) (*StepResult, error) {
 			return nil, fmt.Errorf("node %d: %s: %w", i, st.Op, err)
 		}
 	}
+	// A node a refresh ahead of this phone (its decider switched, the phone not yet) answers
+	// info to the phone's older proof, and recovery then switches the phone: no step needs
+	// the phone's pending share as proof.
 	res, err := s.c.peers[i].Step(ctx, st)
-	if errors.Is(err, ErrStaleEpoch) && st.Auth != nil && st.Auth.Party >= 0 {
-		// The remote node is a refresh ahead of the share this client proved with: prove
-		// with the pending share, if the embedded node has prepared it.
-		if next, perr := s.c.local.n.pendingKey(st.KeyID, st.Scheme); perr == nil && next != nil {
-			defer next.wipe()
-			if s.c.authorize(st, target, next) == nil {
-				res, err = s.c.peers[i].Step(ctx, st)
-			}
-		}
-	}
 	if err != nil {
 		return nil, fmt.Errorf("node %d: %s: %w", i, st.Op, err)
 	}
