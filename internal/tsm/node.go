@@ -82,6 +82,23 @@ var migrations = []func(tx *sql.Tx) error{
 		url     TEXT PRIMARY KEY,
 		node_id TEXT NOT NULL
 	) STRICT`),
+	// Version 6: the refresh sessions a node has finished (committed or aborted): a session
+	// is used once, so no replay of its steps prepares it again.
+	sqlMigration(`CREATE TABLE refresh_done (
+		key_id  TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+		session BLOB NOT NULL,
+		PRIMARY KEY (key_id, session)
+	) STRICT`),
+}
+
+// errSessionOver: a refresh session this node committed or aborted is not run again.
+var errSessionOver = errors.New("this refresh session is over on this node (committed or aborted): start a new one")
+
+// refreshDone reports whether this node finished the refresh session of keyID.
+func refreshDone(q querier, keyID string, session []byte) (bool, error) {
+	var done bool
+	err := q.QueryRow(`SELECT EXISTS (SELECT 1 FROM refresh_done WHERE key_id = ? AND session = ?)`, keyID, session).Scan(&done)
+	return done, err
 }
 
 // publicSharesAt returns the key's public shares at an earlier epoch, or nil if this node
@@ -460,6 +477,12 @@ func (n *node) prepare(next *keyState, session []byte) error {
 		if cur.Epoch+1 != next.Epoch {
 			return fmt.Errorf("key %q moved to epoch %d during the refresh", next.KeyID, cur.Epoch)
 		}
+		switch done, err := refreshDone(tx, next.KeyID, session); {
+		case err != nil:
+			return err
+		case done:
+			return errSessionOver
+		}
 		var other []byte
 		switch err := tx.QueryRow(`SELECT session FROM pending WHERE key_id = ?`, next.KeyID).Scan(&other); {
 		case err == nil:
@@ -550,6 +573,9 @@ func (n *node) commitPending(keyID string, session []byte) error {
 		if err := replaceShare(tx, next); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(`INSERT OR IGNORE INTO refresh_done (key_id, session) VALUES (?, ?)`, keyID, session); err != nil {
+			return err
+		}
 		_, err = tx.Exec(`DELETE FROM pending WHERE key_id = ?`, keyID)
 		return err
 	})
@@ -565,7 +591,14 @@ func (n *node) commitPending(keyID string, session []byte) error {
 // abortPending discards the key's prepared refresh of the given session, if any.
 func (n *node) abortPending(keyID string, session []byte) error {
 	return n.write(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`DELETE FROM pending WHERE key_id = ? AND session = ?`, keyID, session)
+		if _, err := tx.Exec(`DELETE FROM pending WHERE key_id = ? AND session = ?`, keyID, session); err != nil {
+			return err
+		}
+		var exists bool
+		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM keys WHERE key_id = ?)`, keyID).Scan(&exists); err != nil || !exists || session == nil {
+			return err
+		}
+		_, err := tx.Exec(`INSERT OR IGNORE INTO refresh_done (key_id, session) VALUES (?, ?)`, keyID, session)
 		return err
 	})
 }

@@ -89,8 +89,9 @@ var sessionTTL = 2 * time.Minute
 // oldest, and a signing or refresh session past its key's bound replaces that key's oldest
 // (only a party of the key, proven, opens those), so a phone whose steps were lost is never
 // locked out by its own leftovers; past half the table, a requester or key that has such a
-// session replaces it rather than taking more room. Key generations past their share of the
-// table are refused, so that steps proving a share always find room.
+// session replaces it rather than taking more room, and in a full table a key's first one
+// replaces the table's oldest. Key generations past their share of the table are refused, so
+// that steps proving a share always find room.
 const (
 	maxSessions          = 4096
 	maxSessionsRequester = 16
@@ -245,11 +246,14 @@ func (p *party) admit(requester NodeID, keyID, kind string) error {
 // it counts for no key. The caller holds p.mu.
 func (p *party) admitLocked(requester NodeID, keyID, kind string) (string, error) {
 	mine, key, keygens := 0, 0, 0
-	var oldMine, oldKey string
+	var oldMine, oldKey, oldest string
 	older := func(k, than string) bool { return than == "" || p.sessions[k].started.Before(p.sessions[than].started) }
 	for k, s := range p.sessions {
 		if s.kind == "keygen" {
 			keygens++
+		}
+		if older(k, oldest) {
+			oldest = k
 		}
 		if s.requester.Equal(requester) {
 			if mine++; older(k, oldMine) {
@@ -268,7 +272,13 @@ func (p *party) admitLocked(requester NodeID, keyID, kind string) (string, error
 		return oldKey, nil
 	case mine >= maxSessionsRequester, mine > 0 && crowded:
 		return oldMine, nil
-	case kind == "keygen" && keygens >= maxKeyGenSessions, len(p.sessions) >= maxSessions:
+	case kind == "keygen" && keygens >= maxKeyGenSessions:
+		return "", fmt.Errorf("%w: too many key generations in progress; retry later", ErrForbidden)
+	case len(p.sessions) >= maxSessions && kind != "keygen":
+		// A key's first session always gets in, in the place of the table's oldest: whoever
+		// holds many keys cannot keep a phone out, only make sessions live shorter.
+		return oldest, nil
+	case len(p.sessions) >= maxSessions:
 		return "", fmt.Errorf("%w: too many sessions in progress; retry later", ErrForbidden)
 	}
 	return "", nil
@@ -367,6 +377,12 @@ func (p *party) dkgStart(st *Step) (*StepResult, error) {
 			return nil, err
 		}
 		k.wipe()
+		switch done, err := refreshDone(p.n.db, st.KeyID, st.Session); {
+		case err != nil:
+			return nil, err
+		case done:
+			return nil, errSessionOver
+		}
 		params.Threshold, params.Parties, params.ID = k.Threshold, k.Players, k.NodeIndex+1
 	} else {
 		kp := st.KeyGen

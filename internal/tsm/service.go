@@ -36,6 +36,45 @@ type Node struct {
 
 	mu      sync.Mutex
 	keygens map[string]keygenRecord // keys this node generated lately, for discard
+	seen    map[string]int64        // requester and nonce of every request in its time window
+	swept   time.Time
+	started int64 // Unix seconds: a request signed before then may have been seen by an earlier run
+}
+
+// maxSeen bounds the requests a node remembers (two time windows' worth): past it, new
+// requests wait (503) until the oldest leave their window.
+const maxSeen = 1 << 20
+
+// ErrBusy: the node cannot take the request now; retry later.
+var ErrBusy = errors.New("the node is busy; retry later")
+
+// fresh admits a request once: its nonce is remembered for as long as its time is inside
+// the window, and one signed before this node started is refused, since an earlier run may
+// have served it. A replayed request (by a relay, or delivered twice) is ErrUnauthorized.
+func (n *Node) fresh(a *Auth) error {
+	now := n.cfg.Now()
+	if a.Time < n.started {
+		return fmt.Errorf("%w: the request was signed before this node started; sign it again", ErrUnauthorized)
+	}
+	k := string(a.Node.Sign) + string(a.Nonce)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if now.Sub(n.swept) > MaxClockSkew || len(n.seen) >= maxSeen {
+		for id, t := range n.seen {
+			if now.Sub(time.Unix(t, 0)) > MaxClockSkew {
+				delete(n.seen, id)
+			}
+		}
+		n.swept = now
+	}
+	if _, ok := n.seen[k]; ok {
+		return fmt.Errorf("%w: a replayed request (this node has served it)", ErrUnauthorized)
+	}
+	if len(n.seen) >= maxSeen {
+		return ErrBusy
+	}
+	n.seen[k] = a.Time
+	return nil
 }
 
 type keygenRecord struct {
@@ -55,7 +94,8 @@ func OpenNode(cfg ServiceConfig) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, p: newParty(n, cfg.Key), keygens: map[string]keygenRecord{}}, nil
+	return &Node{cfg: cfg, p: newParty(n, cfg.Key), keygens: map[string]keygenRecord{}, seen: map[string]int64{},
+		swept: cfg.Now(), started: cfg.Now().Unix()}, nil
 }
 
 // ID is the node's public identity.
@@ -133,6 +173,9 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 	}
 	if !a.Target.Equal(n.ID()) {
 		return nil, fmt.Errorf("%w: the request is for another node", ErrUnauthorized)
+	}
+	if err := n.fresh(a); err != nil {
+		return nil, err
 	}
 	switch st.Op {
 	case OpKeyGenStart:

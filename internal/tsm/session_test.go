@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"database/sql"
 	"errors"
+	"fmt"
 	mrand "math/rand/v2"
 	"path/filepath"
 	"sync"
@@ -219,5 +220,41 @@ func TestAbortWipesTheRefresh(t *testing.T) {
 	p.mu.Unlock()
 	if left != 0 || !s.dkg.Wiped() {
 		t.Fatalf("after the abort: %d sessions kept, polynomial wiped %v", left, s.dkg.Wiped())
+	}
+}
+
+// TestFullTableAdmitsAKeysFirstSession: parties of many keys of their own fill a node's
+// session table, each key's renewals replacing its own oldest; a phone's first session on
+// its key still gets in (in the place of the table's oldest), and a key generation, which
+// proves nothing, does not.
+func TestFullTableAdmitsAKeysFirstSession(t *testing.T) {
+	c := newCluster(t)
+	p := c.all.local
+	p.mu.Lock()
+	for i := range maxSessions {
+		s := &session{kind: "sign", keyID: fmt.Sprint("attacker", i/4), requester: GenerateNodeKey().ID(), started: time.Now().Add(time.Duration(i) * time.Microsecond)}
+		p.sessions[sessionKey(s.requester, newSession())] = s
+	}
+	p.mu.Unlock()
+	renew := &session{kind: "sign", keyID: "attacker0", requester: GenerateNodeKey().ID()}
+	if err := p.put(newSession(), renew); err != nil {
+		t.Fatalf("an attacker's renewal: %v", err)
+	}
+	victim := &session{kind: "sign", keyID: "victim", requester: GenerateNodeKey().ID()}
+	if err := p.put(newSession(), victim); err != nil {
+		t.Fatalf("a phone's first session on its key in a full table: %v", err)
+	}
+	stranger := &session{kind: "keygen", keyID: "newkey", requester: GenerateNodeKey().ID()}
+	if err := p.put(newSession(), stranger); err == nil {
+		t.Fatal("a key generation got into a full table")
+	}
+	p.mu.Lock()
+	n, found := len(p.sessions), false
+	for _, s := range p.sessions {
+		found = found || s == victim
+	}
+	p.mu.Unlock()
+	if n != maxSessions || !found {
+		t.Fatalf("table of %d sessions, the phone's in it: %v", n, found)
 	}
 }

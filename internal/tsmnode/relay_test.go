@@ -27,8 +27,9 @@ type relay struct {
 
 	mu      sync.Mutex
 	faults  []fault
-	answers map[string][]byte // the last real answer per op, for replays
-	used    []string          // the faults done, for the test's log
+	answers  map[string][]byte // the last real answer per op, for replays
+	used     []string          // the faults done, for the test's log
+	requests [][]byte          // every step that came through, for replays of requests
 }
 
 type fault struct {
@@ -105,6 +106,9 @@ func (r *relay) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	var st struct{ Op tsm.Op }
 	json.Unmarshal(body, &st)
+	r.mu.Lock()
+	r.requests = append(r.requests, body)
+	r.mu.Unlock()
 	kind, _ := r.next(st.Op)
 	answer := func(status int, b []byte) {
 		w.Header().Set("Content-Type", "application/json")
@@ -387,5 +391,82 @@ func TestNodeIDsPinned(t *testing.T) {
 	r1.mu.Unlock()
 	if _, err := open("").Sign(keyID, []byte("back")); err != nil {
 		t.Fatalf("the pinned node back at its URL: %v", err)
+	}
+}
+
+// TestRelayReplaysRequests: a relay records the phone's steps to the decider, holds the
+// commit that would decide a refresh, and once the phone's recovery has undone the refresh
+// replays everything it recorded (within the requests' time window): start, round two and
+// prepare again, then the held commit. A node serves each request once, and a refresh
+// session once, so none is taken, and the key stays at one epoch and signs.
+func TestRelayReplaysRequests(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	r := newRelay(t, c.Nodes[0].URL)
+	db := filepath.Join(t.TempDir(), "phone.db")
+	cl, err := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}, {URL: r.srv.URL, ID: c.Nodes[0].ID.String()},
+		{URL: c.Nodes[1].URL, ID: c.Nodes[1].ID.String()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	all := tsm.NewEDDSAClient(cl)
+	keyID, err := all.GenerateKey("replayed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.requests = nil
+	r.mu.Unlock()
+	r.arm(fault{tsm.OpRefreshCommit, "drop"})
+	if err := all.ReshareWithBackup(keyID, func([]byte) error { return nil }); err == nil {
+		t.Fatal("the refresh finished without its decision")
+	}
+	if err := all.VerifyShare(keyID); err != nil { // recovery undoes the refresh at the decider
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	recorded := r.requests
+	r.mu.Unlock()
+	served := 0
+	for _, body := range recorded {
+		resp, err := http.Post(c.Nodes[0].URL+"/v1/step", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			served++
+		}
+	}
+	if served != 0 {
+		t.Errorf("%d of %d replayed requests served", served, len(recorded))
+	}
+	e := []uint32{epochOf(t, db, c, -1, keyID), epochOf(t, db, c, 0, keyID), epochOf(t, db, c, 1, keyID)}
+	if e[0] != e[1] || e[1] != e[2] {
+		t.Fatalf("after the replays: epochs %v", e)
+	}
+	if _, err := all.Sign(keyID, []byte("after the replays")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A restart forgets the requests served, not the refusal: one signed before the node
+	// started is refused.
+	time.Sleep(1100 * time.Millisecond)
+	c.Nodes[0].Kill()
+	if err := c.Nodes[0].Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range recorded {
+		resp, err := http.Post(c.Nodes[0].URL+"/v1/step", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("a request replayed after the node restarted: %d", resp.StatusCode)
+		}
+	}
+	if _, err := all.Sign(keyID, []byte("after the restart")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -142,7 +142,7 @@ func classify(err error) (int, string) {
 		return http.StatusUnauthorized, "unauthorized"
 	case errors.As(err, &culprit):
 		return http.StatusUnprocessableEntity, "culprit"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, tsm.ErrStore):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, tsm.ErrStore), errors.Is(err, tsm.ErrBusy):
 		return http.StatusServiceUnavailable, "unavailable"
 	}
 	return http.StatusUnprocessableEntity, "step-refused"
