@@ -25,8 +25,8 @@ type relay struct {
 	target string
 	srv    *httptest.Server
 
-	mu      sync.Mutex
-	faults  []fault
+	mu       sync.Mutex
+	faults   []fault
 	answers  map[string][]byte // the last real answer per op, for replays
 	used     []string          // the faults done, for the test's log
 	requests [][]byte          // every step that came through, for replays of requests
