@@ -43,6 +43,9 @@ var (
 	ErrCannotOpen = errors.New("the backup does not open with these words and passphrase, or it is damaged")
 	// ErrNodeDown: a TSM server node did not answer (down, refused, or too slow).
 	ErrNodeDown = tsm.ErrNodeUnreachable
+	// ErrNodeChanged: a server node's URL answered with another node ID than the one
+	// configured or pinned when the phone first reached it; nothing was done there.
+	ErrNodeChanged = tsm.ErrNodeChanged
 	// ErrStale: the backup is from before a reshare; restoring it would give a share that
 	// can no longer sign with the other nodes.
 	ErrStale = errors.New("this backup is older than the key's last reshare, so its share can no longer sign; back up again from a phone that has the current share, or reshare with the other nodes")
