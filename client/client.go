@@ -324,6 +324,7 @@ type opened struct {
 	share  []byte
 	header *envelope.Header
 	key    tsm.KeyInfo
+	env    []byte // the envelope as the vault holds it
 }
 
 // open downloads and opens the latest backup of keyID; it changes nothing.
@@ -362,7 +363,7 @@ func openEnvelope(keys *Keys, keyID string, env []byte) (*opened, error) {
 		clear(share)
 		return nil, errors.New("the backup's header does not match the share inside")
 	}
-	return &opened{share: share, header: h, key: info}, nil
+	return &opened{share: share, header: h, key: info, env: env}, nil
 }
 
 // checkEpoch refuses a backup from before the key's last refresh, as the server nodes
@@ -537,21 +538,15 @@ func (p *Phone) Versions(keys *Keys, keyID string) (*KeyList, error) {
 	return out, nil
 }
 
-// Export returns the latest backup of keyID as armored text: an offline copy, still
-// encrypted, for paper or a QR code.
+// Export returns, as armored text, the backup of keyID that a restore would take (the
+// newest the server nodes accept): an offline copy, still encrypted, for paper or a QR code.
 func (p *Phone) Export(keys *Keys, keyID string) (string, error) {
-	ctx, cancel := p.ctx()
-	defer cancel()
-	env, err := p.vault.latest(ctx, keys, keyID)
-	if err != nil {
-		return "", err
-	}
-	o, err := openEnvelope(keys, keyID, env) // never export what does not open
+	o, err := p.accepted(keys, keyID) // never export what does not open, or would not restore
 	if err != nil {
 		return "", err
 	}
 	clear(o.share)
-	return string(envelope.Armor(env)), nil
+	return string(envelope.Armor(o.env)), nil
 }
 
 // Import opens an armored backup (from Export) and restores it into the phone's node.

@@ -265,6 +265,14 @@ func TestReshareEndsWithABackup(t *testing.T) {
 	if v, err := old.Verify(w.keys, w.keyID); err != nil || v.Epoch != 0 || v.Sequence != 1 {
 		t.Fatalf("the drill past an undone refresh's version: %+v, %v", v, err)
 	}
+	armored, err := old.Export(w.keys, w.keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imported, err := w.phone(t, "new0.db", w.direct).Import(w.keys, armored)
+	if err != nil || imported.Epoch != 0 {
+		t.Fatalf("an export past an undone refresh's version, imported: %+v, %v", imported, err)
+	}
 	restored, err := w.phone(t, "new1.db", w.direct).Restore(w.keys, w.keyID)
 	if err != nil || restored.Epoch != 0 || restored.Sequence != 1 {
 		t.Fatalf("restore past an undone refresh's version: %+v, %v", restored, err)

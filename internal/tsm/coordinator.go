@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -352,16 +353,17 @@ func (s *schemeClient) localIndex() int {
 }
 
 func (s *schemeClient) recoverLocked(keyID string) error {
-	info := func(int) *Step { return &Step{Op: OpInfo, KeyID: keyID} }
-	sts, err := s.each(info)
+	sts, err := s.each(func(int) *Step { return &Step{Op: OpInfo, KeyID: keyID} })
 	if err != nil {
 		return err
 	}
-	pending := false
+	var sessions [][]byte // the refreshes some party has prepared, each once
 	for _, st := range sts {
-		pending = pending || st.Pending != 0
+		if st.Pending != 0 && !slices.ContainsFunc(sessions, func(o []byte) bool { return bytes.Equal(o, st.PendingOf) }) {
+			sessions = append(sessions, st.PendingOf)
+		}
 	}
-	if !pending {
+	if len(sessions) == 0 {
 		return nil
 	}
 	li := s.localIndex()
@@ -372,45 +374,62 @@ func (s *schemeClient) recoverLocked(keyID string) error {
 	if len(sts) != sts[0].Info.Players || sts[d].Info.NodeIndex == sts[li].Info.NodeIndex {
 		return errors.New("tsm: a refresh of this key is unfinished, and finishing it needs every party of the key")
 	}
-	if dp := sts[d].Pending; dp != 0 {
-		// Open: switch the decider if this phone already holds the new share (it switched
-		// under an earlier order, or was restored from the backup this refresh uploaded);
-		// otherwise nobody holds it but as pending, and it is undone.
-		op := OpRefreshAbort
-		if sts[li].Pending == 0 && sts[li].Info.Epoch == dp {
-			op = OpRefreshCommit
-		}
-		if _, err := s.step(d, &Step{Op: op, KeyID: keyID, Session: sts[d].PendingOf}); err != nil {
-			return fmt.Errorf("tsm: deciding an interrupted refresh: %w", err)
-		}
-		if sts[d], err = s.step(d, info(d)); err != nil {
+	for _, session := range sessions {
+		word, ev, err := s.word(d, keyID, session)
+		if err != nil {
 			return err
 		}
-		if sts[d].Pending != 0 {
-			return errors.New("tsm: the refresh's decider still has it open; retry")
+		if word.Done == 0 {
+			// Open: switch the decider if it has this refresh prepared and this phone already
+			// holds its new share (restored from the backup it uploaded, or switched under an
+			// earlier release, which switched the phone first; the decider checks the phone's
+			// proof against its pending shares); otherwise undo it, prepared there or not.
+			op := OpRefreshAbort
+			if word.Pending != 0 && bytes.Equal(word.PendingOf, session) && sts[li].Pending == 0 && sts[li].Info.Epoch == word.Pending {
+				op = OpRefreshCommit
+			}
+			if _, err := s.step(d, &Step{Op: op, KeyID: keyID, Session: session}); err != nil {
+				return fmt.Errorf("tsm: deciding an interrupted refresh: %w", err)
+			}
+			if word, ev, err = s.word(d, keyID, session); err != nil {
+				return err
+			}
+			if word.Done == 0 {
+				return errors.New("tsm: the refresh's decider has not decided it; retry")
+			}
+		}
+		op := OpRefreshAbort
+		if word.Done == Committed {
+			op = OpRefreshCommit
+		}
+		for i, st := range sts {
+			if i == d || st.Pending == 0 || !bytes.Equal(st.PendingOf, session) {
+				continue
+			}
+			if _, err := s.step(i, &Step{Op: op, KeyID: keyID, Session: session, In: [][]byte{ev}}); err != nil {
+				return fmt.Errorf("tsm: finishing an interrupted refresh: %w", err)
+			}
 		}
 	}
-	e := sts[d].Info.Epoch // the decider's word, signed
-	for i, st := range sts {
-		var op Op
-		switch {
-		case i == d || st.Pending == 0:
-			continue
-		case st.Pending == e && st.Info.Epoch+1 == e:
-			op = OpRefreshCommit // the decider switched to it
-		case st.Info.Epoch == e:
-			op = OpRefreshAbort // the decider is at this party's epoch: it never switched
-		default:
-			return fmt.Errorf("tsm: node %d has epoch %d prepared over %d, and the key is at %d: refusing to decide", i, st.Pending, st.Info.Epoch, e)
+	if me, err := s.c.local.n.key(keyID, s.scheme); err == nil {
+		defer me.wipe()
+		if e, err := s.step(d, &Step{Op: OpInfo, KeyID: keyID}); err == nil && me.Epoch > e.Info.Epoch {
+			return fmt.Errorf("tsm: this phone holds the share of a refresh to epoch %d that was undone (the key is at %d): delete it here and restore the key from the vault", me.Epoch, e.Info.Epoch)
 		}
-		if _, err := s.step(i, &Step{Op: op, KeyID: keyID, Session: st.PendingOf}); err != nil {
-			return fmt.Errorf("tsm: finishing an interrupted refresh: %w", err)
-		}
-	}
-	if me := sts[li]; me.Pending == 0 && me.Info.Epoch > e {
-		return fmt.Errorf("tsm: this phone holds the share of a refresh to epoch %d that was undone (the key is at %d): delete it here and restore the key from the vault", me.Info.Epoch, e)
 	}
 	return nil
+}
+
+// word asks the decider (peer d) how it finished a refresh session, and returns its answer
+// and, as the other parties need it, the evidence of it: the step and the signed answer.
+func (s *schemeClient) word(d int, keyID string, session []byte) (*StepResult, []byte, error) {
+	st := &Step{Op: OpInfo, KeyID: keyID, Session: session}
+	res, err := s.step(d, st)
+	if err != nil {
+		return nil, nil, err
+	}
+	ev, err := EncodeEvidence(st, res)
+	return res, ev, err
 }
 
 // CurrentEpoch asks every node of the client but its embedded one for the epoch of the
@@ -519,9 +538,21 @@ func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) 
 		return errors.New("tsm: a refresh is run by the phone: the client needs its embedded node")
 	}
 	session := newSession()
+	d := decider(sts, li)
+	// Before the new share's backup leaves the phone, no other device can hold it, so no
+	// party can switch to it: a failure undoes the refresh, at the decider first (the session
+	// is then over there for good), then everywhere else on its word.
 	abort := func(err error) error {
+		s.step(d, &Step{Op: OpRefreshAbort, KeyID: keyID, Session: session})
+		_, ev, werr := s.word(d, keyID, session)
 		for i := range s.c.peers {
-			s.step(i, &Step{Op: OpRefreshAbort, KeyID: keyID, Session: session})
+			if i != d {
+				st := &Step{Op: OpRefreshAbort, KeyID: keyID, Session: session}
+				if werr == nil {
+					st.In = [][]byte{ev}
+				}
+				s.step(i, st)
+			}
 		}
 		return fmt.Errorf("tsm: refresh: %w", err)
 	}
@@ -586,18 +617,24 @@ func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) 
 	}
 	// The decider's switch decides the refresh. If its answer is lost, whether it switched
 	// is read back from it by Recover, never guessed here: no abort after this point.
-	d := decider(prepared, li)
 	if _, err := s.step(d, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}); err != nil {
 		return fmt.Errorf("tsm: refresh: the decision did not come back (the next use of the key finishes or undoes it): %w", err)
 	}
-	order := []int{li} // the phone first, then the other nodes
+	word, ev, err := s.word(d, keyID, session)
+	if err == nil && word.Done != Committed {
+		err = errors.New("the decider does not say it committed")
+	}
+	if err != nil {
+		return fmt.Errorf("tsm: refresh: the decider's word did not come back (the next use of the key finishes the refresh): %w", err)
+	}
+	order := []int{li} // the phone first, then the other nodes, each on the decider's word
 	for i := range s.c.peers {
 		if i != li && i != d {
 			order = append(order, i)
 		}
 	}
 	for _, i := range order {
-		if _, err := s.step(i, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}); err != nil {
+		if _, err := s.step(i, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session, In: [][]byte{ev}}); err != nil {
 			return fmt.Errorf("tsm: refresh decided but not yet switched on every party (it finishes on the next use of the key): %w", err)
 		}
 	}

@@ -82,23 +82,48 @@ var migrations = []func(tx *sql.Tx) error{
 		url     TEXT PRIMARY KEY,
 		node_id TEXT NOT NULL
 	) STRICT`),
-	// Version 6: the refresh sessions a node has finished (committed or aborted): a session
-	// is used once, so no replay of its steps prepares it again.
+	// Version 6: the refresh sessions a node has finished and how (a session is used once,
+	// so no replay of its steps prepares it again; the decider's outcome is what the other
+	// parties follow), and for a prepared refresh the node ID of its decider, whose signed
+	// word a switch or discard of it needs.
 	sqlMigration(`CREATE TABLE refresh_done (
 		key_id  TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
 		session BLOB NOT NULL,
+		outcome INTEGER NOT NULL CHECK (outcome IN (1, 2)),
 		PRIMARY KEY (key_id, session)
-	) STRICT`),
+	) STRICT;
+	ALTER TABLE pending ADD COLUMN decider TEXT NOT NULL DEFAULT ''`),
 }
+
+// Outcomes of a refresh session on a node (StepResult.Done).
+const (
+	Committed uint8 = 1
+	Aborted   uint8 = 2
+)
 
 // errSessionOver: a refresh session this node committed or aborted is not run again.
 var errSessionOver = errors.New("this refresh session is over on this node (committed or aborted): start a new one")
 
-// refreshDone reports whether this node finished the refresh session of keyID.
-func refreshDone(q querier, keyID string, session []byte) (bool, error) {
-	var done bool
-	err := q.QueryRow(`SELECT EXISTS (SELECT 1 FROM refresh_done WHERE key_id = ? AND session = ?)`, keyID, session).Scan(&done)
-	return done, err
+// refreshOutcome returns how this node finished the refresh session of keyID (0: it has not).
+func refreshOutcome(q querier, keyID string, session []byte) (uint8, error) {
+	var o uint8
+	err := q.QueryRow(`SELECT outcome FROM refresh_done WHERE key_id = ? AND session = ?`, keyID, session).Scan(&o)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return o, err
+}
+
+// pendingDecider returns the decider's node ID recorded with the key's prepared refresh of
+// session ("" if this node decides, or nothing of that session is prepared), and whether
+// one is prepared.
+func (n *node) pendingDecider(keyID string, session []byte) (string, bool, error) {
+	var d string
+	err := n.db.QueryRow(`SELECT decider FROM pending WHERE key_id = ? AND session = ?`, keyID, session).Scan(&d)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return d, err == nil, err
 }
 
 // publicSharesAt returns the key's public shares at an earlier epoch, or nil if this node
@@ -463,8 +488,9 @@ func readPendingEpoch(q querier, keyID string) (uint32, []byte, error) {
 	return e, session, err
 }
 
-// prepare stores next (the key at its next epoch) as the key's pending share, durably.
-func (n *node) prepare(next *keyState, session []byte) error {
+// prepare stores next (the key at its next epoch) as the key's pending share, durably, with
+// the node ID of the refresh's decider ("" if this node is it).
+func (n *node) prepare(next *keyState, session []byte, decider string) error {
 	if err := n.fault("prepare-before"); err != nil {
 		return err
 	}
@@ -477,10 +503,10 @@ func (n *node) prepare(next *keyState, session []byte) error {
 		if cur.Epoch+1 != next.Epoch {
 			return fmt.Errorf("key %q moved to epoch %d during the refresh", next.KeyID, cur.Epoch)
 		}
-		switch done, err := refreshDone(tx, next.KeyID, session); {
+		switch done, err := refreshOutcome(tx, next.KeyID, session); {
 		case err != nil:
 			return err
-		case done:
+		case done != 0:
 			return errSessionOver
 		}
 		var other []byte
@@ -490,8 +516,8 @@ func (n *node) prepare(next *keyState, session []byte) error {
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		_, err = tx.Exec(`INSERT INTO pending (key_id, session, epoch, secret_share, public_shares) VALUES (?,?,?,?,?)`,
-			next.KeyID, session, next.Epoch, next.share, concat(next.publicShares))
+		_, err = tx.Exec(`INSERT INTO pending (key_id, session, epoch, secret_share, public_shares, decider) VALUES (?,?,?,?,?,?)`,
+			next.KeyID, session, next.Epoch, next.share, concat(next.publicShares), decider)
 		return err
 	})
 	if err != nil {
@@ -573,7 +599,7 @@ func (n *node) commitPending(keyID string, session []byte) error {
 		if err := replaceShare(tx, next); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(`INSERT OR IGNORE INTO refresh_done (key_id, session) VALUES (?, ?)`, keyID, session); err != nil {
+		if _, err := tx.Exec(`INSERT OR IGNORE INTO refresh_done (key_id, session, outcome) VALUES (?, ?, 1)`, keyID, session); err != nil {
 			return err
 		}
 		_, err = tx.Exec(`DELETE FROM pending WHERE key_id = ?`, keyID)
@@ -588,7 +614,9 @@ func (n *node) commitPending(keyID string, session []byte) error {
 	return n.fault("commit-after")
 }
 
-// abortPending discards the key's prepared refresh of the given session, if any.
+// abortPending discards the key's prepared refresh of the given session, if any, and ends
+// the session on this node: it is never prepared here again. A session this node committed
+// stays committed.
 func (n *node) abortPending(keyID string, session []byte) error {
 	return n.write(func(tx *sql.Tx) error {
 		if _, err := tx.Exec(`DELETE FROM pending WHERE key_id = ? AND session = ?`, keyID, session); err != nil {
@@ -598,7 +626,7 @@ func (n *node) abortPending(keyID string, session []byte) error {
 		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM keys WHERE key_id = ?)`, keyID).Scan(&exists); err != nil || !exists || session == nil {
 			return err
 		}
-		_, err := tx.Exec(`INSERT OR IGNORE INTO refresh_done (key_id, session) VALUES (?, ?)`, keyID, session)
+		_, err := tx.Exec(`INSERT OR IGNORE INTO refresh_done (key_id, session, outcome) VALUES (?, ?, 2)`, keyID, session)
 		return err
 	})
 }

@@ -405,6 +405,7 @@ func answerDigest(stepDigest []byte, a *Auth, r *StepResult) []byte {
 	}
 	binary.Write(h, binary.BigEndian, r.Pending)
 	field(r.PendingOf)
+	field([]byte{r.Done})
 	return h.Sum(nil)
 }
 

@@ -69,6 +69,7 @@ type StepResult struct {
 	PublicShares [][]byte // with Info
 	Pending      uint32   // OpInfo: the epoch of a prepared refresh, 0 if none
 	PendingOf    []byte   // OpInfo: that refresh's session
+	Done         uint8    // OpInfo with a session: how this node finished it (Committed, Aborted; 0 not)
 	Sig          []byte   // a node serving remote coordinators signs its answer (nodekey.go)
 }
 
@@ -318,7 +319,7 @@ func (p *party) put(id []byte, s *session) error {
 func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
 	switch st.Op {
 	case OpInfo:
-		return p.info(st.KeyID, st.Scheme)
+		return p.info(st.KeyID, st.Scheme, st.Session)
 	case OpCheck:
 		k, err := p.n.key(st.KeyID, st.Scheme)
 		if err != nil {
@@ -349,8 +350,9 @@ func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
 	return nil, fmt.Errorf("unknown step %q", st.Op)
 }
 
-// info answers the key's public state and its pending refresh, read in one transaction.
-func (p *party) info(keyID string, s Scheme) (*StepResult, error) {
+// info answers the key's public state, its pending refresh and, for a refresh session
+// given, how this node finished it; read in one transaction.
+func (p *party) info(keyID string, s Scheme, session []byte) (*StepResult, error) {
 	var res *StepResult
 	err := p.n.view(func(q querier) error {
 		k, err := readKey(q, keyID, s)
@@ -358,8 +360,14 @@ func (p *party) info(keyID string, s Scheme) (*StepResult, error) {
 			return err
 		}
 		k.wipe()
-		pending, session, err := readPendingEpoch(q, keyID)
-		res = &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares, Pending: pending, PendingOf: session}
+		pending, of, err := readPendingEpoch(q, keyID)
+		if err != nil {
+			return err
+		}
+		res = &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares, Pending: pending, PendingOf: of}
+		if session != nil {
+			res.Done, err = refreshOutcome(q, keyID, session)
+		}
 		return err
 	})
 	return res, err
@@ -377,10 +385,10 @@ func (p *party) dkgStart(st *Step) (*StepResult, error) {
 			return nil, err
 		}
 		k.wipe()
-		switch done, err := refreshDone(p.n.db, st.KeyID, st.Session); {
+		switch done, err := refreshOutcome(p.n.db, st.KeyID, st.Session); {
 		case err != nil:
 			return nil, err
-		case done:
+		case done != 0:
 			return nil, errSessionOver
 		}
 		params.Threshold, params.Parties, params.ID = k.Threshold, k.Players, k.NodeIndex+1
@@ -539,7 +547,17 @@ func (p *party) refreshPrepare(st *Step) (*StepResult, error) {
 	next := &keyState{KeyInfo: old.KeyInfo, share: ks.Secret, publicShares: ks.Shares}
 	defer next.wipe()
 	next.Epoch++
-	if err := p.n.prepare(next, st.Session); err != nil {
+	// The decider is the key's party of lowest identifier but its owner (the phone's place);
+	// a node that is not it takes a switch or discard only on its signed word (Node.serve).
+	owner, err := p.n.ownerOf(s.keyID)
+	if err != nil {
+		return nil, err
+	}
+	decider := ""
+	if d := deciderIndex(owner); d != old.NodeIndex && d < len(s.roster) {
+		decider = s.roster[d].String()
+	}
+	if err := p.n.prepare(next, st.Session, decider); err != nil {
 		return nil, err
 	}
 	return &StepResult{Info: &next.KeyInfo, PublicShares: next.publicShares}, nil
@@ -602,6 +620,14 @@ func (p *party) signShare(st *Step) (*StepResult, error) {
 	}
 	out, err := p.seal(s, st.Session, &protocol.Message{Type: protocol.MsgSignShare, Session: st.Session, Curve: protocol.Ed25519, From: k.NodeIndex + 1, SigShare: z})
 	return &StepResult{Out: out}, err
+}
+
+// deciderIndex is the node index of a key's decider: its lowest but the owner's.
+func deciderIndex(owner int) int {
+	if owner == 0 {
+		return 1
+	}
+	return 0
 }
 
 // These node methods are the party's writes; each is one transaction.

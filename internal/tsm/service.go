@@ -7,10 +7,13 @@ package tsm
 // before the last refresh is refused.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -31,38 +34,57 @@ type ServiceConfig struct {
 
 // Node is a node serving steps to remote coordinators. It is safe for concurrent use.
 type Node struct {
-	cfg ServiceConfig
-	p   *party
+	cfg  ServiceConfig
+	p    *party
+	lock *os.File // held while the node is open
 
 	mu      sync.Mutex
 	keygens map[string]keygenRecord // keys this node generated lately, for discard
-	seen    map[string]int64        // requester and nonce of every request in its time window
+	seen    map[string]seenRequest  // requester and nonce of every proven request in its window
+	perKey  map[string]int          // how many of seen are about each key
 	swept   time.Time
-	started int64 // Unix seconds: a request signed before then may have been seen by an earlier run
+	started int64 // Unix seconds: a request signed before then may have been served by an earlier run
 }
 
-// maxSeen bounds the requests a node remembers (two time windows' worth): past it, new
-// requests wait (503) until the oldest leave their window.
-const maxSeen = 1 << 20
+type seenRequest struct {
+	time  int64
+	keyID string
+}
+
+// Bounds of the requests a node remembers to refuse their replays (Node.fresh): in all, and
+// about one key (a phone uses a few dozen a minute; this is above one address's rate). Past
+// either, new requests of that key, or all, are answered 503 until old ones leave their
+// window.
+const (
+	maxSeen       = 1 << 20
+	maxSeenPerKey = 4096
+)
+
+// MaxClockAhead bounds how far in the future a request's time may be: it is remembered
+// until its time leaves the window, so this bounds how long.
+const MaxClockAhead = 10 * time.Second
 
 // ErrBusy: the node cannot take the request now; retry later.
 var ErrBusy = errors.New("the node is busy; retry later")
 
-// fresh admits a request once: its nonce is remembered for as long as its time is inside
-// the window, and one signed before this node started is refused, since an earlier run may
-// have served it. A replayed request (by a relay, or delivered twice) is ErrUnauthorized.
-func (n *Node) fresh(a *Auth) error {
-	now := n.cfg.Now()
+// fresh admits a proven request once, at now (the one clock reading its time was checked
+// at): its nonce is remembered until its time leaves the window, with a second's margin,
+// and one signed before this node started is refused, since an earlier run may have served
+// it. A replayed request (by a relay, or delivered twice) is ErrUnauthorized.
+func (n *Node) fresh(a *Auth, keyID string, now time.Time) error {
 	if a.Time < n.started {
 		return fmt.Errorf("%w: the request was signed before this node started; sign it again", ErrUnauthorized)
 	}
 	k := string(a.Node.Sign) + string(a.Nonce)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if now.Sub(n.swept) > MaxClockSkew || len(n.seen) >= maxSeen {
-		for id, t := range n.seen {
-			if now.Sub(time.Unix(t, 0)) > MaxClockSkew {
+	if now.Sub(n.swept) > time.Second {
+		for id, r := range n.seen {
+			if now.Sub(time.Unix(r.time, 0)) > MaxClockSkew+time.Second {
 				delete(n.seen, id)
+				if n.perKey[r.keyID]--; n.perKey[r.keyID] == 0 {
+					delete(n.perKey, r.keyID)
+				}
 			}
 		}
 		n.swept = now
@@ -70,10 +92,11 @@ func (n *Node) fresh(a *Auth) error {
 	if _, ok := n.seen[k]; ok {
 		return fmt.Errorf("%w: a replayed request (this node has served it)", ErrUnauthorized)
 	}
-	if len(n.seen) >= maxSeen {
+	if len(n.seen) >= maxSeen || n.perKey[keyID] >= maxSeenPerKey {
 		return ErrBusy
 	}
-	n.seen[k] = a.Time
+	n.seen[k] = seenRequest{a.Time, keyID}
+	n.perKey[keyID]++
 	return nil
 }
 
@@ -90,19 +113,30 @@ func OpenNode(cfg ServiceConfig) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	// One process serves a database: its memory of the requests it served (Node.fresh) is
+	// the node's. An exclusive flock beside the file, which the process's end releases.
+	lock, err := os.OpenFile(cfg.Database+".serve.lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("tsm: lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("tsm: another process serves %s (%v)", cfg.Database, err)
+	}
 	n, err := openNode(cfg.Database)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
-	return &Node{cfg: cfg, p: newParty(n, cfg.Key), keygens: map[string]keygenRecord{}, seen: map[string]int64{},
-		swept: cfg.Now(), started: cfg.Now().Unix()}, nil
+	return &Node{cfg: cfg, lock: lock, p: newParty(n, cfg.Key), keygens: map[string]keygenRecord{}, seen: map[string]seenRequest{},
+		perKey: map[string]int{}, swept: cfg.Now(), started: cfg.Now().Unix()}, nil
 }
 
 // ID is the node's public identity.
 func (n *Node) ID() NodeID { return n.cfg.Key.ID() }
 
-// Close closes the node's database.
-func (n *Node) Close() error { return n.p.n.close() }
+// Close closes the node's database and lets another process serve it.
+func (n *Node) Close() error { return errors.Join(n.p.n.close(), n.lock.Close()) }
 
 // Ready reports whether the database answers.
 func (n *Node) Ready(ctx context.Context) error { return n.p.n.db.PingContext(ctx) }
@@ -164,7 +198,8 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 	if a == nil {
 		return nil, ErrUnauthorized
 	}
-	if d := n.cfg.Now().Sub(time.Unix(a.Time, 0)); d > MaxClockSkew || d < -MaxClockSkew {
+	now := n.cfg.Now()
+	if d := now.Sub(time.Unix(a.Time, 0)); d > MaxClockSkew || d < -MaxClockAhead {
 		return nil, fmt.Errorf("%w: the request's time is %s from this node's clock", ErrUnauthorized, d.Round(time.Second))
 	}
 	digest := st.digest()
@@ -173,9 +208,6 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 	}
 	if !a.Target.Equal(n.ID()) {
 		return nil, fmt.Errorf("%w: the request is for another node", ErrUnauthorized)
-	}
-	if err := n.fresh(a); err != nil {
-		return nil, err
 	}
 	switch st.Op {
 	case OpKeyGenStart:
@@ -197,6 +229,9 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 		if !ok || !r.requester.Equal(a.Node) || n.cfg.Now().Sub(r.at) > sessionTTL {
 			return nil, fmt.Errorf("%w: only the node that generated a key may discard it, right after", ErrForbidden)
 		}
+		if err := n.fresh(a, st.KeyID, now); err != nil {
+			return nil, err
+		}
 	default:
 		// A party proven at an older epoch may still ask the key's state (a restore asks
 		// whether its backup is current, and is told the epoch, signed); nothing else.
@@ -207,7 +242,15 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 		if !owner {
 			return nil, fmt.Errorf("%w: only the party that coordinates this key (the phone) acts on it", ErrForbidden)
 		}
+		// Remembered only once proven, so that no one without a share fills the memory.
+		if err := n.fresh(a, st.KeyID, now); err != nil {
+			return nil, err
+		}
 		switch st.Op {
+		case OpRefreshCommit, OpRefreshAbort:
+			if err := n.checkDecision(st); err != nil {
+				return nil, err
+			}
 		case OpSignCommit, OpRefreshStart:
 			if err := n.checkRoster(st.Roster, a.Node, a.Party); err != nil {
 				return nil, err
@@ -279,6 +322,42 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 		return false, err
 	}
 	return a.Party == o, err
+}
+
+// checkDecision lets a node that is not a refresh's decider switch to, or discard, its
+// prepared share only on the decider's signed word (docs/tsm-protocol.md, "Recovery"): the
+// step carries, as its one input, the decider's signed answer to an info step naming the
+// session, which must say the decider committed it (for a switch) or aborted it (for a
+// discard). That outcome is final on the decider, so the word need not be fresh. A discard
+// of a session that is not prepared here only ends it on this node.
+func (n *Node) checkDecision(st *Step) error {
+	decider, prepared, err := n.p.n.pendingDecider(st.KeyID, st.Session)
+	if err != nil || !prepared || decider == "" {
+		return err
+	}
+	id, err := ParseNodeID(decider)
+	if err != nil {
+		return err
+	}
+	want := Committed
+	if st.Op == OpRefreshAbort {
+		want = Aborted
+	}
+	if len(st.In) != 1 {
+		return fmt.Errorf("%w: switching or discarding a prepared refresh needs its decider's signed word", ErrForbidden)
+	}
+	ev, res, err := DecodeEvidence(st.In[0])
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrForbidden, err)
+	case ev.Op != OpInfo || ev.KeyID != st.KeyID || ev.Scheme != st.Scheme || !bytes.Equal(ev.Session, st.Session) || !ev.Auth.Target.Equal(id):
+		return fmt.Errorf("%w: the decider's word is about another step", ErrForbidden)
+	case VerifyAnswer(id, ev, res) != nil:
+		return fmt.Errorf("%w: the decider's word is not signed by it", ErrForbidden)
+	case res.Done != want:
+		return fmt.Errorf("%w: the decider did not decide this refresh that way", ErrForbidden)
+	}
+	return nil
 }
 
 // AuthorizeStep fills in st.Auth as a coordinator does (docs/tsm-api.md, "Authorization"):

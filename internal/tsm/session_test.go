@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -257,4 +258,79 @@ func TestFullTableAdmitsAKeysFirstSession(t *testing.T) {
 	if n != maxSessions || !found {
 		t.Fatalf("table of %d sessions, the phone's in it: %v", n, found)
 	}
+}
+
+// TestRequestsServedOnce: a node remembers a proven request's nonce until its time leaves
+// the window (with a margin past it, so that a replay checked at the window's last moment
+// is still known), refuses one signed before it started, holds one key to its share of the
+// memory, and remembers nothing of requests that prove nothing.
+func TestRequestsServedOnce(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	n, err := OpenNode(ServiceConfig{Database: filepath.Join(t.TempDir(), "node.db"), Key: GenerateNodeKey(), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	req := GenerateNodeKey().ID()
+	a := &Auth{Node: req, Time: now.Unix(), Nonce: bytes.Repeat([]byte{1}, AuthNonceLen)}
+	if err := n.fresh(a, "k", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.fresh(a, "k", now); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("a replay: %v", err)
+	}
+	late := now.Add(MaxClockSkew + 500*time.Millisecond) // past the window's edge, swept
+	if err := n.fresh(a, "k", late); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("a replay swept at the window's last moment: %v", err)
+	}
+	old := &Auth{Node: req, Time: now.Unix() - 1, Nonce: bytes.Repeat([]byte{2}, AuthNonceLen)}
+	if err := n.fresh(old, "k", now); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("a request signed before the node started: %v", err)
+	}
+	for i := 1; i < maxSeenPerKey; i++ {
+		b := &Auth{Node: req, Time: now.Unix(), Nonce: binary.BigEndian.AppendUint64(make([]byte, 8), uint64(i)+10)}
+		if err := n.fresh(b, "k", now); err != nil {
+			t.Fatalf("request %d of one key: %v", i, err)
+		}
+	}
+	over := &Auth{Node: req, Time: now.Unix(), Nonce: bytes.Repeat([]byte{3}, AuthNonceLen)}
+	if err := n.fresh(over, "k", now); !errors.Is(err, ErrBusy) {
+		t.Fatalf("one key past its share: %v", err)
+	}
+	if err := n.fresh(over, "other", now); err != nil {
+		t.Fatalf("another key beside it: %v", err)
+	}
+	before := len(n.seen)
+	st := &Step{Op: OpInfo, KeyID: "nosuchkey", Scheme: EdDSA}
+	if err := AuthorizeStep(st, GenerateNodeKey(), n.ID(), nil); err != nil {
+		t.Fatal(err)
+	}
+	st.Auth.Time = now.Unix()
+	stranger := GenerateNodeKey()
+	stranger.signAuth(st.digest(), st.Auth)
+	if _, err := n.Serve(context.Background(), st); !errors.Is(err, ErrNotAParty) {
+		t.Fatalf("an unproven info: %v", err)
+	}
+	if len(n.seen) != before {
+		t.Fatal("an unproven request was remembered")
+	}
+}
+
+// TestOneProcessServesADatabase: a second node service on the same database is refused at
+// once, and may start once the first is closed.
+func TestOneProcessServesADatabase(t *testing.T) {
+	cfg := ServiceConfig{Database: filepath.Join(t.TempDir(), "node.db"), Key: GenerateNodeKey()}
+	n, err := OpenNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenNode(cfg); err == nil {
+		t.Fatal("a second service opened the same database")
+	}
+	n.Close()
+	again, err := OpenNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Close()
 }

@@ -4,6 +4,7 @@ package tsm
 // JSON bodies for POST /v1/step and its answers, and the digest an Auth signs.
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -166,6 +167,7 @@ type resultJSON struct {
 	PublicShares [][]byte     `json:"public_shares,omitempty"`
 	Pending      uint32       `json:"pending,omitempty"`
 	PendingOf    []byte       `json:"pending_session,omitempty"`
+	Done         uint8        `json:"session_done,omitempty"`
 	Sig          []byte       `json:"sig,omitempty"`
 }
 
@@ -185,7 +187,7 @@ type keyInfoJSON struct {
 
 // EncodeResult returns the JSON body of r.
 func EncodeResult(r *StepResult) ([]byte, error) {
-	j := resultJSON{Out: r.Out, PublicShares: r.PublicShares, Pending: r.Pending, PendingOf: r.PendingOf, Sig: r.Sig}
+	j := resultJSON{Out: r.Out, PublicShares: r.PublicShares, Pending: r.Pending, PendingOf: r.PendingOf, Done: r.Done, Sig: r.Sig}
 	if i := r.Info; i != nil {
 		j.Info = &keyInfoJSON{i.KeyID, i.Scheme, i.Curve, i.NodeIndex, i.Players, i.Threshold, i.Epoch, i.Created.Unix(), i.PublicKey, i.Description, i.ChainCode}
 	}
@@ -200,11 +202,47 @@ func DecodeResult(r io.Reader) (*StepResult, error) {
 	if err := d.Decode(&j); err != nil {
 		return nil, fmt.Errorf("not a step result: %w", err)
 	}
-	out := &StepResult{Out: j.Out, PublicShares: j.PublicShares, Pending: j.Pending, PendingOf: j.PendingOf, Sig: j.Sig}
+	out := &StepResult{Out: j.Out, PublicShares: j.PublicShares, Pending: j.Pending, PendingOf: j.PendingOf, Done: j.Done, Sig: j.Sig}
 	if i := j.Info; i != nil {
 		out.Info = &KeyInfo{KeyID: i.KeyID, Scheme: i.Scheme, Curve: i.Curve, NodeIndex: i.NodeIndex, Players: i.Players,
 			Threshold: i.Threshold, Epoch: i.Epoch, Created: time.Unix(i.Created, 0).UTC(), PublicKey: i.PublicKey,
 			Description: i.Description, ChainCode: i.ChainCode}
 	}
 	return out, nil
+}
+
+// evidenceJSON is a node's signed answer to a step, carried to another node as proof of
+// what the first said (a decider's outcome of a refresh: Node.checkDecision).
+type evidenceJSON struct {
+	Step   json.RawMessage `json:"step"`
+	Answer json.RawMessage `json:"answer"`
+}
+
+// EncodeEvidence returns the evidence of st (as sent, with its Auth) and its answer r.
+func EncodeEvidence(st *Step, r *StepResult) ([]byte, error) {
+	sb, err := EncodeStep(st)
+	if err != nil {
+		return nil, err
+	}
+	rb, err := EncodeResult(r)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(evidenceJSON{sb, rb})
+}
+
+// DecodeEvidence parses EncodeEvidence's form with the one step and answer parsers.
+func DecodeEvidence(b []byte) (*Step, *StepResult, error) {
+	var j evidenceJSON
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&j); err != nil || d.More() {
+		return nil, nil, errors.New("not a node's signed answer")
+	}
+	st, err := DecodeStep(bytes.NewReader(j.Step))
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := DecodeResult(bytes.NewReader(j.Answer))
+	return st, r, err
 }

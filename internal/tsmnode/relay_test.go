@@ -470,3 +470,79 @@ func TestRelayReplaysRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOldShareCannotUndoAFollower: a reshare is decided (the decider switched) but its
+// commit to node 2 is lost. A thief with the phone's old share (the one the reshare was
+// meant to revoke) asks node 2 which refresh it has pending and tells it to discard that:
+// refused, without the decider's word, and with the decider's word that it committed. The
+// recovery then switches node 2, and the key signs at the new epoch.
+func TestOldShareCannotUndoAFollower(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	r := newRelay(t, c.Nodes[1].URL)
+	db := filepath.Join(t.TempDir(), "phone.db")
+	cl, err := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}, {URL: c.Nodes[0].URL, ID: c.Nodes[0].ID.String()},
+		{URL: r.srv.URL, ID: c.Nodes[1].ID.String()}}, EdDSA: tsm.ProtocolConfig{EnableShareBackup: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	all := tsm.NewEDDSAClient(cl)
+	keyID, err := all.GenerateKey("revoked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}}, EdDSA: tsm.ProtocolConfig{EnableShareBackup: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen, err := tsm.NewEDDSAClient(one).BackupShare(keyID)
+	one.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.arm(fault{tsm.OpRefreshCommit, "drop"})
+	if err := all.Reshare(keyID); err == nil {
+		t.Fatal("the reshare finished with a commit lost")
+	}
+	thief := tsm.GenerateNodeKey()
+	ask := func(node int, st *tsm.Step) (int, *tsm.StepResult) {
+		if err := tsm.AuthorizeStep(st, thief, c.Nodes[node].ID, stolen); err != nil {
+			t.Fatal(err)
+		}
+		body, _ := tsm.EncodeStep(st)
+		resp, err := http.Post(c.Nodes[node].URL+"/v1/step", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		res, _ := tsm.DecodeResult(resp.Body)
+		return resp.StatusCode, res
+	}
+	status, info := ask(1, &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA})
+	if status != http.StatusOK || info.Pending == 0 {
+		t.Fatalf("node 2 before the recovery: %d, pending %v", status, info)
+	}
+	session := info.PendingOf
+	if status, _ := ask(1, &tsm.Step{Op: tsm.OpRefreshAbort, KeyID: keyID, Scheme: tsm.EdDSA, Session: session}); status != http.StatusForbidden {
+		t.Fatalf("the old share's discard of node 2's prepared refresh: %d", status)
+	}
+	word := &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA, Session: session}
+	status, said := ask(0, word)
+	if status != http.StatusOK || said.Done != tsm.Committed {
+		t.Fatalf("the decider's word: %d, %+v", status, said)
+	}
+	ev, _ := tsm.EncodeEvidence(word, said)
+	if status, _ := ask(1, &tsm.Step{Op: tsm.OpRefreshAbort, KeyID: keyID, Scheme: tsm.EdDSA, Session: session, In: [][]byte{ev}}); status != http.StatusForbidden {
+		t.Fatalf("a discard on the decider's word that it committed: %d", status)
+	}
+	if err := all.VerifyShare(keyID); err != nil {
+		t.Fatal(err)
+	}
+	e := []uint32{epochOf(t, db, c, -1, keyID), epochOf(t, db, c, 0, keyID), epochOf(t, db, c, 1, keyID)}
+	if e[0] != 1 || e[1] != 1 || e[2] != 1 {
+		t.Fatalf("after the recovery: epochs %v, want 1 everywhere", e)
+	}
+	if _, err := all.Sign(keyID, []byte("at the new epoch")); err != nil {
+		t.Fatal(err)
+	}
+}
