@@ -42,7 +42,12 @@ func newSession() []byte {
 // stepTimeout bounds one step on one party.
 const stepTimeout = 30 * time.Second
 
-func (s *schemeClient) step(i int, st *Step) (*StepResult, error) {
+func (s *schemeClient) step(i int, st *Step) (*StepResult, error) { return s.stepProving(i, st, nil) }
+
+// stepProving is step, proving to a remote node the share prover (nil: the phone's stored
+// one). The decider takes a refresh's switch only from the holder of its new share, so the
+// phone proves that one there.
+func (s *schemeClient) stepProving(i int, st *Step, prover *keyState) (*StepResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 	defer cancel()
 	st.Scheme = s.scheme
@@ -52,13 +57,12 @@ func (s *schemeClient) step(i int, st *Step) (*StepResult, error) {
 		if target, err = rp.ID(ctx); err != nil {
 			return nil, fmt.Errorf("node %d: %w", i, err)
 		}
-		if err := s.c.authorize(st, target, nil); err != nil {
+		if err := s.c.authorize(st, target, prover); err != nil {
 			return nil, fmt.Errorf("node %d: %s: %w", i, st.Op, err)
 		}
 	}
 	// A node a refresh ahead of this phone (its decider switched, the phone not yet) answers
-	// info to the phone's older proof, and recovery then switches the phone: no step needs
-	// the phone's pending share as proof.
+	// info to the phone's older proof, and recovery then switches the phone.
 	res, err := s.c.peers[i].Step(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("node %d: %s: %w", i, st.Op, err)
@@ -544,14 +548,17 @@ func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) 
 	// is then over there for good), then everywhere else on its word.
 	abort := func(err error) error {
 		s.step(d, &Step{Op: OpRefreshAbort, KeyID: keyID, Session: session})
-		_, ev, werr := s.word(d, keyID, session)
+		word, ev, werr := s.word(d, keyID, session)
+		if werr != nil || word.Done != Aborted {
+			// The decider did not say it aborted: never discard on a guess; recovery reads it.
+			if rerr := s.recoverLocked(keyID); rerr != nil {
+				return fmt.Errorf("tsm: refresh: %w (and finishing it failed, the next use of the key does: %w)", err, rerr)
+			}
+			return fmt.Errorf("tsm: refresh: %w", err)
+		}
 		for i := range s.c.peers {
 			if i != d {
-				st := &Step{Op: OpRefreshAbort, KeyID: keyID, Session: session}
-				if werr == nil {
-					st.In = [][]byte{ev}
-				}
-				s.step(i, st)
+				s.step(i, &Step{Op: OpRefreshAbort, KeyID: keyID, Session: session, In: [][]byte{ev}})
 			}
 		}
 		return fmt.Errorf("tsm: refresh: %w", err)
@@ -617,7 +624,13 @@ func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) 
 	}
 	// The decider's switch decides the refresh. If its answer is lost, whether it switched
 	// is read back from it by Recover, never guessed here: no abort after this point.
-	if _, err := s.step(d, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}); err != nil {
+	next, err := s.c.local.n.pendingKey(keyID, s.scheme)
+	if err != nil || next == nil {
+		return fmt.Errorf("tsm: refresh: this phone's next share is gone (%v); the next use of the key undoes the refresh", err)
+	}
+	_, err = s.stepProving(d, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}, next)
+	next.wipe()
+	if err != nil {
 		return fmt.Errorf("tsm: refresh: the decision did not come back (the next use of the key finishes or undoes it): %w", err)
 	}
 	word, ev, err := s.word(d, keyID, session)

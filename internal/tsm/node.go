@@ -92,7 +92,30 @@ var migrations = []func(tx *sql.Tx) error{
 		outcome INTEGER NOT NULL CHECK (outcome IN (1, 2)),
 		PRIMARY KEY (key_id, session)
 	) STRICT;
-	ALTER TABLE pending ADD COLUMN decider TEXT NOT NULL DEFAULT ''`),
+	ALTER TABLE pending ADD COLUMN decider TEXT NOT NULL DEFAULT '';
+	ALTER TABLE key_owner ADD COLUMN roster TEXT NOT NULL DEFAULT ''`),
+}
+
+// readRoster returns the node IDs of a key's parties as its generation named them, by
+// identifier (nil for a key from before they were kept, or on a node without an owner row).
+func readRoster(q querier, keyID string) ([]NodeID, error) {
+	var r string
+	err := q.QueryRow(`SELECT roster FROM key_owner WHERE key_id = ?`, keyID).Scan(&r)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && r == "" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []NodeID
+	for _, f := range strings.Split(r, ",") {
+		id, err := ParseNodeID(f)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: its roster: %w", keyID, err)
+		}
+		out = append(out, id)
+	}
+	return out, nil
 }
 
 // Outcomes of a refresh session on a node (StepResult.Done).
@@ -115,15 +138,16 @@ func refreshOutcome(q querier, keyID string, session []byte) (uint8, error) {
 }
 
 // pendingDecider returns the decider's node ID recorded with the key's prepared refresh of
-// session ("" if this node decides, or nothing of that session is prepared), and whether
-// one is prepared.
-func (n *node) pendingDecider(keyID string, session []byte) (string, bool, error) {
+// session ("" if this node decides, or for a refresh prepared before it was recorded), its
+// epoch, and whether one is prepared.
+func (n *node) pendingDecider(keyID string, session []byte) (string, uint32, bool, error) {
 	var d string
-	err := n.db.QueryRow(`SELECT decider FROM pending WHERE key_id = ? AND session = ?`, keyID, session).Scan(&d)
+	var e uint32
+	err := n.db.QueryRow(`SELECT decider, epoch FROM pending WHERE key_id = ? AND session = ?`, keyID, session).Scan(&d, &e)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
+		return "", 0, false, nil
 	}
-	return d, err == nil, err
+	return d, e, err == nil, err
 }
 
 // publicSharesAt returns the key's public shares at an earlier epoch, or nil if this node

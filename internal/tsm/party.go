@@ -523,7 +523,7 @@ func (p *party) keygenFinish(st *Step) (*StepResult, error) {
 			owner = i
 		}
 	}
-	if err := p.n.insert(k, owner); err != nil {
+	if err := p.n.insert(k, owner, s.roster); err != nil {
 		return nil, err
 	}
 	return &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares}, nil
@@ -632,8 +632,10 @@ func deciderIndex(owner int) int {
 
 // These node methods are the party's writes; each is one transaction.
 
-// insert stores a new key and, when owner ≥ 0, the index of the party that coordinates it.
-func (n *node) insert(k *keyState, owner int) error {
+// insert stores a new key and, when owner ≥ 0, the index of the party that coordinates it
+// and the parties' node IDs (a refresh's roster must be the same but at the owner's place,
+// whose node ID changes with a restored phone).
+func (n *node) insert(k *keyState, owner int, roster []NodeID) error {
 	return n.write(func(tx *sql.Tx) error {
 		var exists bool
 		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM keys WHERE key_id = ?)`, k.KeyID).Scan(&exists); err != nil {
@@ -648,7 +650,11 @@ func (n *node) insert(k *keyState, owner int) error {
 		if owner < 0 {
 			return nil
 		}
-		_, err := tx.Exec(`INSERT INTO key_owner (key_id, owner) VALUES (?, ?)`, k.KeyID, owner)
+		ids := make([]string, len(roster))
+		for i, id := range roster {
+			ids[i] = id.String()
+		}
+		_, err := tx.Exec(`INSERT INTO key_owner (key_id, owner, roster) VALUES (?, ?, ?)`, k.KeyID, owner, strings.Join(ids, ","))
 		return err
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -242,9 +243,12 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 		if !owner {
 			return nil, fmt.Errorf("%w: only the party that coordinates this key (the phone) acts on it", ErrForbidden)
 		}
-		// Remembered only once proven, so that no one without a share fills the memory.
-		if err := n.fresh(a, st.KeyID, now); err != nil {
-			return nil, err
+		// Remembered only once proven at the key's epoch, so that no one without its current
+		// share fills the memory (a stale info changes nothing, and is not counted).
+		if err == nil {
+			if err := n.fresh(a, st.KeyID, now); err != nil {
+				return nil, err
+			}
 		}
 		switch st.Op {
 		case OpRefreshCommit, OpRefreshAbort:
@@ -253,6 +257,9 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 			}
 		case OpSignCommit, OpRefreshStart:
 			if err := n.checkRoster(st.Roster, a.Node, a.Party); err != nil {
+				return nil, err
+			}
+			if err := n.checkKeyRoster(st); err != nil {
 				return nil, err
 			}
 			if err := n.p.admit(a.Node, st.KeyID, kindOf(st.Op)); err != nil {
@@ -331,13 +338,50 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 // discard). That outcome is final on the decider, so the word need not be fresh. A discard
 // of a session that is not prepared here only ends it on this node.
 func (n *Node) checkDecision(st *Step) error {
-	decider, prepared, err := n.p.n.pendingDecider(st.KeyID, st.Session)
-	if err != nil || !prepared || decider == "" {
+	decider, epoch, prepared, err := n.p.n.pendingDecider(st.KeyID, st.Session)
+	if err != nil || !prepared {
 		return err
 	}
-	id, err := ParseNodeID(decider)
+	var k *keyState
+	var owner int
+	var roster []NodeID
+	err = n.p.n.view(func(q querier) error {
+		var err error
+		if k, err = readKey(q, st.KeyID, st.Scheme); err != nil {
+			return err
+		}
+		if owner, err = readOwner(q, st.KeyID); err != nil {
+			return err
+		}
+		roster, err = readRoster(q, st.KeyID)
+		return err
+	})
 	if err != nil {
 		return err
+	}
+	k.wipe()
+	d := deciderIndex(owner)
+	if d == k.NodeIndex {
+		// This node decides. A switch only for the holder of the refresh's new share (the
+		// phone, once it prepared; nobody else has it before its backup leaves the phone),
+		// never for a holder of the current one.
+		if st.Op == OpRefreshCommit && st.Auth.Epoch != epoch {
+			return fmt.Errorf("%w: the refresh is switched only by the holder of its new share", ErrForbidden)
+		}
+		return nil
+	}
+	var deciders []NodeID // whose word counts: the recorded decider, else the key's, else a peer
+	switch {
+	case decider != "":
+		id, err := ParseNodeID(decider)
+		if err != nil {
+			return err
+		}
+		deciders = []NodeID{id}
+	case d < len(roster):
+		deciders = []NodeID{roster[d]}
+	default:
+		deciders = n.cfg.Peers
 	}
 	want := Committed
 	if st.Op == OpRefreshAbort {
@@ -347,15 +391,45 @@ func (n *Node) checkDecision(st *Step) error {
 		return fmt.Errorf("%w: switching or discarding a prepared refresh needs its decider's signed word", ErrForbidden)
 	}
 	ev, res, err := DecodeEvidence(st.In[0])
-	switch {
-	case err != nil:
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrForbidden, err)
-	case ev.Op != OpInfo || ev.KeyID != st.KeyID || ev.Scheme != st.Scheme || !bytes.Equal(ev.Session, st.Session) || !ev.Auth.Target.Equal(id):
-		return fmt.Errorf("%w: the decider's word is about another step", ErrForbidden)
-	case VerifyAnswer(id, ev, res) != nil:
+	}
+	if ev.Op != OpInfo || ev.KeyID != st.KeyID || ev.Scheme != st.Scheme || !bytes.Equal(ev.Session, st.Session) ||
+		!slices.ContainsFunc(deciders, ev.Auth.Target.Equal) {
+		return fmt.Errorf("%w: the decider's word is about another step, or not the decider's", ErrForbidden)
+	}
+	if VerifyAnswer(ev.Auth.Target, ev, res) != nil {
 		return fmt.Errorf("%w: the decider's word is not signed by it", ErrForbidden)
-	case res.Done != want:
+	}
+	if res.Done != want {
 		return fmt.Errorf("%w: the decider did not decide this refresh that way", ErrForbidden)
+	}
+	return nil
+}
+
+// checkKeyRoster: a refresh's or signature's roster is the key's, as its generation named
+// it, but at the owner's place (a restored phone has a node ID of its own).
+func (n *Node) checkKeyRoster(st *Step) error {
+	var owner int
+	var roster []NodeID
+	err := n.p.n.view(func(q querier) error {
+		var err error
+		if owner, err = readOwner(q, st.KeyID); err != nil {
+			return err
+		}
+		roster, err = readRoster(q, st.KeyID)
+		return err
+	})
+	if err != nil || roster == nil {
+		return err
+	}
+	if len(st.Roster) != len(roster) {
+		return fmt.Errorf("%w: the roster is not the key's", ErrForbidden)
+	}
+	for i, id := range st.Roster {
+		if i != owner && id.Sign != nil && !id.Equal(roster[i]) { // an absent signer is left out
+			return fmt.Errorf("%w: party %d of the roster is not the key's", ErrForbidden, i+1)
+		}
 	}
 	return nil
 }

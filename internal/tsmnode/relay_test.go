@@ -456,15 +456,22 @@ func TestRelayReplaysRequests(t *testing.T) {
 	if err := c.Nodes[0].Start(); err != nil {
 		t.Fatal(err)
 	}
+	unauthorized := 0
 	for _, body := range recorded {
 		resp, err := http.Post(c.Nodes[0].URL+"/v1/step", "application/json", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("a request replayed after the node restarted: %d", resp.StatusCode)
+		if resp.StatusCode == http.StatusOK {
+			t.Fatalf("a request replayed after the node restarted was served")
 		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			unauthorized++ // signed before the node started (the others fail their proof first)
+		}
+	}
+	if unauthorized == 0 {
+		t.Fatal("no replay after the restart was refused as signed before it")
 	}
 	if _, err := all.Sign(keyID, []byte("after the restart")); err != nil {
 		t.Fatal(err)
@@ -543,6 +550,104 @@ func TestOldShareCannotUndoAFollower(t *testing.T) {
 		t.Fatalf("after the recovery: epochs %v, want 1 everywhere", e)
 	}
 	if _, err := all.Sign(keyID, []byte("at the new epoch")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestShareHoldersCannotDecide: while the phone's refresh is prepared (its backup going to
+// the vault), a thief holding the phone's current share tries to decide it: a switch at the
+// decider is refused (only the holder of the new share switches it), and so is a discard at
+// node 2 without the decider's word. The refresh then finishes. After it, the revoked share
+// asks node 1 the key's state four thousand times: it is answered (signed) but not counted
+// against the key, whose phone still signs.
+func TestShareHoldersCannotDecide(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	db := filepath.Join(t.TempDir(), "phone.db")
+	all := tsm.NewEDDSAClient(phone(t, db, c, 0, 1))
+	keyID, err := all.GenerateKey("held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen, err := tsm.NewEDDSAClient(phone(t, db, c)).BackupShare(keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief := tsm.GenerateNodeKey()
+	ask := func(node int, st *tsm.Step) (int, *tsm.StepResult) {
+		if err := tsm.AuthorizeStep(st, thief, c.Nodes[node].ID, stolen); err != nil {
+			t.Fatal(err)
+		}
+		body, _ := tsm.EncodeStep(st)
+		resp, err := http.Post(c.Nodes[node].URL+"/v1/step", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		res, _ := tsm.DecodeResult(resp.Body)
+		return resp.StatusCode, res
+	}
+	err = all.ReshareWithBackup(keyID, func([]byte) error {
+		status, info := ask(0, &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA})
+		if status != http.StatusOK || info.Pending == 0 {
+			t.Errorf("the decider while prepared: %d %+v", status, info)
+			return nil
+		}
+		if status, _ := ask(0, &tsm.Step{Op: tsm.OpRefreshCommit, KeyID: keyID, Scheme: tsm.EdDSA, Session: info.PendingOf}); status != http.StatusForbidden {
+			t.Errorf("the current share's switch at the decider: %d", status)
+		}
+		if status, _ := ask(1, &tsm.Step{Op: tsm.OpRefreshAbort, KeyID: keyID, Scheme: tsm.EdDSA, Session: info.PendingOf}); status != http.StatusForbidden {
+			t.Errorf("the current share's discard at node 2 without the decider's word: %d", status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the refresh beside the thief: %v", err)
+	}
+	for _, n := range []int{-1, 0, 1} {
+		if e := epochOf(t, db, c, n, keyID); e != 1 {
+			t.Fatalf("party %d at epoch %d after the refresh", n, e)
+		}
+	}
+	for i := range 4200 {
+		if status, _ := ask(0, &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA}); status != http.StatusOK {
+			t.Fatalf("the revoked share's info %d: %d", i, status)
+		}
+	}
+	if _, err := all.Sign(keyID, []byte("beside the revoked share")); err != nil {
+		t.Fatalf("the phone after the revoked share's infos: %v", err)
+	}
+}
+
+// TestRefreshRosterIsTheKeys: with three server nodes that all work together, a holder of
+// the phone's share cannot start a refresh of a key of nodes 1 and 2 whose roster puts node
+// 3 in node 1's place (which would make node 3 the decider node 2 obeys).
+func TestRefreshRosterIsTheKeys(t *testing.T) {
+	c := tsmnodetest.Must(t, 3)
+	db := filepath.Join(t.TempDir(), "phone.db")
+	all := tsm.NewEDDSAClient(phone(t, db, c, 0, 1))
+	keyID, err := all.GenerateKey("three nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	share, err := tsm.NewEDDSAClient(phone(t, db, c)).BackupShare(keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := tsm.EmbeddedNodeKey(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &tsm.Step{Op: tsm.OpRefreshStart, KeyID: keyID, Scheme: tsm.EdDSA, Session: bytes.Repeat([]byte{7}, 16),
+		Roster: []tsm.NodeID{key.ID(), c.Nodes[2].ID, c.Nodes[1].ID}}
+	if err := tsm.AuthorizeStep(st, key, c.Nodes[1].ID, share); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := tsm.EncodeStep(st)
+	status, problem := post(t, c.Nodes[1].URL, body)
+	if status != http.StatusForbidden || problem != "forbidden" {
+		t.Fatalf("a refresh naming node 3 in node 1's place: %d %s", status, problem)
+	}
+	if err := all.Reshare(keyID); err != nil {
 		t.Fatal(err)
 	}
 }
