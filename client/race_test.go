@@ -12,30 +12,39 @@ import (
 	"github.com/sharevault/sharevault/internal/vault"
 )
 
-// TestBackupRacesRefresh: a refresh that lands while a backup is being made (here, just
-// before the share is read) cannot make the envelope's header disagree with the share
-// inside: key ID, scheme and epoch come from the backup bytes. The backup opens, and is
-// of the new epoch.
-func TestBackupRacesRefresh(t *testing.T) {
+// testPhones starts a vault on loopback and returns an opener of phones on it, each with
+// the same two server nodes in this process.
+func testPhones(t *testing.T) func(db string) *Phone {
 	store, err := pebblestore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	h, err := vault.New(store, vault.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, err := vault.New(store, vault.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RateIP: 1e6, BurstIP: 1e6})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
-	phone, err := OpenPhone(filepath.Join(dir, "phone.db"), NewVault(srv.URL))
-	if err != nil {
-		t.Fatal(err)
+	return func(db string) *Phone {
+		p, err := OpenPhone(filepath.Join(dir, db), NewVault(srv.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		p.AddServerNode(filepath.Join(dir, "s1.db"))
+		p.AddServerNode(filepath.Join(dir, "s2.db"))
+		return p
 	}
-	t.Cleanup(func() { phone.Close() })
-	phone.AddServerNode(filepath.Join(dir, "s1.db"))
-	phone.AddServerNode(filepath.Join(dir, "s2.db"))
+}
+
+// TestBackupRacesRefresh: a refresh that lands while a backup is being made (here, just
+// before the share is read) cannot make the envelope's header disagree with the share
+// inside: key ID, scheme and epoch come from the backup bytes. The backup opens, and is
+// of the new epoch.
+func TestBackupRacesRefresh(t *testing.T) {
+	phone := testPhones(t)("phone.db")
 	keyID, err := phone.KeyGen("eddsa", "race")
 	if err != nil {
 		t.Fatal(err)
@@ -68,25 +77,7 @@ func TestBackupRacesRefresh(t *testing.T) {
 // its switch waits for the switch (the refresh's lock), so it never leaves the old share as
 // the vault's latest version.
 func TestBackupBesideReshare(t *testing.T) {
-	store, err := pebblestore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	h, err := vault.New(store, vault.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RateIP: 1e6, BurstIP: 1e6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	dir := t.TempDir()
-	phone, err := OpenPhone(filepath.Join(dir, "phone.db"), NewVault(srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { phone.Close() })
-	phone.AddServerNode(filepath.Join(dir, "s1.db"))
-	phone.AddServerNode(filepath.Join(dir, "s2.db"))
+	phone := testPhones(t)("phone.db")
 	keyID, err := phone.KeyGen("eddsa", "beside")
 	if err != nil {
 		t.Fatal(err)

@@ -186,24 +186,19 @@ func (v *Vault) exists(ctx context.Context, ids []string) (map[string]bool, erro
 	return out, nil
 }
 
-// latest returns the latest envelope of a key and its sequence.
+// latest returns the latest envelope of a key.
 func (v *Vault) latest(ctx context.Context, k *Keys, keyID string) ([]byte, error) {
-	r, err := v.do(ctx, k, "GET", api.KeyPath(k.VaultID(), keyID), nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.err(); err != nil {
-		return nil, err
-	}
-	if api.ContentDigest(r.body) != r.header.Get("Content-Digest") {
-		return nil, errors.New("the download does not match the vault's Content-Digest")
-	}
-	return r.body, nil
+	return v.envelope(ctx, k, api.KeyPath(k.VaultID(), keyID))
 }
 
 // version returns one version's envelope.
 func (v *Vault) version(ctx context.Context, k *Keys, keyID string, seq uint64) ([]byte, error) {
-	r, err := v.do(ctx, k, "GET", api.VersionPath(k.VaultID(), keyID, seq), nil)
+	return v.envelope(ctx, k, api.VersionPath(k.VaultID(), keyID, seq))
+}
+
+// envelope downloads the envelope at path, checked against the vault's Content-Digest.
+func (v *Vault) envelope(ctx context.Context, k *Keys, path string) ([]byte, error) {
+	r, err := v.do(ctx, k, "GET", path, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -511,20 +511,7 @@ func TestOldShareCannotUndoAFollower(t *testing.T) {
 	if err := all.Reshare(keyID); err == nil {
 		t.Fatal("the reshare finished with a commit lost")
 	}
-	thief := tsm.GenerateNodeKey()
-	ask := func(node int, st *tsm.Step) (int, *tsm.StepResult) {
-		if err := tsm.AuthorizeStep(st, thief, c.Nodes[node].ID, stolen); err != nil {
-			t.Fatal(err)
-		}
-		body, _ := tsm.EncodeStep(st)
-		resp, err := http.Post(c.Nodes[node].URL+"/v1/step", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		res, _ := tsm.DecodeResult(resp.Body)
-		return resp.StatusCode, res
-	}
+	ask := asker(t, c, tsm.GenerateNodeKey(), stolen) // a thief's own node key, and the share
 	status, info := ask(1, &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA})
 	if status != http.StatusOK || info.Pending == 0 {
 		t.Fatalf("node 2 before the recovery: %d, pending %v", status, info)
@@ -572,20 +559,7 @@ func TestShareHoldersCannotDecide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	thief := tsm.GenerateNodeKey()
-	ask := func(node int, st *tsm.Step) (int, *tsm.StepResult) {
-		if err := tsm.AuthorizeStep(st, thief, c.Nodes[node].ID, stolen); err != nil {
-			t.Fatal(err)
-		}
-		body, _ := tsm.EncodeStep(st)
-		resp, err := http.Post(c.Nodes[node].URL+"/v1/step", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		res, _ := tsm.DecodeResult(resp.Body)
-		return resp.StatusCode, res
-	}
+	ask := asker(t, c, tsm.GenerateNodeKey(), stolen) // a thief's own node key, and the share
 	err = all.ReshareWithBackup(keyID, func([]byte) error {
 		status, info := ask(0, &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA})
 		if status != http.StatusOK || info.Pending == 0 {
@@ -649,5 +623,24 @@ func TestRefreshRosterIsTheKeys(t *testing.T) {
 	}
 	if err := all.Reshare(keyID); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// asker returns how a requester with node key key, proving the share in backup, sends a
+// step straight to node n of c: the status and the answer.
+func asker(t *testing.T, c *tsmnodetest.Cluster, key *tsm.NodeKey, backup []byte) func(n int, st *tsm.Step) (int, *tsm.StepResult) {
+	return func(n int, st *tsm.Step) (int, *tsm.StepResult) {
+		t.Helper()
+		if err := tsm.AuthorizeStep(st, key, c.Nodes[n].ID, backup); err != nil {
+			t.Fatal(err)
+		}
+		body, _ := tsm.EncodeStep(st)
+		resp, err := http.Post(c.Nodes[n].URL+"/v1/step", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		res, _ := tsm.DecodeResult(resp.Body)
+		return resp.StatusCode, res
 	}
 }
