@@ -334,16 +334,16 @@ func (s *schemeClient) Recover(keyID string) error {
 	return s.recoverLocked(keyID)
 }
 
-// decider returns the place among the client's peers of the key's decider: the party with
-// the lowest identifier that is not the phone (li), by the states sts.
+// decider returns the place among the client's peers of the key's decider (the party of
+// lowest identifier but the phone's, li), by the states sts, or -1 if the client lacks it.
 func decider(sts []*StepResult, li int) int {
-	d := -1
+	want := deciderIndex(sts[li].Info.NodeIndex)
 	for i, st := range sts {
-		if i != li && (d < 0 || st.Info.NodeIndex < sts[d].Info.NodeIndex) {
-			d = i
+		if st.Info.NodeIndex == want {
+			return i
 		}
 	}
-	return d
+	return -1
 }
 
 // localIndex is the place of the client's embedded node (the phone) among its peers.
@@ -375,8 +375,11 @@ func (s *schemeClient) recoverLocked(keyID string) error {
 		return errors.New("tsm: a refresh of this key is unfinished; only a phone with its share can finish it")
 	}
 	d := decider(sts, li)
-	if len(sts) != sts[0].Info.Players || sts[d].Info.NodeIndex == sts[li].Info.NodeIndex {
-		return errors.New("tsm: a refresh of this key is unfinished, and finishing it needs every party of the key")
+	if d < 0 {
+		// Without the decider nothing can be decided; the current shares are untouched by a
+		// prepared one, so the parties here still sign together (a threshold key without
+		// that node), and the refresh is finished when it is back.
+		return nil
 	}
 	for _, session := range sessions {
 		word, ev, err := s.word(d, keyID, session)
@@ -392,7 +395,12 @@ func (s *schemeClient) recoverLocked(keyID string) error {
 			if word.Pending != 0 && bytes.Equal(word.PendingOf, session) && sts[li].Pending == 0 && sts[li].Info.Epoch == word.Pending {
 				op = OpRefreshCommit
 			}
-			if _, err := s.step(d, &Step{Op: op, KeyID: keyID, Session: session}); err != nil {
+			_, err := s.step(d, &Step{Op: op, KeyID: keyID, Session: session})
+			if op == OpRefreshCommit && errors.Is(err, ErrNotAParty) {
+				// This phone's share is not this refresh's (it is another one's, undone): undo.
+				_, err = s.step(d, &Step{Op: OpRefreshAbort, KeyID: keyID, Session: session})
+			}
+			if err != nil {
 				return fmt.Errorf("tsm: deciding an interrupted refresh: %w", err)
 			}
 			if word, ev, err = s.word(d, keyID, session); err != nil {
@@ -543,6 +551,9 @@ func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) 
 	}
 	session := newSession()
 	d := decider(sts, li)
+	if d < 0 {
+		return errors.New("tsm: a refresh needs the key's decider, its first server party")
+	}
 	// Before the new share's backup leaves the phone, no other device can hold it, so no
 	// party can switch to it: a failure undoes the refresh, at the decider first (the session
 	// is then over there for good), then everywhere else on its word.

@@ -334,3 +334,46 @@ func TestOneProcessServesADatabase(t *testing.T) {
 	}
 	again.Close()
 }
+
+// TestThresholdSignsWithoutTheDecider: a 2-of-3 key whose refresh was left prepared (a node
+// crashed after its prepare) still signs with the phone and the other server node while the
+// decider is away, at the current epoch; once the decider is back, the refresh is undone
+// and a new one runs.
+func TestThresholdSignsWithoutTheDecider(t *testing.T) {
+	t.Cleanup(func() { faultHook = nil })
+	c := newCluster(t)
+	keyID, err := NewEDDSAClient(c.all).GenerateKeyThreshold("2-of-3", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := NewEDDSAClient(c.all).PublicKey(keyID)
+	target := c.servers()[1]
+	faultHook = func(path, step string) error {
+		if path == target && step == "prepare-after" {
+			panic(crash{path, step})
+		}
+		return nil
+	}
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatal("the refresh did not reach the crash")
+			} else if _, ok := r.(crash); !ok {
+				panic(r)
+			}
+		}()
+		NewEDDSAClient(c.all).Reshare(keyID)
+	}()
+	faultHook = nil
+	c.all.Close()
+	without := c.open(c.phone, c.servers()[1]) // the decider (server 1) is away
+	sig, err := NewEDDSAClient(without).Sign(keyID, []byte("decider away"))
+	if err != nil || !ed25519.Verify(pub, []byte("decider away"), sig) {
+		t.Fatalf("signing without the decider: %v", err)
+	}
+	without.Close()
+	c.reopenAll()
+	if err := NewEDDSAClient(c.all).Reshare(keyID); err != nil {
+		t.Fatalf("a refresh once the decider is back: %v", err)
+	}
+}
