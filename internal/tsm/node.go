@@ -150,12 +150,8 @@ func (n *node) pendingDecider(keyID string, session []byte) (string, uint32, boo
 	return d, e, err == nil, err
 }
 
-// publicSharesAt returns the key's public shares at an earlier epoch, or nil if this node
+// readPublicSharesAt returns the key's public shares at an earlier epoch, or nil if this node
 // has none kept for it.
-func (n *node) publicSharesAt(keyID string, epoch uint32) ([][]byte, error) {
-	return readPublicSharesAt(n.db, keyID, epoch)
-}
-
 func readPublicSharesAt(q querier, keyID string, epoch uint32) ([][]byte, error) {
 	rows, err := q.Query(`SELECT node_index, point FROM public_share_history WHERE key_id = ? AND epoch = ? ORDER BY node_index`, keyID, epoch)
 	if err != nil {
