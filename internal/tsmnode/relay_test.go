@@ -549,18 +549,9 @@ func TestOldShareCannotUndoAFollower(t *testing.T) {
 // against the key, whose phone still signs.
 func TestShareHoldersCannotDecide(t *testing.T) {
 	c := tsmnodetest.Must(t, 2)
-	db := filepath.Join(t.TempDir(), "phone.db")
-	all := tsm.NewEDDSAClient(phone(t, db, c, 0, 1))
-	keyID, err := all.GenerateKey("held")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stolen, err := tsm.NewEDDSAClient(phone(t, db, c)).BackupShare(keyID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, all, keyID, stolen := keyOfTwo(t, c, "held")
 	ask := asker(t, c, tsm.GenerateNodeKey(), stolen) // a thief's own node key, and the share
-	err = all.ReshareWithBackup(keyID, func([]byte) error {
+	err := all.ReshareWithBackup(keyID, func([]byte) error {
 		status, info := ask(0, &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA})
 		if status != http.StatusOK || info.Pending == 0 {
 			t.Errorf("the decider while prepared: %d %+v", status, info)
@@ -597,16 +588,7 @@ func TestShareHoldersCannotDecide(t *testing.T) {
 // 3 in node 1's place (which would make node 3 the decider node 2 obeys).
 func TestRefreshRosterIsTheKeys(t *testing.T) {
 	c := tsmnodetest.Must(t, 3)
-	db := filepath.Join(t.TempDir(), "phone.db")
-	all := tsm.NewEDDSAClient(phone(t, db, c, 0, 1))
-	keyID, err := all.GenerateKey("three nodes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	share, err := tsm.NewEDDSAClient(phone(t, db, c)).BackupShare(keyID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, all, keyID, share := keyOfTwo(t, c, "three nodes")
 	key, err := tsm.EmbeddedNodeKey(db)
 	if err != nil {
 		t.Fatal(err)
@@ -643,4 +625,21 @@ func asker(t *testing.T, c *tsmnodetest.Cluster, key *tsm.NodeKey, backup []byte
 		res, _ := tsm.DecodeResult(resp.Body)
 		return resp.StatusCode, res
 	}
+}
+
+// keyOfTwo makes a key of a phone (its database db) and the cluster's first two nodes, and
+// returns the phone's client of them, the key and the phone's share of it (a backup).
+func keyOfTwo(t *testing.T, c *tsmnodetest.Cluster, desc string) (string, *tsm.EDDSAClient, string, []byte) {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "phone.db")
+	all := tsm.NewEDDSAClient(phone(t, db, c, 0, 1))
+	keyID, err := all.GenerateKey(desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	share, err := tsm.NewEDDSAClient(phone(t, db, c)).BackupShare(keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, all, keyID, share
 }
