@@ -527,11 +527,13 @@ func (s *schemeClient) Reshare(keyID string) error { return s.ReshareWithBackup(
 //  1. every node stores its next share as pending and answers its next public state, which
 //     must agree;
 //  2. keep, if not nil, is given the phone's next share as a backup (BackupShare's format,
-//     at the new epoch, unencrypted: seal it) and must store it durably; if it fails, every
-//     node discards its pending share and the key stays as it was;
-//  3. the phone switches first: from then on the refresh is decided, and Recover (run
-//     before every operation) finishes it on any node a crash or a lost message left behind;
-//  4. every other node switches.
+//     at the new epoch, unencrypted: seal it) and must store it durably; if it fails, the
+//     refresh is undone (at the decider, then everywhere on its word) and the key stays as
+//     it was;
+//  3. the key's decider (its first server party) switches, asked with a proof of the
+//     phone's new share: from then on the refresh is decided, and Recover (run before every
+//     operation) finishes it on any party a crash or a lost message left behind;
+//  4. the phone, then every other node, switches on the decider's signed word.
 func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) error) error {
 	unlock, err := s.c.opLock()
 	if err != nil {

@@ -36,9 +36,10 @@
 // generation, refresh, backup, restore and VerifyShare; threshold ECDSA signing is out of
 // scope. EdDSA keys on Ed25519 sign by FROST, giving standard Ed25519 signatures.
 //
-// A refresh switches every node to a new share of the same key, by two-phase commit; a
-// crash at any point is finished or rolled back on every node by Recover, which every
-// operation across nodes runs first. The backup format is docs/tsm-backup.md (version 2;
+// A refresh switches every node to a new share of the same key, by a two-phase commit that
+// one node (the key's decider) decides and every other party follows on its signed word; a
+// crash, a lost message or a relay at any point is finished or rolled back on every node by
+// Recover, which every operation across nodes runs first (docs/tsm-protocol.md). The backup format is docs/tsm-backup.md (version 2;
 // version 1 backups, of the additive n-of-n keys before, still restore).
 package tsm
 
