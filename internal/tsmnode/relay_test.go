@@ -330,22 +330,9 @@ func epochOf(t *testing.T, db string, c *tsmnodetest.Cluster, n int, keyID strin
 		t.Fatal(err)
 	}
 	st := &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA}
-	if err := tsm.AuthorizeStep(st, key, c.Nodes[n].ID, backup); err != nil {
-		t.Fatal(err)
-	}
-	body, _ := tsm.EncodeStep(st)
-	resp, err := http.Post(c.Nodes[n].URL+"/v1/step", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("node %d: info: %d %s", n+1, resp.StatusCode, b)
-	}
-	res, err := tsm.DecodeResult(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
+	status, res := asker(t, c, key, backup)(n, st)
+	if status != http.StatusOK || res == nil {
+		t.Fatalf("node %d: info: %d", n+1, status)
 	}
 	if err := tsm.VerifyAnswer(c.Nodes[n].ID, st, res); err != nil {
 		t.Fatalf("node %d: %v", n+1, err)
