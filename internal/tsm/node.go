@@ -137,17 +137,28 @@ func refreshOutcome(q querier, keyID string, session []byte) (uint8, error) {
 	return o, err
 }
 
-// pendingDecider returns the decider's node ID recorded with the key's prepared refresh of
+// readPendingDecider returns the decider's node ID recorded with the key's prepared refresh of
 // session ("" if this node decides, or for a refresh prepared before it was recorded), its
 // epoch, and whether one is prepared.
-func (n *node) pendingDecider(keyID string, session []byte) (string, uint32, bool, error) {
+func readPendingDecider(q querier, keyID string, session []byte) (string, uint32, bool, error) {
 	var d string
 	var e uint32
-	err := n.db.QueryRow(`SELECT decider, epoch FROM pending WHERE key_id = ? AND session = ?`, keyID, session).Scan(&d, &e)
+	err := q.QueryRow(`SELECT decider, epoch FROM pending WHERE key_id = ? AND session = ?`, keyID, session).Scan(&d, &e)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", 0, false, nil
 	}
 	return d, e, err == nil, err
+}
+
+// readParties returns the index of the party that coordinates keyID and the key's roster
+// (readOwner, readRoster).
+func readParties(q querier, keyID string) (int, []NodeID, error) {
+	owner, err := readOwner(q, keyID)
+	if err != nil {
+		return 0, nil, err
+	}
+	roster, err := readRoster(q, keyID)
+	return owner, roster, err
 }
 
 // readPublicSharesAt returns the key's public shares at an earlier epoch, or nil if this node

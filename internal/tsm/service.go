@@ -338,25 +338,24 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 // discard). That outcome is final on the decider, so the word need not be fresh. A discard
 // of a session that is not prepared here only ends it on this node.
 func (n *Node) checkDecision(st *Step) error {
-	decider, epoch, prepared, err := n.p.n.pendingDecider(st.KeyID, st.Session)
-	if err != nil || !prepared {
-		return err
-	}
+	var decider string
+	var epoch uint32
+	var prepared bool
 	var k *keyState
 	var owner int
 	var roster []NodeID
-	err = n.p.n.view(func(q querier) error {
+	err := n.p.n.view(func(q querier) error { // one state of the prepared refresh and its key
 		var err error
+		if decider, epoch, prepared, err = readPendingDecider(q, st.KeyID, st.Session); err != nil || !prepared {
+			return err
+		}
 		if k, err = readKey(q, st.KeyID, st.Scheme); err != nil {
 			return err
 		}
-		if owner, err = readOwner(q, st.KeyID); err != nil {
-			return err
-		}
-		roster, err = readRoster(q, st.KeyID)
+		owner, roster, err = readParties(q, st.KeyID)
 		return err
 	})
-	if err != nil {
+	if err != nil || !prepared {
 		return err
 	}
 	k.wipe()
@@ -412,12 +411,8 @@ func (n *Node) checkDecision(st *Step) error {
 func (n *Node) checkKeyRoster(st *Step) error {
 	var owner int
 	var roster []NodeID
-	err := n.p.n.view(func(q querier) error {
-		var err error
-		if owner, err = readOwner(q, st.KeyID); err != nil {
-			return err
-		}
-		roster, err = readRoster(q, st.KeyID)
+	err := n.p.n.view(func(q querier) (err error) {
+		owner, roster, err = readParties(q, st.KeyID)
 		return err
 	})
 	if err != nil || roster == nil {
