@@ -160,8 +160,10 @@ func ParseSignature(h http.Header) (*Signature, error) {
 	if !ok || !strings.HasSuffix(b64, ":") {
 		return nil, errors.New("Signature must hold one byte sequence labelled sig1")
 	}
-	sig, err := base64.StdEncoding.Strict().DecodeString(strings.TrimSuffix(b64, ":"))
-	if err != nil || len(sig) != ed25519.SignatureSize {
+	b64 = strings.TrimSuffix(b64, ":")
+	// The decoder skips CR and LF even when strict: only the canonical encoding is taken.
+	sig, err := base64.StdEncoding.Strict().DecodeString(b64)
+	if err != nil || len(sig) != ed25519.SignatureSize || base64.StdEncoding.EncodeToString(sig) != b64 {
 		return nil, errors.New("Signature must be 64 bytes in base64")
 	}
 	return &Signature{KeyID: pub, Created: time.Unix(created, 0), components: components, params: params, sig: sig}, nil

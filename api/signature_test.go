@@ -114,6 +114,10 @@ func TestParseSignatureRefuses(t *testing.T) {
 		{"keyid short", "GET", nil, edit("Signature-Input", keyHex(newKey(1)), keyHex(newKey(1))[:62])},
 		{"space in the list", "GET", nil, edit("Signature-Input", `"@method" `, `"@method"  `)},
 		{"signature not base64", "GET", nil, edit("Signature", "sig1=:", "sig1=:*")},
+		{"signature with a line break", "GET", nil, func(r *http.Request) {
+			v := r.Header.Get("Signature")
+			r.Header["Signature"] = []string{v[:20] + "\n" + v[20:]}
+		}},
 		{"signature with a parameter", "GET", nil, func(r *http.Request) { r.Header.Set("Signature", r.Header.Get("Signature")+";x=1") }},
 		{"signature short", "GET", nil, func(r *http.Request) { r.Header.Set("Signature", "sig1=:AAAA:") }},
 	}
