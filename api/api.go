@@ -90,10 +90,11 @@ type ExistsResult struct {
 	VaultIDs []string `json:"vault_ids"`
 }
 
-// MaxExistsIDs bounds a query; MaxExistsBody its body in bytes.
+// MaxExistsIDs bounds a query; MaxExistsBody its body in bytes, which leaves room for 14
+// bytes of JSON whitespace and separators per ID (2048 IDs indented by a JSON printer fit).
 const (
 	MaxExistsIDs  = 2048
-	MaxExistsBody = MaxExistsIDs*67 + 64
+	MaxExistsBody = 160 << 10
 )
 
 // ETag returns the ETag of an envelope: its SHA-256 in lower-case hex (unquoted).

@@ -31,7 +31,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -215,15 +214,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	sc := serve.Config{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+		Limits: serve.Limits{Total: serve.DefaultTotal(4096, 512), PerIP: 64}}
+	srv, ln, err := sc.Listen(cfg.Listen, handler, log)
 	if err != nil {
 		return err
 	}
 	if cfg.MetricsListen != "" {
-		stop, err := serve.Metrics(cfg.MetricsListen, reg, log)
+		stop, err := serve.Metrics(cfg.MetricsListen, reg, sc, log)
 		if err != nil {
 			return err
 		}

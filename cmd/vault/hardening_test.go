@@ -204,6 +204,7 @@ func holdSlowPuts(t *testing.T, p *vaultproc.Process, owners []*owner, size int,
 			t.Errorf("%d without Retry-After", status)
 		}
 	}
+	t.Logf("%d slow uploads held: the vault has %d descriptors open", len(owners), openFDs(t, p.Cmd.Process.Pid))
 	return counts, peakRSS(t, p.Cmd.Process.Pid)
 }
 
@@ -300,7 +301,7 @@ func TestSlowUploads(t *testing.T) {
 // endpoints are rate-limited, and /metrics can move to a listener of its own.
 func TestUnsignedEndpoints(t *testing.T) {
 	t.Run("readyz", func(t *testing.T) {
-		base := start(t, "--store", t.TempDir(), "--rate-ip", "1e6", "--burst-ip", "1000000")
+		base := start(t, "--store", t.TempDir(), "--rate-ip", "1e6", "--burst-ip", "1000000", "--metrics-on-api")
 		began := time.Now()
 		for range 300 {
 			if code := get(t, base+"/readyz"); code != 200 {
@@ -313,7 +314,7 @@ func TestUnsignedEndpoints(t *testing.T) {
 		}
 	})
 	t.Run("rate limited", func(t *testing.T) {
-		base := start(t, "--store", t.TempDir(), "--rate-ip", "5", "--burst-ip", "5")
+		base := start(t, "--store", t.TempDir(), "--rate-ip", "5", "--burst-ip", "5", "--metrics-on-api")
 		for _, path := range []string{"/healthz", "/readyz", "/metrics", "/v1/openapi.yaml"} {
 			limited := false
 			for range 10 {
@@ -431,7 +432,7 @@ func putEnv(t *testing.T, base string, o *owner, key string, env []byte, hdr ...
 // free space stop new vaults (507) while existing vaults keep working.
 func TestNewVaults(t *testing.T) {
 	t.Run("per address", func(t *testing.T) {
-		base := start(t, "--store", t.TempDir())
+		base := start(t, "--store", t.TempDir(), "--metrics-on-api")
 		var firstEnv []byte
 		for i := range 10 {
 			o := newOwner(100 + i)
@@ -463,7 +464,7 @@ func TestNewVaults(t *testing.T) {
 		{"disk nearly full", "--min-free", strconv.FormatInt(1<<62, 10), "disk"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			base := start(t, "--store", t.TempDir(), tc.flag, tc.value)
+			base := start(t, "--store", t.TempDir(), tc.flag, tc.value, "--metrics-on-api")
 			o := newOwner(300)
 			if r := putEnv(t, base, o, "k", o.seal("k", 1), "If-None-Match", "*"); r.status != 507 || r.problem != "storage-full" {
 				t.Errorf("a new vault: %+v, want 507 storage-full", r)
@@ -553,7 +554,7 @@ func TestSweepRuns(t *testing.T) {
 			store.Close() // the embedded store is the vault's alone
 
 			p, err := vaultproc.Start(vaultBinary(t), env, nil, "--listen", "127.0.0.1:0", "--store", spec,
-				"--inline-max", "-1", "--sweep-every", "100ms", "--sweep-grace", "2s")
+				"--inline-max", "-1", "--sweep-every", "100ms", "--sweep-grace", "2s", "--metrics-on-api")
 			if err != nil {
 				t.Fatal(err)
 			}

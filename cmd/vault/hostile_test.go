@@ -87,7 +87,7 @@ func send(t *testing.T, req *http.Request) result {
 // server (run, with its http.Server limits). Each gets its documented status, none
 // succeeds, and the server stays up with the owner's data intact.
 func TestHostileMatrix(t *testing.T) {
-	base := start(t, "--store", t.TempDir(), "--max-body", "4096", "--max-header-bytes", "4096", "--read-header-timeout", "1s")
+	base := start(t, "--store", t.TempDir(), "--max-body", "4096", "--max-header-bytes", "8192", "--read-header-timeout", "1s")
 	o, thief := newOwner(1), newOwner(2)
 	key := "victim-key"
 	env1 := o.seal(key, 1)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof" // only on --debug-listen: the API's handler is gin, not DefaultServeMux
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -58,7 +59,8 @@ type options struct {
 	readHeaderTimeout, readTimeout          time.Duration
 	writeTimeout                            time.Duration
 	sweepEvery, sweepGrace                  time.Duration
-	maxHeaderBytes                          int
+	maxHeaderBytes, maxConns, maxConnsIP    int
+	metricsOnAPI                            bool
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -72,13 +74,14 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	str(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	str(&o.proxies, "trusted-proxies", "", "comma-separated addresses or CIDRs whose X-Forwarded-For is believed")
 	str(&o.debugListen, "debug-listen", "", "serve net/http/pprof on this address (keep it on loopback); off if empty")
-	str(&o.metricsListen, "metrics-listen", "", "serve /metrics on this address instead of the API's listener; on the API's if empty")
+	str(&o.metricsListen, "metrics-listen", "", "serve /metrics on this address, with the API listener's limits; off if empty")
+	fs.BoolVar(&o.metricsOnAPI, "metrics-on-api", env("metrics-on-api", "") == "true", "serve /metrics on the API's listener too (its counts show when users are active)")
 	fs.Int64Var(&o.cfg.MaxBody, "max-body", envInt("max-body", 1<<20), "request body limit in bytes")
 	fs.Int64Var(&o.cfg.MemoryBudget, "memory-budget", envInt("memory-budget", 64<<20), "bytes of request bodies in flight, all requests together; past it uploads get 503 at once")
 	fs.IntVar(&o.cfg.InflightIP, "inflight-ip", int(envInt("inflight-ip", 16)), "requests in flight per client address; past it 429 at once")
 	fs.Float64Var(&o.cfg.NewVaultsIP, "new-vaults-ip", envFloat("new-vaults-ip", 10), "new vaults per hour per client address (burst as many)")
-	fs.Int64Var(&o.cfg.StorageBudget, "storage-budget", envInt("storage-budget", 0), "bytes the embedded store may hold before new vaults are refused; 0: no budget")
-	fs.Int64Var(&o.cfg.MinFree, "min-free", envInt("min-free", 1<<30), "free bytes the embedded store's disk keeps before new vaults are refused; negative: no check")
+	fs.Int64Var(&o.cfg.StorageBudget, "storage-budget", envInt("storage-budget", 0), "bytes the embedded store may hold; past it every upload is refused (507), reads and deletes go on; 0: no budget")
+	fs.Int64Var(&o.cfg.MinFree, "min-free", envInt("min-free", 1<<30), "free bytes the embedded store's disk keeps; below it every upload is refused (507); negative: no check")
 	fs.IntVar(&o.cfg.Retention, "retention", int(envInt("retention", 10)), "versions kept per key")
 	fs.DurationVar(&o.cfg.Skew, "skew", envDuration("skew", 5*time.Minute), "how old a signature's created time may be")
 	fs.DurationVar(&o.cfg.FutureSkew, "future-skew", envDuration("future-skew", time.Minute), "how far ahead of the vault's clock a signature's created time may be")
@@ -95,7 +98,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", envDuration("read-header-timeout", 5*time.Second), "time to read request headers")
 	fs.DurationVar(&o.readTimeout, "read-timeout", envDuration("read-timeout", 30*time.Second), "time to read a whole request")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", envDuration("write-timeout", 30*time.Second), "time to write a response")
-	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", int(envInt("max-header-bytes", 16<<10)), "request header limit in bytes")
+	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", int(envInt("max-header-bytes", 16<<10)), "limit of a request's line and headers together, in bytes (at least 8192); past it 431")
+	fs.IntVar(&o.maxConns, "max-conns", int(envInt("max-conns", int64(serve.DefaultTotal(4096, 512)))), "connections open at once (below the descriptor limit); past it new ones are closed at once")
+	fs.IntVar(&o.maxConnsIP, "max-conns-ip", int(envInt("max-conns-ip", 64)), "connections open at once per client address (trusted proxies: no bound); past it new ones are closed at once")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -192,6 +197,30 @@ func openStore(ctx context.Context, spec string) (blobstore.Store, string, error
 	return s, "S3 bucket " + u.Host, err
 }
 
+// addresses returns what reports whether an address is one of specs (addresses or CIDRs).
+func addresses(specs []string) (func(netip.Addr) bool, error) {
+	var ps []netip.Prefix
+	for _, s := range specs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("--trusted-proxies: %q is not an address or CIDR", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		ps = append(ps, p)
+	}
+	return func(a netip.Addr) bool {
+		for _, p := range ps {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
 // every runs f every d until the returned stop is called; stop waits for a run in progress.
 func every(ctx context.Context, d time.Duration, f func(context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -236,7 +265,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	o.cfg.Logger, o.cfg.Registerer, o.cfg.Gatherer = log, reg, reg
-	o.cfg.NoMetricsRoute = o.metricsListen != ""
+	o.cfg.MetricsRoute = o.metricsOnAPI
 	if c, ok := store.(blobstore.Capacity); ok {
 		o.cfg.Capacity = c
 	} else if o.cfg.StorageBudget > 0 {
@@ -257,20 +286,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 		defer stop()
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: o.readHeaderTimeout, ReadTimeout: o.readTimeout,
-		WriteTimeout: o.writeTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: o.maxHeaderBytes,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	ln, err := net.Listen("tcp", o.listen)
+	exempt, err := addresses(o.cfg.TrustedProxies)
 	if err != nil {
 		return err
 	}
+	sc := serve.Config{ReadHeaderTimeout: o.readHeaderTimeout, ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: o.maxHeaderBytes,
+		Limits: serve.Limits{Total: o.maxConns, PerIP: o.maxConnsIP, Exempt: exempt}}
+	srv, ln, err := sc.Listen(o.listen, handler, log)
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sharevault_connections_open", Help: "Connections open on the API listener."},
+		func() float64 { n, _ := ln.Counts(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sharevault_connections_refused_total", Help: "Connections closed at once, past --max-conns or --max-conns-ip."},
+			func() float64 { _, n := ln.Counts(); return float64(n) }))
 	scheme := "http"
 	if o.tlsCert != "" {
 		scheme = "https"
 	}
 	fmt.Fprintf(stdout, "sharevault vault %s serving %s://%s from the %s\n", version, scheme, ln.Addr(), desc)
 	if o.metricsListen != "" {
-		stop, err := serve.Metrics(o.metricsListen, reg, log)
+		stop, err := serve.Metrics(o.metricsListen, reg, sc, log)
 		if err != nil {
 			return err
 		}

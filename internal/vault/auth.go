@@ -24,6 +24,7 @@ const (
 	ctxVault     = "sharevault.vault"
 	ctxBody      = "sharevault.body"
 	ctxRequestID = "sharevault.request_id"
+	ctxBodyRead  = "sharevault.body_read" // the request's body was read to its end
 )
 
 func (s *Server) authenticate(c *gin.Context) {
@@ -50,6 +51,7 @@ func (s *Server) authenticate(c *gin.Context) {
 		abort(c, newProblem(http.StatusUnauthorized, "unauthorized", "%v", err))
 		return
 	}
+	s.replays(c, sig.Created)
 	c.Set(ctxVault, vault)
 	c.Next()
 }
@@ -143,10 +145,12 @@ func (s *Server) readBody(c *gin.Context) {
 			return
 		}
 	}
-	switch {
-	case int64(len(buf)) > s.cfg.MaxBody:
+	if int64(len(buf)) > s.cfg.MaxBody {
 		abort(c, errTooLarge)
 		return
+	}
+	c.Set(ctxBodyRead, true)
+	switch {
 	case subtle.ConstantTimeCompare(h.Sum(nil), want) != 1:
 		abort(c, errDigestMismatch)
 		return

@@ -7,6 +7,7 @@ package vault
 // address on its own (1 a second, burst 10) beside the general rate limit.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,7 +26,13 @@ func (s *Server) limitExists(c *gin.Context) { s.limit(c, s.existsLimit, clientK
 
 func (s *Server) exists(c *gin.Context) {
 	var q api.ExistsQuery
-	d := json.NewDecoder(io.LimitReader(c.Request.Body, api.MaxExistsBody+1))
+	body, err := io.ReadAll(io.LimitReader(c.Request.Body, api.MaxExistsBody+1))
+	if err != nil || len(body) > api.MaxExistsBody {
+		c.Error(newProblem(http.StatusBadRequest, "bad-request", "the body is not {\"vault_ids\": [...]} of at most %d IDs in %d bytes", api.MaxExistsIDs, api.MaxExistsBody))
+		return
+	}
+	c.Set(ctxBodyRead, true)
+	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&q); err != nil || d.More() {
 		c.Error(newProblem(http.StatusBadRequest, "bad-request", "the body is not {\"vault_ids\": [...]} of at most %d IDs", api.MaxExistsIDs))

@@ -163,8 +163,14 @@ func (p *storeProbe) get(s *Server) probed {
 	st := probed{}
 	_, _, st.err = s.store.List(ctx, "readyz/", "", 1)
 	if st.err == nil && s.cfg.Capacity != nil {
+		s.pending.mu.Lock()
+		written := s.pending.written // stored before the probe: in its figures
+		s.pending.mu.Unlock()
 		used, free, err := s.cfg.Capacity.Capacity(ctx)
 		if err == nil {
+			s.pending.mu.Lock()
+			s.pending.written -= written
+			s.pending.mu.Unlock()
 			st.known, st.used, st.free = true, used, free
 			s.metrics.storeUsed.Set(float64(used))
 			s.metrics.storeFree.Set(float64(free))
@@ -187,26 +193,48 @@ func (p *storeProbe) failed(err error) {
 	p.mu.Unlock()
 }
 
-// storageFull says why the store cannot take more bytes ("budget" or "disk"), or "".
-func (s *Server) storageFull() string {
-	st := s.probe.get(s)
-	switch {
-	case st.known && s.cfg.StorageBudget > 0 && st.used >= s.cfg.StorageBudget:
-		return "budget"
-	case st.known && s.cfg.MinFree >= 0 && st.free < s.cfg.MinFree:
-		return "disk"
-	}
-	return ""
+// storeBytes counts what the store is taking that its last probe may not have seen:
+// uploads admitted and in flight, and those stored since the probe began.
+type storeBytes struct {
+	mu                sync.Mutex
+	inflight, written int64
 }
 
-// admitVault decides whether client may create a new vault: the store must be within its
-// budget and keep its free space (507 otherwise), and the address (an IPv6 client by its
-// /48, which one holder commonly has whole) within its rate of new vaults (429).
-func (s *Server) admitVault(client string) error {
-	if why := s.storageFull(); why != "" {
-		s.metrics.refusedVaults.WithLabelValues(why).Inc()
-		return errStorageFull
+// manifestCharge is what an upload is charged beside its envelope: the manifest it
+// rewrites (the version's entry; the old manifest is garbage until a compaction).
+const manifestCharge = 4 << 10
+
+// takeStorage admits an upload of n bytes against the store's budget and free space
+// (when Config.Capacity can say): the last probe's figures and the bytes it has not seen,
+// this upload's included, must stay within them. It says why not ("budget" or "disk"),
+// or returns what the upload calls when it is answered, saying whether it stored.
+func (s *Server) takeStorage(n int64) (done func(stored bool), why string) {
+	st := s.probe.get(s)
+	b := &s.pending
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	extra := b.inflight + b.written + n
+	switch {
+	case st.known && s.cfg.StorageBudget > 0 && st.used+extra > s.cfg.StorageBudget:
+		return nil, "budget"
+	case st.known && s.cfg.MinFree >= 0 && st.free-extra < s.cfg.MinFree:
+		return nil, "disk"
 	}
+	b.inflight += n
+	return func(stored bool) {
+		b.mu.Lock()
+		b.inflight -= n
+		if stored {
+			b.written += n
+		}
+		b.mu.Unlock()
+	}, ""
+}
+
+// admitVault decides whether client may create a new vault: the address (an IPv6 client
+// by its /48, which one holder commonly has whole) must be within its rate of new vaults
+// (429). (The store's room is takeStorage's, for every upload.)
+func (s *Server) admitVault(client string) error {
 	if ok, wait := s.createLimit.allow(client); !ok {
 		s.metrics.refusedVaults.WithLabelValues("rate").Inc()
 		p := newProblem(http.StatusTooManyRequests, "rate-limited", "too many new vaults from this address; retry after %s", wait.Round(time.Second))

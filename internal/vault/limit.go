@@ -89,6 +89,11 @@ func (s *Server) limit(c *gin.Context, l *limiter, key string) {
 func (s *Server) limitIP(c *gin.Context) { s.limit(c, s.ipLimit, clientKey(c)) }
 
 // limitVault limits an authenticated vault, so nobody else can use up its budget.
+// A repeat of a signature already charged is not charged again (replay.go).
 func (s *Server) limitVault(c *gin.Context) {
+	if c.GetBool(ctxRepeat) {
+		c.Next()
+		return
+	}
 	s.limit(c, s.vaultLimit, c.MustGet(ctxVault).(recovery.VaultID).String())
 }

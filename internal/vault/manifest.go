@@ -348,15 +348,25 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 		blob                       string // the name's last part of the blob written, if any
 		gen                        uint64 // the gen it was written under
 		written, admitted, created bool
+		stored                     func(bool) // what takeStorage returned
 	)
+
 	err := s.changeManifest(ctx, vault, func(m *manifest, exists bool) ([]string, error) {
 		dropped, err := s.checkUpload(m, key, v, pre)
 		if err != nil {
 			return nil, err
 		}
-		if why := s.storageFull(); why != "" && exists { // new vaults are refused in admitVault
-			s.metrics.refused.WithLabelValues("storage-" + why).Inc()
-			return nil, errStorageFull
+		if stored == nil {
+			done, why := s.takeStorage(int64(len(env)) + manifestCharge)
+			if why != "" {
+				if exists {
+					s.metrics.refused.WithLabelValues("storage-" + why).Inc()
+				} else {
+					s.metrics.refusedVaults.WithLabelValues(why).Inc()
+				}
+				return nil, errStorageFull
+			}
+			stored = done
 		}
 		if created = !exists; created && !admitted {
 			if err := s.admitVault(client); err != nil {
@@ -396,6 +406,9 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 		k.High, k.Deleted = v.Seq, time.Time{}
 		return unnamed, nil
 	})
+	if stored != nil {
+		stored(err == nil)
+	}
 	if err == nil && created {
 		s.metrics.vaultsCreated.Inc()
 	}

@@ -24,6 +24,7 @@ type metrics struct {
 	storeFree     prometheus.Gauge
 	budget        prometheus.Gauge
 	swept         prometheus.Counter // unnamed version blobs removed by Sweep
+	repeats       prometheus.Counter // signed requests whose signature was used before
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,9 +50,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		storeFree: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sharevault_store_free_bytes", Help: "Free bytes on the store's disk, as last probed (embedded store only)."}),
 		budget:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "sharevault_storage_budget_bytes", Help: "The storage budget (0: none)."}),
 		swept:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sharevault_swept_blobs_total", Help: "Version blobs no manifest named, removed by the sweep."}),
+		repeats:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sharevault_repeated_signatures_total", Help: "Signed requests whose signature was used before in its window (resent or replayed); not charged to the vault's rate limit."}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytesIn, m.bytesOut, m.refused, m.bodyBytes,
-		m.vaultsCreated, m.refusedVaults, m.storeUsed, m.storeFree, m.budget, m.swept} {
+		m.vaultsCreated, m.refusedVaults, m.storeUsed, m.storeFree, m.budget, m.swept, m.repeats} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -63,6 +63,9 @@ func (s *Server) problems(c *gin.Context) {
 	if p.retryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(p.retryAfter))
 	}
+	if p.status == http.StatusTooManyRequests || p.status == http.StatusServiceUnavailable {
+		c.Header("Connection", "close") // a client told to wait holds no connection meanwhile
+	}
 	if c.Writer.Written() {
 		return // a streamed body failed half way: nothing more can be said
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/blobstore"
 	"github.com/sharevault/sharevault/internal/recovery"
+	"github.com/sharevault/sharevault/internal/serve"
 )
 
 // Config holds the server's limits. Zero fields take the defaults of docs/api.md.
@@ -44,8 +45,8 @@ type Config struct {
 	RequestTimeout time.Duration      // deadline for a request's store calls (20s): a hung store gives 503
 	Logger         *slog.Logger       // access and error logs (slog.Default())
 	Registerer     prometheus.Registerer
-	Gatherer       prometheus.Gatherer // served at /metrics
-	NoMetricsRoute bool                // /metrics is served elsewhere (its own listener), not here
+	Gatherer       prometheus.Gatherer // served at /metrics if MetricsRoute
+	MetricsRoute   bool                // serve /metrics on the API too (off by default: its counts show when users are active)
 }
 
 func (c *Config) setDefaults() {
@@ -112,6 +113,8 @@ type Server struct {
 	locks       vaultLocks
 	probe       storeProbe
 	cache       manifestCache
+	seen        seen       // signatures used within their window
+	pending     storeBytes // what the store is taking that its last probe did not see
 	handler     http.Handler
 }
 
@@ -162,7 +165,7 @@ func NewServer(store blobstore.Store, cfg Config) (*Server, error) {
 
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	r.GET("/readyz", s.ready)
-	if !cfg.NoMetricsRoute {
+	if cfg.MetricsRoute {
 		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
 	r.GET("/v1/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", api.OpenAPI) })
@@ -193,10 +196,26 @@ func (s *Server) deadline(c *gin.Context) {
 }
 
 // bound caps what any request can make the server read from its body at MaxBody+1
-// bytes, before any handler sees it; past that the connection is closed.
+// bytes, before any handler sees it, and decides whether its connection stays open.
+//
+// The bound reader goes on a shallow copy of the request: net/http's own request keeps
+// its body, so that net/http sees after the handler how much of it is unread. A request
+// whose body was not read to its end (every refusal before readBody) closes its
+// connection without reading another byte (serve.CloseAfter), instead of net/http reading
+// up to 256 KiB of it first. A request with a Transfer-Encoding closes it too (RFC 9112
+// §6.1: with a Content-Length beside, it must), and so does one whose address holds more
+// than its share of connections (serve.Crowded).
 func (s *Server) bound(c *gin.Context) {
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBody+1)
+	r := c.Request
+	c.Request = r.WithContext(r.Context())
+	c.Request.Body = http.MaxBytesReader(c.Writer, r.Body, s.cfg.MaxBody+1)
+	if len(r.TransferEncoding) > 0 || serve.Crowded(r) {
+		c.Header("Connection", "close")
+	}
 	c.Next()
+	if (r.ContentLength != 0 || len(r.TransferEncoding) > 0) && !c.GetBool(ctxBodyRead) {
+		serve.CloseAfter(c.Writer, r)
+	}
 }
 
 // ready answers 200 when the store answered its last probe (at most a second old).

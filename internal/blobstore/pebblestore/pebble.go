@@ -267,13 +267,19 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 
 // Close implements blobstore.Store.
 // Capacity returns Pebble's disk space usage and the space left on the directory's
-// file system for an unprivileged writer.
+// file system for an unprivileged writer. Pebble counts the live WAL at the size it had
+// when it was opened; what was written to it since (its logical size past that) is added.
 func (s *Store) Capacity(ctx context.Context) (used, free int64, err error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(s.dir, &st); err != nil {
 		return 0, 0, fmt.Errorf("pebblestore: %w", err)
 	}
-	return int64(s.db.Metrics().DiskSpaceUsage()), int64(st.Bavail) * st.Bsize, nil
+	m := s.db.Metrics()
+	used = int64(m.DiskSpaceUsage())
+	if m.WAL.Size > m.WAL.PhysicalSize {
+		used += int64(m.WAL.Size - m.WAL.PhysicalSize)
+	}
+	return used, int64(st.Bavail) * st.Bsize, nil
 }
 
 func (s *Store) Close() error { return s.db.Close() }
