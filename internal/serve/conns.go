@@ -32,10 +32,10 @@ func DefaultTotal(want, reserve int) int {
 // call Crowded and CloseAfter.
 type Listener struct {
 	net.Listener
-	lim   Limits
-	mu    sync.Mutex
-	total int
-	perIP map[netip.Addr]int
+	lim             Limits
+	mu              sync.Mutex
+	total           int
+	perIP           map[netip.Addr]int
 	refusedN, openN int64 // for metrics
 }
 
