@@ -52,8 +52,8 @@ var (
 )
 
 // Phone is the app: its embedded TSM node (one SQLite file), the TSM server nodes it signs
-// with (remote nodes by URL, AddRemoteNode; or, in tests, node databases in this process,
-// AddServerNode), and its vault.
+// with (by URL, AddRemoteNode; the package's tests also run them in their own process), and
+// its vault.
 type Phone struct {
 	path    string
 	node    *tsm.Client
@@ -70,12 +70,6 @@ func OpenPhone(dbPath string, vault *Vault) (*Phone, error) {
 		return nil, err
 	}
 	return &Phone{path: dbPath, node: n, vault: vault}, nil
-}
-
-// AddServerNode adds a server node that runs in this process on its own database (for
-// tests and demonstrations without server processes).
-func (p *Phone) AddServerNode(dbPath string) {
-	p.servers = append(p.servers, tsm.NodeConfig{Database: dbPath})
 }
 
 // AddRemoteNode adds a TSM server node (cmd/tsmnode) by its URL, and the node ID it must
@@ -106,7 +100,7 @@ func (p *Phone) withAll(fn func(c *tsm.Client) error) error {
 }
 
 type schemeOps interface {
-	GenerateKey(description string) (string, error)
+	GenerateKeyThreshold(description string, threshold int) (string, error)
 	ReshareWithBackup(keyID string, keep func(backup []byte) error) error
 	VerifyShare(keyID string) error
 	CurrentEpoch(backup []byte) (uint32, error)
@@ -131,15 +125,25 @@ func parseScheme(s string) (tsm.Scheme, error) {
 	return 0, fmt.Errorf("unknown scheme %q: want ecdsa or eddsa", s)
 }
 
-// KeyGen creates a key across the phone and the server nodes and returns its ID.
+// KeyGen creates a key across the phone and the server nodes and returns its ID: an
+// n-of-n key, so every signature needs the phone and every server node.
 func (p *Phone) KeyGen(scheme, description string) (string, error) {
+	return p.KeyGenThreshold(scheme, description, len(p.servers))
+}
+
+// KeyGenThreshold creates a key that any threshold+1 of the n parties (the phone and the
+// server nodes) sign with; threshold is 1..n-1 (n-1: KeyGen's n-of-n key).
+func (p *Phone) KeyGenThreshold(scheme, description string, threshold int) (string, error) {
 	s, err := parseScheme(scheme)
 	if err != nil {
 		return "", err
 	}
+	if n := len(p.servers) + 1; n > 1 && (threshold < 1 || threshold >= n) {
+		return "", fmt.Errorf("threshold %d: want 1..%d, so that any threshold+1 of the %d parties sign", threshold, n-1, n)
+	}
 	var id string
 	err = p.withAll(func(c *tsm.Client) error {
-		id, err = ops(s, c).GenerateKey(description)
+		id, err = ops(s, c).GenerateKeyThreshold(description, threshold)
 		return err
 	})
 	return id, err

@@ -29,6 +29,7 @@ public final class AppDemo {
         phone.addRemoteNode("https://tsm1.example", "");
         phone.addRemoteNode("https://tsm2.example", "");
         String keyID = phone.keyGen("eddsa", "main wallet");
+        String twoOfThree = phone.keyGenThreshold("eddsa", "savings", 1); // any 2 of the 3 sign
 
         Words words = Client.newWords(24); // shown once, on the one screen that shows words
         Keys keys = words.keys(""); // no passphrase

@@ -30,7 +30,9 @@ server nodes (cmd/tsmnode) are --nodes, each URL optionally followed by #NODE-ID
 $SHAREVAULT_HOME, $SHAREVAULT_VAULT and $SHAREVAULT_NODES set the flags.
 
 commands:
-  keygen [--scheme eddsa|ecdsa] [--description TEXT]   make a key on the phone and the server nodes
+  keygen [--scheme eddsa|ecdsa] [--description TEXT] [--threshold T]
+                                                       make a key on the phone and the server nodes;
+                                                       any T+1 of them sign (default: all of them)
   backup KEY [--words N] [--no-quiz] [--png F] [--kit F] [--shares TofN]
                                                        back KEY up (new words the first time; with
                                                        --shares 2of3, as 3 SLIP-0039 shares, any 2 of
@@ -41,7 +43,9 @@ commands:
   list                                                 the vault's keys
   export KEY [--qr F]                                  the latest backup, armored, for an offline copy
   import FILE                                          restore from an armored backup
-  sign KEY MESSAGE                                     sign across the phone and server nodes (EdDSA)
+  sign KEY MESSAGE                                     sign MESSAGE's UTF-8 bytes, as given (no hash or
+                                                       prefix: Ed25519 hashes them itself), across the
+                                                       phone and the server nodes (EdDSA keys)
   reshare KEY                                          refresh every node's share of KEY and back the new
                                                        one up (the old backups are deleted: stale)
   rotate [--words N] [--yes] [--kit F]                 new words for every key; then delete the old vault
@@ -344,20 +348,26 @@ func (a *app) newWords(count int, quiz bool, png, kit string) (*client.Keys, err
 }
 
 func (a *app) keygen(args []string) error {
-	scheme, desc := "eddsa", ""
+	scheme, desc, threshold := "eddsa", "", 0
 	pos, err := flags("keygen", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&scheme, "scheme", scheme, "")
 		fs.StringVar(&desc, "description", "", "")
+		fs.IntVar(&threshold, "threshold", 0, "")
 	})
 	if err != nil || len(pos) != 0 {
-		return fmt.Errorf("%w: keygen [--scheme eddsa|ecdsa] [--description TEXT]", errUsage)
+		return fmt.Errorf("%w: keygen [--scheme eddsa|ecdsa] [--description TEXT] [--threshold T]", errUsage)
 	}
 	p, err := a.phone()
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	id, err := p.KeyGen(scheme, desc)
+	var id string
+	if threshold == 0 {
+		id, err = p.KeyGen(scheme, desc)
+	} else {
+		id, err = p.KeyGenThreshold(scheme, desc, threshold)
+	}
 	if err != nil {
 		return err
 	}

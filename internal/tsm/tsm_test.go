@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cluster is a phone node and two server nodes, each with its own SQLite file.
@@ -153,12 +154,18 @@ func TestKeysAcrossNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		var prev []byte
+		var created time.Time // the key generation's, on every node and in every backup after
 		for epoch := 0; epoch < 3; epoch++ {
 			var first *keyState
 			for i, n := range c.all.nodes {
 				k, err := n.key(keyID, scheme)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if created.IsZero() {
+					created = k.Created
+				} else if !k.Created.Equal(created) {
+					t.Fatalf("%s epoch %d node %d: created %v, want the key generation's %v", scheme, epoch, i, k.Created, created)
 				}
 				if err := k.check(); err != nil || int(k.Epoch) != epoch || k.NodeIndex != i || k.Threshold != 2 {
 					t.Fatalf("%s epoch %d node %d: %v (epoch %d, index %d, threshold %d)", scheme, epoch, i, err, k.Epoch, k.NodeIndex, k.Threshold)
@@ -174,6 +181,13 @@ func TestKeysAcrossNodes(t *testing.T) {
 					}
 					prev = bytes.Clone(k.share)
 				}
+			}
+			b, err := clientFor(scheme, c.phoneClient()).BackupShare(keyID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k, err := decodeBackup(b); err != nil || !k.Created.Equal(created) {
+				t.Fatalf("%s epoch %d: the backup's created is not the key generation's (%v)", scheme, epoch, err)
 			}
 			before := first.PublicKey
 			if err := sc.Reshare(keyID); err != nil {

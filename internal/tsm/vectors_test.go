@@ -92,6 +92,9 @@ func TestBackupVectors(t *testing.T) {
 					k.NodeIndex != v.Index || k.Epoch != v.Epoch || hex.EncodeToString(k.PublicKey) != v.PublicKey {
 					t.Errorf("decoded %+v", k.KeyInfo)
 				}
+				if !k.additive {
+					checkFeldman(t, k)
+				}
 				if k.additive {
 					s, err := k.toShamir()
 					if err != nil {
@@ -105,6 +108,65 @@ func TestBackupVectors(t *testing.T) {
 		}
 		if seen["ok"] < 2 || seen["malformed"] < 3 {
 			t.Errorf("%s: outcomes %v; want valid and invalid vectors", f.path, seen)
+		}
+	}
+}
+
+// checkFeldman derives a v2 backup's Feldman commitments C_0 … C_t from its public shares
+// as docs/tsm-backup.md ("No Feldman commitments") tells a reader to, and checks what it
+// says of them: C_0 is the public key, and entry j of the public shares (from 0) is
+// Σ_k (j+1)^k·C_k, the share of protocol identifier j+1.
+func checkFeldman(t *testing.T, k *keyState) {
+	t.Helper()
+	g := protocol.GroupOf(protocol.Curve(k.Curve))
+	zero, one := g.SubScalars(g.ScalarFromInt(1), g.ScalarFromInt(1)), g.ScalarFromInt(1)
+	cs := make([][]byte, k.Threshold+1)
+	for j := 1; j <= k.Threshold+1; j++ {
+		basis, den := [][]byte{one}, one // L_j(x), lowest coefficient first, and its denominator
+		for m := 1; m <= k.Threshold+1; m++ {
+			if m == j {
+				continue
+			}
+			next := make([][]byte, len(basis)+1)
+			for i := range next {
+				next[i] = zero
+			}
+			for i, c := range basis { // times (x − m)
+				next[i] = g.SubScalars(next[i], g.MulScalars(c, g.ScalarFromInt(m)))
+				next[i+1] = g.AddScalars(next[i+1], c)
+			}
+			basis, den = next, g.MulScalars(den, g.SubScalars(g.ScalarFromInt(j), g.ScalarFromInt(m)))
+		}
+		inv := g.InvertScalar(den)
+		for i, c := range basis {
+			term, err := g.ScalarMult(g.MulScalars(c, inv), k.publicShares[j-1])
+			if err == nil && cs[i] != nil {
+				term, err = g.AddPoints(cs[i], term)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs[i] = term
+		}
+	}
+	if !bytes.Equal(cs[0], k.PublicKey) {
+		t.Error("C_0, derived from the public shares, is not the public key")
+	}
+	for e, y := range k.publicShares {
+		id, pow := g.ScalarFromInt(e+1), one
+		var sum []byte
+		for _, c := range cs {
+			term, err := g.ScalarMult(pow, c)
+			if err == nil && sum != nil {
+				term, err = g.AddPoints(sum, term)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, pow = term, g.MulScalars(pow, id)
+		}
+		if !bytes.Equal(sum, y) {
+			t.Errorf("public share entry %d is not f(%d)·G from the derived commitments", e, e+1)
 		}
 	}
 }
@@ -229,8 +291,16 @@ func genV2(t *testing.T) []backupVector {
 			return nil
 		}),
 		badVector("version 1 label on a 2-of-3 body", "malformed", ed2, func(k *keyState) []byte { k.additive = true; return nil }),
-		badVector("ECDSA public key not on the curve", "malformed", ec, func(k *keyState) []byte {
+		// Named "ECDSA public key not on the curve" until issue 27: x = 2^256−1 is not below
+		// the field prime, so it is a non-canonical encoding before it is anything else.
+		badVector("ECDSA public key x not below the field prime", "malformed", ec, func(k *keyState) []byte {
 			k.PublicKey = append([]byte{2}, bytes.Repeat([]byte{0xff}, 32)...)
+			return nil
+		}),
+		// Added after the file was pinned (appended to it, the rest unchanged): x = 5 is
+		// below p, but 5³+7 is not a square mod p, so no point has it.
+		badVector("ECDSA public key x below the field prime with no point on the curve", "malformed", ec, func(k *keyState) []byte {
+			k.PublicKey = append([]byte{2}, append(make([]byte, 31), 5)...)
 			return nil
 		}),
 	}
