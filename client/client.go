@@ -26,6 +26,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -38,9 +39,11 @@ import (
 
 var (
 	// ErrWrongWords: the words parse, but no vault exists for them or any one-word fix.
-	ErrWrongWords = errors.New("no backup exists for these words: check each word against your sheet")
+	ErrWrongWords = errors.New("no backup exists for these words: check each word against your sheet (words replaced by a rotation no longer restore: use the newer sheet)")
 	// ErrCannotOpen: a backup did not decrypt (wrong passphrase, or a damaged backup).
 	ErrCannotOpen = errors.New("the backup does not open with these words and passphrase, or it is damaged")
+	// ErrNoSuchKey: the phone (its TSM node) has no key of that ID.
+	ErrNoSuchKey = tsm.ErrKeyNotFound
 	// ErrNodeDown: a TSM server node did not answer (down, refused, or too slow).
 	ErrNodeDown = tsm.ErrNodeUnreachable
 	// ErrNodeChanged: a server node's URL answered with another node ID than the one
@@ -78,6 +81,39 @@ func (p *Phone) AddRemoteNode(url, id string) {
 	p.servers = append(p.servers, tsm.NodeConfig{URL: url, ID: id})
 }
 
+// Key describes the phone's own key keyID (ErrNoSuchKey if it has none); it asks no node.
+func (p *Phone) Key(keyID string) (*KeyInfo, error) {
+	s, err := p.node.SchemeOf(keyID)
+	if err != nil {
+		return nil, err
+	}
+	i, err := ops(s, p.node).KeyInfo(keyID)
+	if err != nil {
+		return nil, err
+	}
+	return infoOf(i), nil
+}
+
+// CheckNodes asks every TSM server node whether it answers (GET /readyz, unsigned): nil,
+// or ErrNodeDown naming the first that does not. Apps call it before asking for the words.
+func (p *Phone) CheckNodes() error {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for i, s := range p.servers {
+		if s.URL == "" {
+			continue // a node in this process (the package's tests)
+		}
+		resp, err := hc.Get(strings.TrimRight(s.URL, "/") + "/readyz")
+		if err != nil {
+			return fmt.Errorf("%w: node %d at %s: %v", ErrNodeDown, i+1, s.URL, shortNetError(err))
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%w: node %d at %s answered HTTP %d", ErrNodeDown, i+1, s.URL, resp.StatusCode)
+		}
+	}
+	return nil
+}
+
 // Close closes the phone's node.
 func (p *Phone) Close() error { return p.node.Close() }
 
@@ -104,6 +140,7 @@ type schemeOps interface {
 	ReshareWithBackup(keyID string, keep func(backup []byte) error) error
 	VerifyShare(keyID string) error
 	CurrentEpoch(backup []byte) (uint32, error)
+	KeyInfo(keyID string) (tsm.KeyInfo, error)
 	tsm.ShareBackup
 }
 
@@ -209,15 +246,15 @@ func (p *Phone) prune(ctx context.Context, keys *Keys, keyID string, seq uint64)
 // Sign signs message with an EdDSA key across the phone and the server nodes and returns
 // the hex Ed25519 signature, checked with crypto/ed25519: proof that the share works.
 func (p *Phone) Sign(keyID, message string) (string, error) {
+	s, err := p.node.SchemeOf(keyID)
+	if err != nil {
+		return "", err
+	}
+	if s != tsm.EdDSA {
+		return "", errors.New("signing is built for EdDSA keys; for ECDSA, verify the share instead")
+	}
 	var sig []byte
-	err := p.withAll(func(c *tsm.Client) error {
-		s, err := c.SchemeOf(keyID)
-		if err != nil {
-			return err
-		}
-		if s != tsm.EdDSA {
-			return errors.New("signing is built for EdDSA keys; for ECDSA, verify the share instead")
-		}
+	err = p.withAll(func(c *tsm.Client) error {
 		sig, err = tsm.NewEDDSAClient(c).Sign(keyID, []byte(message))
 		return err
 	})

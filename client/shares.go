@@ -66,6 +66,24 @@ func LooksLikeShare(typed string) bool {
 	return unknown <= 1
 }
 
+// ErrSameShare: a share was typed twice.
+var ErrSameShare = slip39.ErrSameShare
+
+// ShareMember returns which member of its set a typed share is (1-based, as on its sheet),
+// or 0 if it does not read as a share.
+func ShareMember(typed string) int {
+	t := strings.Join(shareWords(typed), " ")
+	s, err := slip39.Parse(t)
+	if err != nil {
+		fixed := slip39.Correct(t)
+		if len(fixed) != 1 {
+			return 0
+		}
+		s, _ = slip39.Parse(fixed[0])
+	}
+	return s.MemberIndex + 1
+}
+
 // ShareFix says that a word of a typed share was corrected.
 type ShareFix struct {
 	Share, Word int // 1-based

@@ -106,7 +106,7 @@ func (v *Vault) do(ctx context.Context, k *Keys, method, path string, body []byt
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			last = fmt.Errorf("%w: %v", ErrUnreachable, shortNetError(err))
+			last = fmt.Errorf("%w at %s: %v", ErrUnreachable, v.base, shortNetError(err))
 		}
 		if attempt == v.attempts {
 			break
@@ -120,6 +120,22 @@ func (v *Vault) do(ctx context.Context, k *Keys, method, path string, body []byt
 		wait *= 2
 	}
 	return nil, last
+}
+
+// Check asks the vault whether it answers and its store does (GET /readyz), with the
+// retries of every request: nil, ErrUnreachable or ErrBusy. Apps call it before asking the
+// user for the words, so that an outage does not cost typing them twice.
+func (v *Vault) Check() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := v.do(ctx, nil, http.MethodGet, "/readyz", nil)
+	if err != nil {
+		return err
+	}
+	if r.status != http.StatusOK {
+		return fmt.Errorf("the vault at %s answered /readyz with HTTP %d", v.base, r.status)
+	}
+	return nil
 }
 
 // shortNetError keeps the last part of a network error: "connection refused", not the URL.

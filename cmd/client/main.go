@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/sharevault/sharevault/client"
 )
 
@@ -27,40 +29,117 @@ const usage = `usage: client [--home DIR] [--vault URL] [--nodes URL,URL] COMMAN
 
 The phone: DIR/phone.db; the keys the app keeps (never the words): DIR/keys.json. The TSM
 server nodes (cmd/tsmnode) are --nodes, each URL optionally followed by #NODE-ID to pin it.
-$SHAREVAULT_HOME, $SHAREVAULT_VAULT and $SHAREVAULT_NODES set the flags.
+$SHAREVAULT_HOME, $SHAREVAULT_VAULT and $SHAREVAULT_NODES set the flags. Words are read from
+standard input; a passphrase from a prompt, --passphrase-file or $SHAREVAULT_PASSPHRASE.
 
-commands:
-  keygen [--scheme eddsa|ecdsa] [--description TEXT] [--threshold T]
-                                                       make a key on the phone and the server nodes;
-                                                       any T+1 of them sign (default: all of them)
-  backup KEY [--words N] [--no-quiz] [--png F] [--kit F] [--shares TofN]
-                                                       back KEY up (new words the first time; with
-                                                       --shares 2of3, as 3 SLIP-0039 shares, any 2 of
-                                                       which restore, and a kit per share)
-  restore [KEY...]                                     type the words, or shares one after another;
-                                                       restore (every key if none named)
-  verify KEY                                           the restore drill: download, open, compare
-  list                                                 the vault's keys
-  export KEY [--qr F]                                  the latest backup, armored, for an offline copy
-  import FILE                                          restore from an armored backup
-  sign KEY MESSAGE                                     sign MESSAGE's UTF-8 bytes, as given (no hash or
-                                                       prefix: Ed25519 hashes them itself), across the
-                                                       phone and the server nodes (EdDSA keys)
-  reshare KEY                                          refresh every node's share of KEY and back the new
-                                                       one up (the old backups are deleted: stale)
-  rotate [--words N] [--yes] [--kit F]                 new words for every key; then delete the old vault
-  forget                                               delete the keys kept in DIR/keys.json`
+commands (client COMMAND -h for one):
+%s
+
+Exit codes: 0 done; 1 failed; 2 usage; 3 wrong words, or a backup that does not open; 4 the
+vault or a TSM node unreachable or busy; 5 the backup is stale; 6 no such key (in the vault or
+on the phone); 130 interrupted (Ctrl-C), nothing changed.`
+
+// commands are the CLI's commands: their arguments and what they do, for the usage.
+var commands = []struct{ name, args, about string }{
+	{"keygen", "[--scheme eddsa|ecdsa] [--description TEXT] [--threshold T]", "make a key on the phone and the server nodes;\nany T+1 of them sign (default: all of them)"},
+	{"backup", "KEY [--words N] [--no-quiz] [--png F] [--kit F] [--shares TofN]\n[--passphrase-file F | --no-passphrase]", "back KEY up (new words the first time; with\n--shares 2of3, as 3 SLIP-0039 shares, any 2 of\nwhich restore, and a kit per share)"},
+	{"restore", "[KEY...] [--passphrase-file F | --no-passphrase]", "type the words, or shares one after another;\nrestore (every key if none named)"},
+	{"verify", "KEY [--passphrase-file F | --no-passphrase]", "the restore drill: download, open, compare"},
+	{"list", "[--passphrase-file F | --no-passphrase]", "the vault's keys"},
+	{"export", "KEY [--qr F]", "the latest backup, armored, for an offline copy"},
+	{"import", "FILE [--passphrase-file F | --no-passphrase]", "restore from an armored backup"},
+	{"sign", "KEY MESSAGE", "sign MESSAGE's UTF-8 bytes, as given (no hash or\nprefix: Ed25519 hashes them itself), across the\nphone and the server nodes (EdDSA keys)"},
+	{"reshare", "KEY", "refresh every node's share of KEY and back the new\none up (the old backups are deleted: stale)"},
+	{"rotate", "[--words N] [--yes] [--kit F] [--passphrase-file F | --no-passphrase]", "new words for every key; then delete the old vault"},
+	{"forget", "", "delete the keys kept in DIR/keys.json"},
+}
+
+// usageOf is one command's usage: its line and what it does.
+func usageOf(name string) string {
+	for _, c := range commands {
+		if c.name == name {
+			return "usage: client " + strings.TrimSpace(name+" "+strings.ReplaceAll(c.args, "\n", " ")) + "\n\n" + c.about + "\n"
+		}
+	}
+	return ""
+}
+
+// usageText is the whole usage, the commands in two columns.
+func usageText() string {
+	var b strings.Builder
+	for _, c := range commands {
+		left := strings.Split(strings.TrimSpace(c.name+" "+c.args), "\n")
+		right := strings.Split(c.about, "\n")
+		for i := 0; i < max(len(left), len(right)); i++ {
+			l, r := "", ""
+			if i < len(left) {
+				l = left[i]
+				if i > 0 {
+					l = "  " + l
+				}
+			}
+			if i < len(right) {
+				r = right[i]
+			}
+			if len(l) > 52 && r != "" { // too long for the column: the text on lines of its own
+				fmt.Fprintf(&b, "  %s\n", l)
+				l = ""
+			}
+			fmt.Fprintf(&b, "  %-53s%s\n", l, r)
+		}
+	}
+	return fmt.Sprintf(usage, strings.TrimRight(b.String(), "\n"))
+}
 
 var errUsage = errors.New("usage")
 
+// usageError is a usage error: the reason, for stderr beside the command's usage.
+func usageError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+}
+
+// wantsHelp reports whether args ask for a command's help (-h, -help, --help), before any --.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
+	onInterrupt(os.Stderr)
+	err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	if err != nil && !errors.Is(err, errUsage) {
 		fmt.Fprintln(os.Stderr, "sharevault: error: "+err.Error())
 	}
 	os.Exit(exitCode(err))
+}
+
+// onInterrupt makes Ctrl-C (or SIGTERM) leave at once, at a prompt or anywhere else: the
+// terminal is put back as it was at the start (a passphrase prompt turns its echo off) and
+// the process exits 130. Nothing is left half done by it: an upload lands whole or not at
+// all, the kept keys are replaced by a rename, and a refresh cut short is finished or
+// undone on the next use of the key. At a prompt, nothing has been changed yet.
+func onInterrupt(stderr io.Writer) {
+	restore := func() {}
+	if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
+		if st, err := term.GetState(fd); err == nil {
+			restore = func() { term.Restore(fd, st) }
+		}
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		restore()
+		fmt.Fprintln(stderr, "\nsharevault: interrupted")
+		os.Exit(130)
+	}()
 }
 
 type app struct {
@@ -77,9 +156,30 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	home := fs.String("home", envOr("SHAREVAULT_HOME", "phone"), "")
 	vaultURL := fs.String("vault", envOr("SHAREVAULT_VAULT", "http://localhost:8080"), "")
 	nodes := fs.String("nodes", os.Getenv("SHAREVAULT_NODES"), "")
-	if err := fs.Parse(args); err != nil || fs.NArg() == 0 || fs.Arg(0) == "help" {
-		fmt.Fprintln(stderr, usage)
+	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, usageText())
+			return nil
+		}
+		fmt.Fprintln(stderr, usageText())
 		return errUsage
+	}
+	if fs.Arg(0) == "help" {
+		if u := usageOf(fs.Arg(1)); u != "" {
+			fmt.Fprint(stdout, u)
+		} else {
+			fmt.Fprintln(stdout, usageText())
+		}
+		return nil
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	if usageOf(name) == "" {
+		fmt.Fprintf(stderr, "sharevault: unknown command %q\n%s\n", name, usageText())
+		return errUsage
+	}
+	if wantsHelp(rest) {
+		fmt.Fprint(stdout, usageOf(name))
+		return nil
 	}
 	a := &app{ui: newUI(stdin, stdout, stderr), home: *home, vaultURL: *vaultURL, vault: client.NewVault(*vaultURL)}
 	for _, n := range strings.Split(*nodes, ",") {
@@ -95,12 +195,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"keygen": a.keygen, "backup": a.backup, "restore": a.restore, "verify": a.verify, "list": a.list,
 		"export": a.export, "import": a.importFile, "sign": a.sign, "reshare": a.reshare, "rotate": a.rotate, "forget": a.forget,
 	}
-	cmd, ok := cmds[fs.Arg(0)]
-	if !ok {
-		fmt.Fprintf(stderr, "sharevault: unknown command %q\n%s\n", fs.Arg(0), usage)
-		return errUsage
+	err := cmds[name](rest)
+	if errors.Is(err, errUsage) {
+		fmt.Fprintf(stderr, "sharevault: %v\n%s", err, usageOf(name))
 	}
-	return cmd(fs.Args()[1:])
+	return err
 }
 
 func envOr(name, def string) string {
@@ -118,7 +217,11 @@ func flags(name string, args []string, define func(fs *flag.FlagSet)) ([]string,
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, fmt.Errorf("%s: %v", name, err)
+			msg := err.Error()
+			if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+				msg = "unknown flag " + f
+			}
+			return nil, usageError("%s: %s", name, msg)
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
@@ -141,7 +244,7 @@ func (a *app) phone() (*client.Phone, error) {
 }
 
 // withPhone runs fn with the phone open and the keys that keys returns (none if nil):
-// a.keys for the kept keys or typed words, a.typedKeys to always ask for the words.
+// a.keys for the kept keys or typed words, a.restoreKeys to always ask for the words.
 func (a *app) withPhone(keys func() (*client.Keys, error), fn func(p *client.Phone, k *client.Keys) error) error {
 	var k *client.Keys
 	if keys != nil {
@@ -184,18 +287,59 @@ func (a *app) keepKeys(k *client.Keys) error {
 	return os.Rename(tmp, a.keysPath())
 }
 
-// keys returns the kept keys, or asks for the words.
+// keys returns the kept keys, or asks for the words (once the vault answers).
 func (a *app) keys() (*client.Keys, error) {
 	k, err := a.storedKeys()
 	if k != nil || err != nil {
 		return k, err
 	}
-	return a.typedKeys()
+	return a.typedKeys(false)
 }
 
-// typedKeys reads the words (or enough shares of them) and the passphrase, and finds
-// their vault, fixing one wrong word.
-func (a *app) typedKeys() (*client.Keys, error) {
+// reachable checks that the vault answers, and with nodes every TSM server node: before
+// the user types anything, so that an outage does not cost typing the words twice.
+func (a *app) reachable(nodes bool) error {
+	if err := a.vault.Check(); err != nil {
+		return fmt.Errorf("%w (nothing was asked for yet)", err)
+	}
+	if !nodes {
+		return nil
+	}
+	p, err := a.phone()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := p.CheckNodes(); err != nil {
+		return fmt.Errorf("%w (nothing was asked for yet)", err)
+	}
+	return nil
+}
+
+// retry runs fn and, on a terminal, offers to run it again while it fails because the vault
+// or a node does not answer: the words typed stay in this process's memory, never on disk.
+func (a *app) retry(fn func() error) error {
+	for {
+		err := fn()
+		if err == nil || !a.interactive || exitCode(err) != 4 {
+			return err
+		}
+		fmt.Fprintln(a.errOut, "sharevault: "+err.Error())
+		a.prompt("Try again with the words you typed (kept in memory only)? [Y/n] ")
+		if ans, rerr := a.line(); rerr != nil || strings.HasPrefix(strings.ToLower(strings.TrimSpace(ans)), "n") {
+			return err
+		}
+	}
+}
+
+func (a *app) restoreKeys() (*client.Keys, error) { return a.typedKeys(true) }
+
+// typedKeys reads the words (or enough shares of them) and the passphrase, once the vault
+// (and with nodes, the server nodes) answer, and finds their vault, fixing one wrong word.
+func (a *app) typedKeys(nodes bool) (*client.Keys, error) {
+	if err := a.reachable(nodes); err != nil {
+		return nil, err
+	}
 	typed, err := a.readWords()
 	if err != nil {
 		return nil, err
@@ -209,8 +353,8 @@ func (a *app) typedKeys() (*client.Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	found, err := client.FindKeys(a.vault, typed, pass)
-	if err != nil {
+	var found *client.Found
+	if err := a.retry(func() (err error) { found, err = client.FindKeys(a.vault, typed, pass); return err }); err != nil {
 		return nil, err
 	}
 	if found.Position != 0 {
@@ -232,13 +376,20 @@ func (a *app) readShares(first string) (string, error) {
 				reported[f] = true
 			}
 		}
-		if err != nil {
+		if errors.Is(err, client.ErrSameShare) {
+			a.Step(fmt.Sprintf("share %d was typed already: type another", client.ShareMember(shares[len(shares)-1])))
+			shares = shares[:len(shares)-1]
+			err = nil
+			if more == 0 {
+				more = 1 // the shares before it were not enough (else there would be no next)
+			}
+		} else if err != nil {
 			return "", err
-		}
-		if more == 0 {
+		} else if more == 0 {
 			return words, nil
+		} else {
+			a.Step(fmt.Sprintf("share %d read: %d more share(s) needed", client.ShareMember(shares[len(shares)-1]), more))
 		}
-		a.Step(fmt.Sprintf("share %d read: %d more share(s) needed", len(shares), more))
 		a.prompt("Type the next share, then an empty line:\n")
 		next, err := a.readWords()
 		if err != nil {
@@ -248,103 +399,115 @@ func (a *app) readShares(first string) (string, error) {
 	}
 }
 
+// papers are the files that hold new words (a kit, a SeedQR image): made in memory when the
+// words are, and written only once the backup that uses the words is in the vault.
+type paper struct {
+	path, what string
+	data       []byte
+}
+
+type papers []paper
+
+// write writes the files (0600: they hold words) and tells the user what to do with each.
+func (ps papers) write(a *app) error {
+	for _, p := range ps {
+		err := os.WriteFile(p.path, p.data, 0o600)
+		clear(p.data)
+		if err != nil {
+			return err
+		}
+		a.Step(p.what + " written to " + p.path + ": print it, then delete the file")
+	}
+	return nil
+}
+
 // newShares makes fresh words, shows them as count shares of which threshold restore them
-// (never the words themselves), writes a kit per share, quizzes each, and returns the keys.
-func (a *app) newShares(words, threshold, count int, quiz bool, kit string) (*client.Keys, error) {
+// (never the words themselves), quizzes each, and returns the keys and a kit per share.
+func (a *app) newShares(words, threshold, count int, quiz bool, kit string) (*client.Keys, papers, error) {
 	if words != 12 && words != 24 {
-		return nil, errors.New("--shares needs --words 12 or 24")
+		return nil, nil, errors.New("--shares needs --words 12 or 24")
 	}
 	w, err := client.NewWords(words)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer w.Wipe()
 	shares, err := w.Shares(threshold, count)
 	if err != nil {
-		return nil, err
-	}
-	pass, err := a.passphrase(true)
-	if err != nil {
-		return nil, err
-	}
-	k, err := w.Keys(pass)
-	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i, s := range shares {
 		a.showShare(i+1, threshold, count, s)
-		if kit != "" {
-			pdf, err := client.ShareKit(s, i+1, threshold, count, k, a.vaultURL, time.Now().Unix())
-			if err != nil {
-				return nil, err
-			}
-			path := strings.TrimSuffix(kit, filepath.Ext(kit)) + fmt.Sprintf("-%d", i+1) + filepath.Ext(kit)
-			if err := a.writeKit(path, pdf, fmt.Sprint("recovery kit for share ", i+1)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if quiz {
-		for i, s := range shares {
-			if err := a.quizShare(i+1, s); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return k, nil
-}
-
-// writeKit writes a kit PDF (it holds words or a share: 0600) and tells the user what to do.
-func (a *app) writeKit(path string, pdf []byte, what string) error {
-	if err := os.WriteFile(path, pdf, 0o600); err != nil {
-		return err
-	}
-	a.Step(what + " written to " + path + ": print it, then delete the file")
-	return nil
-}
-
-// newWords shows fresh words, quizzes the user and returns their keys.
-func (a *app) newWords(count int, quiz bool, png, kit string) (*client.Keys, error) {
-	w, err := client.NewWords(count)
-	if err != nil {
-		return nil, err
-	}
-	defer w.Wipe()
-	if err := a.showWords(w); err != nil {
-		return nil, err
-	}
-	if png != "" {
-		img, err := client.QRPNG(w.SeedQR(), 512)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(png, img, 0o600); err != nil {
-			return nil, err
-		}
 	}
 	pass, err := a.passphrase(true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	k, err := w.Keys(pass)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if quiz {
+		for i, s := range shares {
+			if err := a.quizShare(i+1, threshold, s, shares); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	var out papers
+	if kit != "" {
+		for i, s := range shares {
+			pdf, err := client.ShareKit(s, i+1, threshold, count, k, a.vaultURL, time.Now().Unix())
+			if err != nil {
+				return nil, nil, err
+			}
+			path := strings.TrimSuffix(kit, filepath.Ext(kit)) + fmt.Sprintf("-%d", i+1) + filepath.Ext(kit)
+			out = append(out, paper{path, fmt.Sprint("recovery kit for share ", i+1), pdf})
+		}
+	}
+	return k, out, nil
+}
+
+// newWords shows fresh words, quizzes the user (who may look again after a wrong answer)
+// and returns their keys, and the kit and SeedQR image asked for.
+func (a *app) newWords(count int, quiz bool, png, kit string) (*client.Keys, papers, error) {
+	w, err := client.NewWords(count)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer w.Wipe()
+	if err := a.showWords(w); err != nil {
+		return nil, nil, err
+	}
+	pass, err := a.passphrase(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := w.Keys(pass)
+	if err != nil {
+		return nil, nil, err
+	}
+	if quiz {
+		if err := a.quiz(w); err != nil {
+			return nil, nil, err
+		}
+	}
+	var out papers
+	if png != "" {
+		img, err := client.QRPNG(w.SeedQR(), 512)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, paper{png, "SeedQR image", img})
 	}
 	if kit != "" {
 		pdf, err := client.RecoveryKit(w, k, a.vaultURL, time.Now().Unix())
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if err := a.writeKit(kit, pdf, "recovery kit"); err != nil {
-			return nil, err
-		}
+		out = append(out, paper{kit, "recovery kit", pdf})
 	}
-	if quiz {
-		if err := a.quiz(w); err != nil {
-			return nil, err
-		}
-	}
-	return k, nil
+	return k, out, nil
 }
 
 func (a *app) keygen(args []string) error {
@@ -354,22 +517,29 @@ func (a *app) keygen(args []string) error {
 		fs.StringVar(&desc, "description", "", "")
 		fs.IntVar(&threshold, "threshold", 0, "")
 	})
-	if err != nil || len(pos) != 0 {
-		return fmt.Errorf("%w: keygen [--scheme eddsa|ecdsa] [--description TEXT] [--threshold T]", errUsage)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError("keygen takes no arguments, only flags")
 	}
 	p, err := a.phone()
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	var id string
+	n := len(a.nodes) + 1
 	if threshold == 0 {
-		id, err = p.KeyGen(scheme, desc)
-	} else {
-		id, err = p.KeyGenThreshold(scheme, desc, threshold)
+		threshold = n - 1
 	}
+	id, err := p.KeyGenThreshold(scheme, desc, threshold)
 	if err != nil {
 		return err
+	}
+	if threshold == n-1 {
+		a.Step(fmt.Sprintf("every signature needs all %d parties: this phone and each server node", n))
+	} else { // the n-1 server nodes are threshold+1 or more
+		a.Step(fmt.Sprintf("any %d of the %d parties sign: the server nodes can sign without this phone", threshold+1, n))
 	}
 	a.result("key %s", id)
 	return nil
@@ -383,30 +553,18 @@ func (a *app) backup(args []string) error {
 		fs.StringVar(&png, "png", "", "")
 		fs.StringVar(&kit, "kit", "", "")
 		fs.StringVar(&shares, "shares", "", "")
+		a.passphraseFlags(fs)
 	})
-	if err != nil || len(pos) != 1 {
-		return fmt.Errorf("%w: backup KEY", errUsage)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("backup needs one KEY")
 	}
 	var threshold, count int
 	if shares != "" {
 		if n, _ := fmt.Sscanf(shares, "%dof%d", &threshold, &count); n != 2 || png != "" {
-			return fmt.Errorf("%w: --shares TofN, such as 2of3 (and no --png: a SeedQR holds whole words)", errUsage)
-		}
-	}
-	k, err := a.storedKeys()
-	if err != nil {
-		return err
-	}
-	switch {
-	case k != nil && shares != "":
-		return errors.New("this phone already has its words: --shares splits new words only (rotate to make new ones)")
-	case k == nil && shares != "":
-		if k, err = a.newShares(words, threshold, count, !noQuiz, kit); err != nil {
-			return err
-		}
-	case k == nil:
-		if k, err = a.newWords(words, !noQuiz, png, kit); err != nil {
-			return err
+			return usageError("--shares TofN, such as 2of3 (and no --png: a SeedQR holds whole words)")
 		}
 	}
 	p, err := a.phone()
@@ -414,11 +572,38 @@ func (a *app) backup(args []string) error {
 		return err
 	}
 	defer p.Close()
-	info, err := p.Backup(k, pos[0])
+	if _, err := p.Key(pos[0]); err != nil { // before any words are made or shown
+		return fmt.Errorf("key %s: %w", pos[0], err)
+	}
+	k, err := a.storedKeys()
 	if err != nil {
 		return err
 	}
+	var out papers
+	switch {
+	case k != nil && shares != "":
+		return errors.New("this phone already has its words: --shares splits new words only (rotate to make new ones)")
+	case k == nil:
+		if err := a.reachable(false); err != nil {
+			return err
+		}
+		if shares != "" {
+			k, out, err = a.newShares(words, threshold, count, !noQuiz, kit)
+		} else {
+			k, out, err = a.newWords(words, !noQuiz, png, kit)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	var info *client.KeyInfo
+	if err := a.retry(func() (err error) { info, err = p.Backup(k, pos[0]); return err }); err != nil {
+		return err
+	}
 	if err := a.keepKeys(k); err != nil {
+		return err
+	}
+	if err := out.write(a); err != nil {
 		return err
 	}
 	a.result("backed up %s version %d (epoch %d) to vault %s", info.KeyID, info.Sequence, info.Epoch, k.VaultID())
@@ -426,10 +611,11 @@ func (a *app) backup(args []string) error {
 }
 
 func (a *app) restore(args []string) error {
-	if _, err := flags("restore", args, func(*flag.FlagSet) {}); err != nil {
-		return fmt.Errorf("%w: restore [KEY...]", errUsage)
+	args, err := flags("restore", args, a.passphraseFlags)
+	if err != nil {
+		return err
 	}
-	return a.withPhone(a.typedKeys, func(p *client.Phone, k *client.Keys) error {
+	return a.withPhone(a.restoreKeys, func(p *client.Phone, k *client.Keys) error {
 		if len(args) == 0 {
 			l, err := p.List(k)
 			if err != nil {
@@ -440,7 +626,8 @@ func (a *app) restore(args []string) error {
 			}
 		}
 		for _, id := range args {
-			info, err := p.Restore(k, id)
+			var info *client.KeyInfo
+			err := a.retry(func() (err error) { info, err = p.Restore(k, id); return err })
 			if err != nil {
 				return fmt.Errorf("key %s: %w", id, err)
 			}
@@ -451,8 +638,12 @@ func (a *app) restore(args []string) error {
 }
 
 func (a *app) verify(args []string) error {
+	args, err := flags("verify", args, a.passphraseFlags)
+	if err != nil {
+		return err
+	}
 	if len(args) != 1 {
-		return fmt.Errorf("%w: verify KEY", errUsage)
+		return usageError("verify needs one KEY")
 	}
 	return a.withPhone(a.keys, func(p *client.Phone, k *client.Keys) error {
 		info, err := p.Verify(k, args[0])
@@ -465,6 +656,13 @@ func (a *app) verify(args []string) error {
 }
 
 func (a *app) list(args []string) error {
+	args, err := flags("list", args, a.passphraseFlags)
+	if err != nil {
+		return err
+	}
+	if len(args) != 0 {
+		return usageError("list takes no arguments")
+	}
 	return a.withPhone(a.keys, func(p *client.Phone, k *client.Keys) error {
 		l, err := p.List(k)
 		if err != nil {
@@ -480,8 +678,11 @@ func (a *app) list(args []string) error {
 func (a *app) export(args []string) error {
 	qr := ""
 	pos, err := flags("export", args, func(fs *flag.FlagSet) { fs.StringVar(&qr, "qr", "", "") })
-	if err != nil || len(pos) != 1 {
-		return fmt.Errorf("%w: export KEY [--qr FILE]", errUsage)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("export needs one KEY")
 	}
 	return a.withPhone(a.keys, func(p *client.Phone, k *client.Keys) error {
 		armored, err := p.Export(k, pos[0])
@@ -503,8 +704,12 @@ func (a *app) export(args []string) error {
 }
 
 func (a *app) importFile(args []string) error {
+	args, err := flags("import", args, a.passphraseFlags)
+	if err != nil {
+		return err
+	}
 	if len(args) != 1 {
-		return fmt.Errorf("%w: import FILE", errUsage)
+		return usageError("import needs one FILE")
 	}
 	b, err := os.ReadFile(args[0])
 	if err != nil {
@@ -521,8 +726,11 @@ func (a *app) importFile(args []string) error {
 }
 
 func (a *app) sign(args []string) error {
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
 	if len(args) != 2 {
-		return fmt.Errorf("%w: sign KEY MESSAGE", errUsage)
+		return usageError("sign needs a KEY and one MESSAGE (quote a message with spaces)")
 	}
 	return a.withPhone(nil, func(p *client.Phone, _ *client.Keys) error {
 		sig, err := p.Sign(args[0], args[1])
@@ -536,7 +744,7 @@ func (a *app) sign(args []string) error {
 
 func (a *app) reshare(args []string) error {
 	if len(args) != 1 {
-		return fmt.Errorf("%w: reshare KEY", errUsage)
+		return usageError("reshare needs one KEY")
 	}
 	k, err := a.storedKeys()
 	if err != nil {
@@ -556,12 +764,17 @@ func (a *app) reshare(args []string) error {
 
 func (a *app) rotate(args []string) error {
 	words, yes, kit := 24, false, ""
-	if _, err := flags("rotate", args, func(fs *flag.FlagSet) {
+	pos, err := flags("rotate", args, func(fs *flag.FlagSet) {
 		fs.IntVar(&words, "words", words, "")
 		fs.BoolVar(&yes, "yes", false, "")
 		fs.StringVar(&kit, "kit", "", "")
-	}); err != nil {
-		return fmt.Errorf("%w: rotate [--words N] [--yes] [--kit FILE]", errUsage)
+		a.passphraseFlags(fs)
+	})
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError("rotate takes no arguments, only flags")
 	}
 	return a.withPhone(a.keys, func(p *client.Phone, old *client.Keys) error {
 		return a.rotateTo(p, old, words, yes, kit)
@@ -570,18 +783,24 @@ func (a *app) rotate(args []string) error {
 
 // rotateTo moves every key of old to new words, then deletes the old vault once confirmed.
 func (a *app) rotateTo(p *client.Phone, old *client.Keys, words int, yes bool, kit string) error {
-	nk, err := a.newWords(words, !yes, "", kit)
+	if err := a.reachable(false); err != nil {
+		return err
+	}
+	nk, out, err := a.newWords(words, !yes, "", kit)
 	if err != nil {
 		return err
 	}
-	moved, err := p.Rotate(old, nk)
-	if err != nil {
+	var moved *client.KeyList
+	if err := a.retry(func() (err error) { moved, err = p.Rotate(old, nk); return err }); err != nil {
 		return err
 	}
 	if err := a.keepKeys(nk); err != nil {
 		return err
 	}
-	a.result("rotated %d keys to vault %s", moved.Len(), nk.VaultID())
+	if err := out.write(a); err != nil {
+		return err
+	}
+	a.result("rotated %s to vault %s", plural(moved.Len(), "key"), nk.VaultID())
 	if !yes {
 		a.prompt("Delete the old vault now? Only if the new words are on paper. Type yes: ")
 		if ans, _ := a.line(); strings.TrimSpace(ans) != "yes" {
@@ -596,7 +815,18 @@ func (a *app) rotateTo(p *client.Phone, old *client.Keys, words int, yes bool, k
 	return nil
 }
 
+// plural says "1 key", "2 keys".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 func (a *app) forget(args []string) error {
+	if len(args) != 0 {
+		return usageError("forget takes no arguments")
+	}
 	if err := os.Remove(a.keysPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 
 	"github.com/sharevault/sharevault/internal/mnemonic"
 	"github.com/sharevault/sharevault/internal/slip39"
@@ -29,6 +30,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain() error {
+	onInterrupt(os.Stderr)
 	err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	if err != nil && err != errUsage && !strings.HasPrefix(err.Error(), "usage") {
 		fmt.Fprintln(os.Stderr, "sharevault: error: "+err.Error())
@@ -49,7 +51,7 @@ func TestScripts(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"vault-start": vaultStart, "vault-stop": vaultStop, "capture": capture, "sheet": sheet, "mistype": mistype,
-			"nodes-start": nodesStart, "node-kill": nodeKill, "node-start": nodeStart,
+			"nodes-start": nodesStart, "node-kill": nodeKill, "node-start": nodeStart, "pty": ptyRun, "status": status,
 			"sharesheet": sharesheet, "mistype-share": mistypeShare,
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0])
@@ -244,4 +246,182 @@ func mistype(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	lines[n-1] = fmt.Sprintf("%d. %s", n, wrong)
 	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+}
+
+// pty SESSION PROG [ARGS...] runs PROG on a pseudo-terminal of its own (its controlling
+// terminal and its stdin, stdout and stderr), as a user at a terminal would, and plays
+// SESSION, a file of lines:
+//
+//	expect TEXT      wait (20 s at most) until the terminal shows TEXT
+//	send "TEXT"      type TEXT (a Go string: "\x03" is Ctrl-C, "\n" Enter)
+//	word N           type word N of the last grid of words shown, and Enter
+//	typefile FILE    type the contents of FILE
+//	exit N           PROG must end with status N
+//
+// Afterwards the terminal must echo again (a passphrase prompt turns echo off). What the
+// terminal showed is in $WORK/ptyout.
+func ptyRun(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: pty SESSION PROG [ARGS...]")
+	}
+	master, slave, err := openPTY()
+	ts.Check(err)
+	defer master.Close()
+	defer slave.Close()
+	prog, err := exec.LookPath(args[1])
+	ts.Check(err)
+	cmd := exec.Command(prog, args[2:]...)
+	cmd.Dir = ts.MkAbs(".")
+	for _, k := range []string{"PATH", "HOME", "SHAREVAULT_HOME", "SHAREVAULT_VAULT", "SHAREVAULT_NODES", "SHAREVAULT_TEST_CHEAP_KDF"} {
+		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	ts.Check(cmd.Start())
+	var mu sync.Mutex
+	var shown []byte
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			mu.Lock()
+			shown = append(shown, buf[:n]...)
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { mu.Lock(); os.WriteFile(ts.MkAbs("ptyout"), shown, 0o600); mu.Unlock() }()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	want, from := -1, 0
+	for _, line := range strings.Split(strings.TrimSpace(ts.ReadFile(args[0])), "\n") {
+		verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+		switch verb {
+		case "expect":
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				mu.Lock()
+				i := strings.Index(string(shown[from:]), arg)
+				if i >= 0 {
+					from += i + len(arg)
+				}
+				mu.Unlock()
+				if i >= 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					mu.Lock()
+					defer mu.Unlock()
+					ts.Fatalf("pty: %q not shown; the terminal shows:\n%s", arg, shown)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		case "send":
+			text, err := strconv.Unquote(arg)
+			ts.Check(err)
+			_, err = master.WriteString(text)
+			ts.Check(err)
+		case "word": // type word N of the last grid of words the terminal showed, and Enter
+			n, err := strconv.Atoi(arg)
+			ts.Check(err)
+			mu.Lock()
+			var w string
+			for _, m := range gridWord.FindAllStringSubmatch(string(shown), -1) {
+				if m[1] == arg {
+					w = m[2]
+				}
+			}
+			mu.Unlock()
+			if w == "" {
+				ts.Fatalf("pty: no word %d shown", n)
+			}
+			_, err = master.WriteString(w + "\n")
+			ts.Check(err)
+		case "typefile": // type a file of the script's work directory
+			_, err := master.WriteString(ts.ReadFile(arg))
+			ts.Check(err)
+		case "exit":
+			want, err = strconv.Atoi(arg)
+			ts.Check(err)
+		default:
+			ts.Fatalf("pty: unknown session line %q", line)
+		}
+	}
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		ts.Fatalf("pty: %s did not end", args[1])
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		ts.Check(err)
+	}
+	if want >= 0 && code != want {
+		ts.Fatalf("pty: %s ended with status %d, want %d", args[1], code, want)
+	}
+	t, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	ts.Check(err)
+	if t.Lflag&unix.ECHO == 0 {
+		ts.Fatalf("pty: the terminal was left without echo")
+	}
+}
+
+// openPTY opens a pseudo-terminal pair.
+func openPTY() (master, slave *os.File, err error) {
+	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		master.Close()
+		return nil, nil, err
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		master.Close()
+		return nil, nil, err
+	}
+	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		master.Close()
+		return nil, nil, err
+	}
+	return master, slave, nil
+}
+
+// status N PROG [ARGS...] runs PROG (no standard input) and checks that it exits with
+// status N; its output is in $WORK/out and $WORK/err.
+func status(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: status N PROG [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	prog, err := exec.LookPath(args[1])
+	ts.Check(err)
+	cmd := exec.Command(prog, args[2:]...)
+	cmd.Dir = ts.MkAbs(".")
+	for _, k := range []string{"PATH", "HOME", "SHAREVAULT_HOME", "SHAREVAULT_VAULT", "SHAREVAULT_NODES", "SHAREVAULT_TEST_CHEAP_KDF"} {
+		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
+	}
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	ts.Check(os.WriteFile(ts.MkAbs("out"), []byte(out.String()), 0o600))
+	ts.Check(os.WriteFile(ts.MkAbs("err"), []byte(errOut.String()), 0o600))
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		ts.Check(err)
+	}
+	if code != want {
+		ts.Fatalf("%s %s: status %d, want %d; stderr:\n%s", args[1], strings.Join(args[2:], " "), code, want, errOut.String())
+	}
 }

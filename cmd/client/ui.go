@@ -9,13 +9,16 @@ package main
 //     line: "sharevault: error: what is wrong". Suggestions for a mistyped word go to
 //     stderr only while the words are being typed.
 //   - Exit codes: 0 done; 1 failed; 2 usage; 3 wrong words or a backup that does not
-//     open; 4 the vault is unreachable; 5 the backup is stale; 6 not found.
+//     open; 4 the vault or a node unreachable or busy; 5 the backup is stale; 6 no such key
+//     (in the vault or on the phone); 130 interrupted (Ctrl-C).
 //   - Words are read from standard input, never from arguments (which other users can
-//     see). A passphrase comes from $SHAREVAULT_PASSPHRASE or, on a terminal, a prompt.
+//     see). A passphrase comes from --passphrase-file, $SHAREVAULT_PASSPHRASE or, on a
+//     terminal, a prompt; new words without any of these (or --no-passphrase) are refused.
 
 import (
 	"bufio"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -32,7 +35,18 @@ type ui struct {
 	in          *bufio.Reader
 	out, errOut io.Writer
 	interactive bool
+	passFile    string // --passphrase-file
+	noPass      bool   // --no-passphrase
 }
+
+// passphraseFlags defines --passphrase-file and --no-passphrase on a command's flags.
+func (u *ui) passphraseFlags(fs *flag.FlagSet) {
+	fs.StringVar(&u.passFile, "passphrase-file", "", "")
+	fs.BoolVar(&u.noPass, "no-passphrase", false, "")
+}
+
+// errNoPassphraseSource: new words without a terminal, and nothing said about a passphrase.
+var errNoPassphraseSource = usageError("not on a terminal, so no passphrase can be asked: give --passphrase-file FILE (or /dev/fd/N), $SHAREVAULT_PASSPHRASE, or --no-passphrase to seal without one")
 
 func newUI(stdin io.Reader, stdout, stderr io.Writer) *ui {
 	f, ok := stdin.(*os.File)
@@ -92,11 +106,32 @@ func (u *ui) readWords() (string, error) {
 	}
 }
 
+// passphrase returns the passphrase: none with --no-passphrase; the first line of
+// --passphrase-file; $SHAREVAULT_PASSPHRASE; or asked on the terminal (twice when confirm).
+// Without a terminal and none of these, new words (confirm) are refused rather than sealed
+// without one; existing words are taken as without one (their backups say if they need one).
 func (u *ui) passphrase(confirm bool) (string, error) {
+	switch {
+	case u.noPass && u.passFile != "":
+		return "", usageError("--no-passphrase and --passphrase-file contradict each other")
+	case u.noPass:
+		return "", nil
+	case u.passFile != "":
+		b, err := os.ReadFile(u.passFile)
+		if err != nil {
+			return "", fmt.Errorf("--passphrase-file: %w", err)
+		}
+		p, _, _ := strings.Cut(string(b), "\n")
+		clear(b)
+		return strings.TrimSuffix(p, "\r"), nil
+	}
 	if p, ok := os.LookupEnv("SHAREVAULT_PASSPHRASE"); ok {
 		return p, nil
 	}
 	if !u.interactive {
+		if confirm {
+			return "", errNoPassphraseSource
+		}
 		return "", nil
 	}
 	f := int(os.Stdin.Fd())
@@ -158,17 +193,73 @@ func (u *ui) showShare(i, threshold, count int, share string) {
 	u.result("")
 }
 
-// quizShare asks for two words of a share before the backup counts as done.
-func (u *ui) quizShare(i int, share string) error {
-	w := strings.Fields(share)
-	for _, k := range []int{3, len(w) - 4} {
-		u.prompt(fmt.Sprintf("Check: what is word %d of share %d? ", k, i))
+// quizTries is how many times a quiz question may be answered.
+const quizTries = 3
+
+// ask asks for word n (of "" or " of share i") until the answer is want, quizTries times
+// at most; after a wrong answer it says so and calls again (which shows the words again on
+// a terminal) before asking once more. It returns an error naming the word, never a word.
+func (u *ui) ask(n int, of, want string, again func() error) error {
+	for try := 1; ; try++ {
+		u.prompt(fmt.Sprintf("Check: what is word %d%s? ", n, of))
 		ans, err := u.line()
 		if err != nil && ans == "" {
-			return errors.New("the quiz needs answers on standard input (or --no-quiz)")
+			return errors.New("the quiz needs answers on standard input (or --no-quiz); nothing was backed up")
 		}
-		if !strings.EqualFold(strings.TrimSpace(ans), w[k-1]) {
-			return fmt.Errorf("word %d of share %d is not what you wrote down: check the sheet; nothing was backed up", k, i)
+		if strings.EqualFold(strings.TrimSpace(ans), want) {
+			return nil
+		}
+		if try == quizTries {
+			return fmt.Errorf("word %d%s is not what you wrote down, %d times: nothing was backed up, and these words are not used", n, of, quizTries)
+		}
+		fmt.Fprintf(u.errOut, "sharevault: word %d%s is not what you wrote down: look at the words again and correct your sheet\n", n, of)
+		if err := again(); err != nil {
+			return err
+		}
+	}
+}
+
+// quizWords picks two words of share i (1-based) for its quiz, 0-based: the first past
+// the set's own words (4 words that every share of the set begins with alike, but for its
+// member index) and one near the end, each unlike the same word of every other share.
+func quizWords(i int, all []string) []int {
+	w := strings.Fields(all[i-1])
+	differs := func(k int) bool {
+		for j, o := range all {
+			if f := strings.Fields(o); j != i-1 && k < len(f) && f[k] == w[k] {
+				return false
+			}
+		}
+		return true
+	}
+	var ks []int
+	for k := 4; k < len(w) && len(ks) < 1; k++ {
+		if differs(k) {
+			ks = append(ks, k)
+		}
+	}
+	for k := len(w) - 4; k > 4 && len(ks) < 2; k-- {
+		if differs(k) && (len(ks) == 0 || k != ks[0]) {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// quizShare asks for two words of share i that differ from the same words of every other
+// share (the first words of a SLIP-0039 share are the set's, the same on every sheet).
+func (u *ui) quizShare(i, threshold int, share string, all []string) error {
+	w := strings.Fields(share)
+	ks := quizWords(i, all)
+	for _, k := range ks {
+		again := func() error {
+			if u.interactive {
+				u.showShare(i, threshold, len(all), share)
+			}
+			return nil
+		}
+		if err := u.ask(k+1, fmt.Sprintf(" of share %d", i), w[k], again); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -177,14 +268,15 @@ func (u *ui) quizShare(i int, share string) error {
 // quiz asks for three of the words before a backup counts as done.
 func (u *ui) quiz(w *client.Words) error {
 	n := w.Count()
-	for _, i := range []int{2, n/2 + 1, n - 1} {
-		u.prompt(fmt.Sprintf("Check: what is word %d? ", i))
-		ans, err := u.line()
-		if err != nil && ans == "" {
-			return errors.New("the quiz needs answers on standard input (or --no-quiz)")
+	again := func() error {
+		if u.interactive {
+			return u.showWords(w)
 		}
-		if !strings.EqualFold(strings.TrimSpace(ans), w.Word(i)) {
-			return fmt.Errorf("word %d is not what you wrote down: check your sheet; nothing was backed up", i)
+		return nil
+	}
+	for _, i := range []int{2, n/2 + 1, n - 1} {
+		if err := u.ask(i, "", w.Word(i), again); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -206,7 +298,7 @@ func exitCode(err error) int {
 		return 4
 	case errors.Is(err, client.ErrStale):
 		return 5
-	case errors.Is(err, client.ErrNotFound):
+	case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrNoSuchKey):
 		return 6
 	}
 	return 1

@@ -26,7 +26,9 @@ func TestQuiz(t *testing.T) {
 		ok            bool
 	}{
 		{"right answers, any case and spacing", right, true},
-		{"one wrong answer", wrong, false},
+		{"one wrong answer, and no more", wrong, false},
+		{"one wrong answer, then the right one", strings.Replace(right, " "+strings.ToUpper(w.Word(7))+" ", other+"\n"+w.Word(7), 1), true},
+		{"three wrong answers", strings.Replace(right, " "+strings.ToUpper(w.Word(7))+" ", other+"\n"+other+"\n"+other+"\n"+w.Word(7), 1), false},
 		{"no answers", "", false},
 	}
 	for _, tc := range tests {
@@ -41,6 +43,34 @@ func TestQuiz(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), w.Word(7)) {
 			t.Errorf("%s: the error names a word: %v", tc.name, err)
+		}
+	}
+}
+
+// TestQuizWordsDiffer: a share's quiz asks for words that no other share of its set has in
+// the same place (not the words every share of a set begins with).
+func TestQuizWordsDiffer(t *testing.T) {
+	for _, n := range []int{12, 24} {
+		w, err := client.NewWords(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shares, err := w.Shares(2, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range shares {
+			ks := quizWords(i+1, shares)
+			if len(ks) != 2 || ks[0] == ks[1] {
+				t.Fatalf("share %d: quiz words %v", i+1, ks)
+			}
+			for _, k := range ks {
+				for j, o := range shares {
+					if j != i && strings.Fields(o)[k] == strings.Fields(shares[i])[k] {
+						t.Errorf("%d words, share %d: word %d is the same in share %d", n, i+1, k+1, j+1)
+					}
+				}
+			}
 		}
 	}
 }

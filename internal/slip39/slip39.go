@@ -67,6 +67,8 @@ var (
 	ErrInvalid = errors.New("invalid SLIP-0039 share")
 	// ErrMismatch: shares that do not belong to one secret, or are not enough of them.
 	ErrMismatch = errors.New("these shares do not restore one secret")
+	// ErrSameShare: one share was given twice (an ErrMismatch).
+	ErrSameShare = fmt.Errorf("%w: the same share twice", ErrMismatch)
 )
 
 func invalid(format string, args ...any) error {
@@ -324,7 +326,7 @@ func Check(shares []*Share) (Progress, error) {
 			}
 			if o.MemberIndex == s.MemberIndex {
 				if slices.Equal(o.Value, s.Value) {
-					return Progress{}, fmt.Errorf("%w: the same share twice", ErrMismatch)
+					return Progress{}, ErrSameShare
 				}
 				return Progress{}, fmt.Errorf("%w: two shares with member index %d in group %d", ErrMismatch, s.MemberIndex+1, s.GroupIndex+1)
 			}
