@@ -84,19 +84,18 @@ $(BENCHSTAT):
 $(RESTSERVER):
 	cd tools/restserver && $(GO) build -o $@ github.com/restic/rest-server/cmd/rest-server
 
-# The app's bindings: gobind (golang.org/x/mobile, pinned in go.mod as a tool) generates the
-# Java and Objective-C bindings of package client; javac (a JDK: installed with apt-get if
-# missing) compiles the Java side and client/bindtest/AppDemo.java against it.
-BIND := $(CACHE)/bind
+# The app's bindings, run: client/bindtest/jvm.sh has gobind (golang.org/x/mobile, pinned in
+# go.mod as a tool) generate the Java and Objective-C bindings of package client, builds the
+# Go side as a JNI library for this machine and compiles the Java side and AppDemo (a JDK and
+# a C compiler: installed with apt-get if missing); TestAppDemoOnTheJVM then runs AppDemo
+# on the JVM against a real vault and real TSM nodes. Each run builds in a directory of its
+# own, removed after, so that two runs at once never share one.
 bindings:
 	@command -v javac >/dev/null || { apt-get update -qq && apt-get install -y -qq default-jdk-headless; }
-	rm -rf $(BIND) && mkdir -p $(BIND)/classes
-	$(GO) tool gobind -lang=java,objc -outdir=$(BIND) ./client
-	test -s $(BIND)/src/gobind/Client.objc.h
-	cp "$$($(GO) list -m -f '{{.Dir}}' golang.org/x/mobile)/bind/java/Seq.java" $(BIND)/java/go/
-	javac -Xlint:none -d $(BIND)/classes $$(find $(BIND)/java client/bindtest -name '*.java')
-	test -s $(BIND)/classes/AppDemo.class
-	@echo "bindings: Java and Objective-C generated, Java side and AppDemo compiled"
+	@command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc; }
+	bind=$$(mktemp -d "$${TMPDIR:-/tmp}/sharevault-bind.XXXXXX") && trap 'rm -rf "$$bind"' EXIT && \
+	  GO=$(GO) bash client/bindtest/jvm.sh "$$bind" && \
+	  SHAREVAULT_BIND="$$bind" SHAREVAULT_REQUIRE_BIND=1 $(GO) test -count=1 -run '^TestAppDemoOnTheJVM$$' -v ./client/bindtest
 
 # The independent Python reader of docs/keys.md, docs/envelope.md and the request signatures
 # of docs/api.md against the pinned vectors, and trezor's BIP-39 code for the word vectors

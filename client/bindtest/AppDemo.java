@@ -1,7 +1,12 @@
-// AppDemo is what an Android app does with the bindings of package client (make bindings
-// compiles it against them): make words, back up, lose the phone, find the vault from typed
-// words (one wrong word is fixed), restore, verify, sign; and the same with shares. It is
-// compiled, not run: running needs the Go library built for a device (gomobile bind).
+// AppDemo is what an Android app does with the bindings of package client: make a key,
+// make words, back up, lose the phone, find the vault from the typed words (one of them
+// mistyped, and fixed), restore, verify, sign; and the same words as shares. make test runs
+// it on this machine's JVM, through the JNI library built from the bindings (jvm.sh),
+// against a real vault and real TSM nodes (TestAppDemoOnTheJVM):
+//
+//   java -Djava.library.path=OUT -cp OUT/classes AppDemo VAULT_URL DIR NODE_URL#ID...
+//
+// Any call that fails throws, and the JVM exits non-zero.
 import client.Client;
 import client.Found;
 import client.KeyInfo;
@@ -11,6 +16,7 @@ import client.ShareList;
 import client.ShareProgress;
 import client.Vault;
 import client.Words;
+import java.io.File;
 
 public final class AppDemo {
     /** Progress is shown to the user: retries and slow steps (called on the calling thread). */
@@ -21,41 +27,62 @@ public final class AppDemo {
         }
     }
 
+    static Phone open(String path, Vault vault, String[] args) throws Exception {
+        Phone phone = Client.openPhone(path, vault);
+        for (int i = 2; i < args.length; i++) {
+            String[] node = args[i].split("#", 2); // the provider publishes each node's ID
+            phone.addRemoteNode(node[0], node.length > 1 ? node[1] : "");
+        }
+        return phone;
+    }
+
     // Every call below blocks (disk, network): an app makes them off the UI thread.
     public static void main(String[] args) throws Exception {
-        Vault vault = Client.newVault("https://vault.example");
+        Vault vault = Client.newVault(args[0]);
         vault.setProgress(new Log());
-        Phone phone = Client.openPhone("/data/data/app/files/phone.db", vault);
-        phone.addRemoteNode("https://tsm1.example", "");
-        phone.addRemoteNode("https://tsm2.example", "");
+        String dir = args[1];
+        vault.check(); // before the user is asked for anything
+        Phone phone = open(dir + "/phone.db", vault, args);
+        phone.checkNodes();
         String keyID = phone.keyGen("eddsa", "main wallet");
-        String twoOfThree = phone.keyGenThreshold("eddsa", "savings", 1); // any 2 of the 3 sign
+        String savings = phone.keyGenThreshold("eddsa", "savings", 1); // any 2 of the 3 sign
 
         Words words = Client.newWords(24); // shown once, on the one screen that shows words
+        StringBuilder sheet = new StringBuilder(); // what the user writes down
+        for (int i = 1; i <= words.count(); i++) {
+            sheet.append(i == 5 ? words.word(i) + "x" : words.word(i)).append(' '); // word 5 mistyped later
+        }
         Keys keys = words.keys(""); // no passphrase
         byte[] stored = keys.marshal(); // the app keeps these keys (never the words)
         KeyInfo backedUp = phone.backup(keys, keyID);
-        System.out.println("backed up version " + backedUp.getSequence());
-        words.wipe();
+        phone.backup(keys, savings);
+        System.out.println("backed up " + keyID + " version " + backedUp.getSequence());
+        phone.sign(keyID, "hello");
         phone.close();
 
-        // A new phone: the user types the words.
-        Phone fresh = Client.openPhone("/data/data/app/files/phone.db", vault);
-        fresh.addRemoteNode("https://tsm1.example", "");
-        fresh.addRemoteNode("https://tsm2.example", "");
+        // The phone is lost: its database is gone.
+        for (String suffix : new String[] {"", "-wal", "-shm"}) {
+            new File(dir + "/phone.db" + suffix).delete();
+        }
+
+        // A new phone: the user types the words, one of them wrong.
+        Phone fresh = open(dir + "/phone2.db", vault, args);
+        Found found = Client.findKeys(vault, sheet.toString().trim(), "");
+        if (found.getPosition() != 5) {
+            throw new IllegalStateException("word 5 was not the one corrected: " + found.getPosition());
+        }
+        KeyInfo restored = fresh.restore(found.getKeys(), keyID);
+        fresh.restore(found.getKeys(), savings);
+        fresh.verify(found.getKeys(), keyID);
+        String sig = fresh.sign(keyID, "hello"); // Sign checks it with crypto/ed25519
+        System.out.println("restored " + restored.getKeyID() + " epoch " + restored.getEpoch() + " signature " + sig);
+        System.out.println("savings signs: " + fresh.sign(savings, "hello").length());
         try {
-            Found found = Client.findKeys(vault, "typed words ...", "");
-            if (found.getPosition() != 0) {
-                System.out.println("word " + found.getPosition() + " was corrected to " + found.getWord());
-            }
-            KeyInfo restored = fresh.restore(found.getKeys(), keyID);
-            fresh.verify(found.getKeys(), keyID);
-            System.out.println(fresh.sign(keyID, "hello") + " " + restored.getEpoch());
+            fresh.sign("nosuchkey", "hello");
+            throw new IllegalStateException("signing with no key did not fail");
         } catch (Exception e) {
             // One line for the user; the kinds are the package's sentinels (docs/app.md).
-            if (e.getMessage().contains(Client.getErrWrongWords().getMessage())) {
-                System.out.println("check your words");
-            } else {
+            if (!e.getMessage().contains(Client.getErrNoSuchKey().getMessage())) {
                 throw e;
             }
         }
@@ -63,14 +90,16 @@ public final class AppDemo {
         // Shares: "any 2 of these 3 sheets".
         Words more = Client.newWords(12);
         ShareList shares = more.shareList(2, 3);
-        String typed = shares.at(0) + "\n\n" + shares.at(2);
-        ShareProgress p = Client.restoreFromShares(typed);
-        if (p.getMore() > 0) {
-            System.out.println(p.getMore() + " more shares needed");
-        } else {
-            Keys again = Client.keysFromWords(p.getWords(), "");
-            System.out.println(again.vaultID() + " " + Client.unmarshalKeys(stored).vaultID());
+        ShareProgress one = Client.restoreFromShares(shares.at(0));
+        ShareProgress p = Client.restoreFromShares(shares.at(0) + "\n\n" + shares.at(2));
+        Keys again = Client.keysFromWords(p.getWords(), "");
+        if (one.getMore() != 1 || !again.vaultID().equals(more.keys("").vaultID())) {
+            throw new IllegalStateException("shares did not restore the words");
         }
+        if (!Client.unmarshalKeys(stored).vaultID().equals(found.getKeys().vaultID())) {
+            throw new IllegalStateException("the kept keys are not the words' keys");
+        }
+        System.out.println("shares restore the words");
         fresh.close();
     }
 }

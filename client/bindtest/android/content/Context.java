@@ -1,5 +1,5 @@
 // A stand-in for Android's Context, so that gomobile's go/Seq.java compiles on a desktop JDK
-// (make bindings compiles the Java side of the bindings; it does not run it).
+// (its setContext is never called there).
 package android.content;
 
 public class Context {}
