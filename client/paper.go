@@ -80,8 +80,9 @@ func RecoveryKit(w *Words, keys *Keys, vaultURL string, madeUnix int64) ([]byte,
 	pdf.ImageOptions("seedqr", 10, y, 60, 60, false, fpdf.ImageOptions{ImageType: "PNG"}, 0, "")
 	pdf.SetXY(75, y)
 	pdf.SetFont("Helvetica", "", 10)
-	pdf.MultiCell(0, 5, "SeedQR: the same words as a QR code (standard numeric form), for wallets that scan it.\n\n"+
-		"Vault ID:\n"+keys.VaultID()+"\n\nVault: "+vaultURL, "", "L", false)
+	pdf.MultiCell(0, 5, "SeedQR: the same words as a QR code (standard numeric form), for wallets that scan it.", "", "L", false)
+	pdf.SetX(75)
+	vaultBox(pdf, keys, vaultURL)
 	pdf.SetXY(10, y+65)
 	pdf.SetFont("Helvetica", "B", 11)
 	pdf.CellFormat(0, 7, "What this sheet is for", "", 1, "L", false, 0, "")
@@ -90,7 +91,7 @@ func RecoveryKit(w *Words, keys *Keys, vaultURL string, madeUnix int64) ([]byte,
 		"These words are the only key to your backed-up key share. Anyone who has them and reaches the vault can restore your share.",
 		"Keep this sheet somewhere safe and private, such as a locked drawer or a safe. Do not photograph it, scan it or store it online.",
 		"If you lose your phone: install the app on a new phone, choose Restore, and type the words in order. One wrong word is found and fixed for you.",
-		"If you used a passphrase, you need it too. It is not on this sheet.",
+		"If a passphrase was used (above), you need it too. It is not on this sheet.",
 		"If this sheet may have been seen by someone else, rotate your words in the app: it re-encrypts your backups under new words and removes the old vault.",
 	}, "\n\n"), "", "L", false)
 	var out bytes.Buffer
@@ -98,4 +99,22 @@ func RecoveryKit(w *Words, keys *Keys, vaultURL string, madeUnix int64) ([]byte,
 		return nil, err
 	}
 	return out.Bytes(), nil
+}
+
+// vaultBox writes, from the current x, the vault ID (64 hex digits: two lines of 32, which
+// fit beside the SeedQR), the vault's URL, and whether a passphrase was used.
+func vaultBox(pdf *fpdf.Fpdf, keys *Keys, vaultURL string) {
+	x := pdf.GetX()
+	id := keys.VaultID()
+	pass := "Passphrase used: [ ] yes  [x] no"
+	if keys.pass != "" {
+		pass = "Passphrase used: [x] yes  [ ] no (it is on no sheet)"
+	}
+	pdf.Ln(3)
+	for _, l := range []struct{ font, text string }{{"Helvetica", "Vault ID:"}, {"Courier", id[:32]}, {"Courier", id[32:]},
+		{"Helvetica", "Vault: " + vaultURL}, {"Helvetica", pass}} {
+		pdf.SetX(x)
+		pdf.SetFont(l.font, "", 10)
+		pdf.CellFormat(0, 5, l.text, "", 1, "L", false, 0, "")
+	}
 }

@@ -162,12 +162,13 @@ func ShareKit(share string, index, threshold, count int, keys *Keys, vaultURL st
 		pdf.Ln(8)
 	}
 	pdf.Ln(4)
+	vaultBox(pdf, keys, vaultURL)
+	pdf.Ln(4)
 	pdf.SetFont("Helvetica", "", 10)
 	pdf.MultiCell(0, 5, strings.Join([]string{
-		"Vault ID: " + keys.VaultID() + "   Vault: " + vaultURL,
 		fmt.Sprintf("This sheet alone restores nothing; any %d of the %d together restore everything. Keep each sheet in a different safe place, such as with different trusted people.", threshold, count),
 		"If you lose your phone: install the app, choose Restore, and type the shares one after another. One wrong word in a share is found and fixed for you.",
-		"If you used a passphrase, you need it too. It is on no sheet.",
+		"If a passphrase was used (above), you need it too. It is on no sheet.",
 	}, "\n\n"), "", "L", false)
 	var out bytes.Buffer
 	if err := pdf.Output(&out); err != nil {

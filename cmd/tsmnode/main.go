@@ -107,6 +107,8 @@ func load(path string) (*config, error) {
 		}
 	}
 	switch {
+	case path == "" && c.Database == "" && c.NodeKey == "":
+		return nil, errors.New("no configuration: give --config FILE (tsmnode init --dir DIR --count N writes one per node)")
 	case c.Database == "" || c.NodeKey == "":
 		return nil, errors.New("the configuration needs a database and a node_key file")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
@@ -170,6 +172,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fs := flag.NewFlagSet("tsmnode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: tsmnode --config FILE [--print-id]
+       tsmnode init --dir DIR --count N   (a node key and a configuration for each of N nodes)
+
+The configuration is JSON (docs/operations.md, "TSM nodes"); TSMNODE_CONFIG names it, and
+TSMNODE_LISTEN, TSMNODE_DATABASE, TSMNODE_NODE_KEY, TSMNODE_TLS_CERT, TSMNODE_TLS_KEY,
+TSMNODE_METRICS_LISTEN and TSMNODE_PEERS set its fields.
+
+`)
+		fs.PrintDefaults()
+	}
 	path := fs.String("config", os.Getenv("TSMNODE_CONFIG"), "configuration file (JSON)")
 	printID := fs.Bool("print-id", false, "print this node's ID and exit")
 	if err := fs.Parse(args); err != nil {

@@ -67,6 +67,10 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("vault", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: vault [flags]\n\nEvery flag can also be set as a variable: --max-body as VAULT_MAX_BODY, and so on\n(the flag wins). docs/operations.md says what each limit does.\n\n")
+		fs.PrintDefaults()
+	}
 	str := func(p *string, name, def, usage string) { fs.StringVar(p, name, env(name, def), usage) }
 	str(&o.listen, "listen", "localhost:8080", "address to listen on")
 	str(&o.store, "store", "./vault-data", "a directory (or pebble://DIR, file://DIR) for the embedded store, or s3://bucket/prefix?endpoint=URL&region=R&path_style=true")
