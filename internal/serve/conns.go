@@ -53,7 +53,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		ip := addrOf(c.RemoteAddr())
 		if l.admit(ip) {
-			return &conn{Conn: c, l: l, ip: ip}, nil
+			return &conn{Conn: c, l: l, ip: ip, key: client(ip)}, nil
 		}
 		c.Close()
 	}
@@ -67,27 +67,38 @@ func addrOf(a net.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
+// client is what connections are counted by: an IPv4 address, or an IPv6 address's /64
+// (which one holder commonly has whole), as the vault's other per-address limits.
+func client(ip netip.Addr) netip.Addr {
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
 func (l *Listener) exempt(ip netip.Addr) bool { return l.lim.Exempt != nil && l.lim.Exempt(ip) }
 
 func (l *Listener) admit(ip netip.Addr) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.lim.Total > 0 && l.total >= l.lim.Total || l.lim.PerIP > 0 && !l.exempt(ip) && l.perIP[ip] >= l.lim.PerIP {
+	key := client(ip)
+	if l.lim.Total > 0 && l.total >= l.lim.Total || l.lim.PerIP > 0 && !l.exempt(ip) && l.perIP[key] >= l.lim.PerIP {
 		l.refusedN++
 		return false
 	}
 	l.total++
-	l.perIP[ip]++
+	l.perIP[key]++
 	l.openN = int64(l.total)
 	return true
 }
 
-func (l *Listener) release(ip netip.Addr) {
+func (l *Listener) release(key netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
-	if l.perIP[ip]--; l.perIP[ip] <= 0 {
-		delete(l.perIP, ip)
+	if l.perIP[key]--; l.perIP[key] <= 0 {
+		delete(l.perIP, key)
 	}
 	l.openN = int64(l.total)
 }
@@ -104,7 +115,7 @@ func (l *Listener) Counts() (open, refused int64) {
 func (l *Listener) crowded(ip netip.Addr) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.lim.Total > 0 && 4*l.total > 3*l.lim.Total || l.lim.PerIP > 0 && !l.exempt(ip) && 2*l.perIP[ip] > l.lim.PerIP
+	return l.lim.Total > 0 && 4*l.total > 3*l.lim.Total || l.lim.PerIP > 0 && !l.exempt(ip) && 2*l.perIP[client(ip)] > l.lim.PerIP
 }
 
 type connKey struct{}
@@ -121,24 +132,37 @@ func (l *Listener) ConnContext(ctx context.Context, c net.Conn) context.Context 
 }
 
 // conn counts itself out of its Listener when closed, once. A connection closed after a
-// refusal (CloseAfter) first sends its FIN and waits lingerDelay before it is closed, so
-// that a client still sending a body reads the answer before the reset that unread bytes
-// cause (as net/http does when a body is over its limit).
+// refusal (CloseAfter, Linger) first sends its FIN and waits lingerDelay before it is
+// closed, so that a client still sending a body (or requests it pipelined) reads the
+// answer before the reset that unread bytes cause, as net/http itself does when a body is
+// over its limit (with CloseWrite, which conn passes on; it then closes at once).
 type conn struct {
 	net.Conn
-	l       *Listener
-	ip      netip.Addr
-	once    sync.Once
-	mu      sync.Mutex
-	linger  bool
-	closing bool
+	l         *Listener
+	ip, key   netip.Addr // the address, and what it is counted by
+	once      sync.Once
+	mu        sync.Mutex
+	linger    bool
+	closing   bool
+	halfClose bool // CloseWrite was called: whoever called it waited already
+}
+
+// CloseWrite sends the connection's FIN (net/http calls it before it waits and closes).
+func (c *conn) CloseWrite() error {
+	c.mu.Lock()
+	c.halfClose = true
+	c.mu.Unlock()
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.CloseWrite()
+	}
+	return nil
 }
 
 const lingerDelay = 500 * time.Millisecond
 
 func (c *conn) Close() error {
 	c.mu.Lock()
-	linger, closing := c.linger, c.closing
+	linger, closing := c.linger && !c.halfClose, c.closing
 	c.closing = true
 	c.mu.Unlock()
 	if closing {
@@ -156,7 +180,7 @@ func (c *conn) close() error {
 	var err error
 	c.once.Do(func() {
 		err = c.Conn.Close()
-		c.l.release(c.ip)
+		c.l.release(c.key)
 	})
 	return err
 }
@@ -174,6 +198,16 @@ func Crowded(r *http.Request) bool {
 	return c != nil && c.l.crowded(c.ip)
 }
 
+// Linger makes r's connection, once net/http closes it (after an answer with Connection:
+// close), send its FIN first and close lingerDelay later (see conn).
+func Linger(r *http.Request) {
+	if c := connOf(r); c != nil {
+		c.mu.Lock()
+		c.linger = true
+		c.mu.Unlock()
+	}
+}
+
 // CloseAfter makes the answer to r close its connection without reading a further byte
 // of r's body: it sets Connection: close, which the caller must do before the answer's
 // header is written to take effect, and makes the connection's reads fail from now, so
@@ -181,10 +215,6 @@ func Crowded(r *http.Request) bool {
 // The answer is still written; the connection then lingers (see conn) and closes.
 func CloseAfter(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Connection", "close")
-	if c := connOf(r); c != nil {
-		c.mu.Lock()
-		c.linger = true
-		c.mu.Unlock()
-	}
+	Linger(r)
 	http.NewResponseController(w).SetReadDeadline(time.Now())
 }

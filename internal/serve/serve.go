@@ -62,14 +62,17 @@ func Metrics(addr string, g prometheus.Gatherer, c Config, log *slog.Logger) (st
 			http.Error(w, "too many scrapes", http.StatusTooManyRequests)
 			return
 		}
+		metrics.ServeHTTP(w, r)
+	})
+	noBody := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
 			CloseAfter(w, r)
 			http.Error(w, "a scrape has no body", http.StatusBadRequest)
 			return
 		}
-		metrics.ServeHTTP(w, r)
+		mux.ServeHTTP(w, r)
 	})
-	srv, ln, err := c.Listen(addr, mux, log)
+	srv, ln, err := c.Listen(addr, noBody, log)
 	if err != nil {
 		return nil, err
 	}

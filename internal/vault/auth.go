@@ -51,9 +51,8 @@ func (s *Server) authenticate(c *gin.Context) {
 		abort(c, newProblem(http.StatusUnauthorized, "unauthorized", "%v", err))
 		return
 	}
-	s.replays(c, sig.Created)
 	c.Set(ctxVault, vault)
-	c.Next()
+	s.replays(c, vault, sig.Created) // runs the rest of the chain
 }
 
 func abort(c *gin.Context, p *problem) {

@@ -26,6 +26,17 @@ func (s *Server) limitExists(c *gin.Context) { s.limit(c, s.existsLimit, clientK
 
 func (s *Server) exists(c *gin.Context) {
 	var q api.ExistsQuery
+	// The body and its decoded IDs come out of the memory budget, as an upload's do.
+	n := int64(api.MaxExistsBody + 1)
+	if l := c.Request.ContentLength; l >= 0 && l < n {
+		n = l
+	}
+	release, p := s.reserve(c, 2*n)
+	if p != nil {
+		c.Error(p)
+		return
+	}
+	defer release()
 	body, err := io.ReadAll(io.LimitReader(c.Request.Body, api.MaxExistsBody+1))
 	if err != nil || len(body) > api.MaxExistsBody {
 		c.Error(newProblem(http.StatusBadRequest, "bad-request", "the body is not {\"vault_ids\": [...]} of at most %d IDs in %d bytes", api.MaxExistsIDs, api.MaxExistsBody))

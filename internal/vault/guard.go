@@ -167,6 +167,14 @@ func (p *storeProbe) get(s *Server) probed {
 		written := s.pending.written // stored before the probe: in its figures
 		s.pending.mu.Unlock()
 		used, free, err := s.cfg.Capacity.Capacity(ctx)
+		if f, ok := s.cfg.Capacity.(flusher); ok && err == nil && s.cfg.StorageBudget > 0 && used >= s.cfg.StorageBudget {
+			// The embedded store's log holds what its memory holds until a flush, which only
+			// more writes would bring: flush, so that a log of writes already made does
+			// not keep every upload refused while the store is idle.
+			if f.Flush() == nil {
+				used, free, err = s.cfg.Capacity.Capacity(ctx)
+			}
+		}
 		if err == nil {
 			s.pending.mu.Lock()
 			s.pending.written -= written
@@ -193,6 +201,9 @@ func (p *storeProbe) failed(err error) {
 	p.mu.Unlock()
 }
 
+// flusher is a store that can write what it holds in memory to its files (pebblestore).
+type flusher interface{ Flush() error }
+
 // storeBytes counts what the store is taking that its last probe may not have seen:
 // uploads admitted and in flight, and those stored since the probe began.
 type storeBytes struct {
@@ -200,11 +211,8 @@ type storeBytes struct {
 	inflight, written int64
 }
 
-// manifestCharge is what an upload is charged beside its envelope: the manifest it
-// rewrites (the version's entry; the old manifest is garbage until a compaction).
-const manifestCharge = 4 << 10
-
-// takeStorage admits an upload of n bytes against the store's budget and free space
+// takeStorage admits an upload of n bytes (its envelope, and the manifest it rewrites:
+// the old one is garbage until a compaction) against the store's budget and free space
 // (when Config.Capacity can say): the last probe's figures and the bytes it has not seen,
 // this upload's included, must stay within them. It says why not ("budget" or "disk"),
 // or returns what the upload calls when it is answered, saying whether it stored.

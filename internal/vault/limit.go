@@ -89,11 +89,13 @@ func (s *Server) limit(c *gin.Context, l *limiter, key string) {
 func (s *Server) limitIP(c *gin.Context) { s.limit(c, s.ipLimit, clientKey(c)) }
 
 // limitVault limits an authenticated vault, so nobody else can use up its budget.
-// A repeat of a signature already charged is not charged again (replay.go).
+// A repeat of a signature already charged goes to the vault's repeat bucket instead
+// (replay.go): it cannot spend the owner's budget.
 func (s *Server) limitVault(c *gin.Context) {
+	v := c.MustGet(ctxVault).(recovery.VaultID).String()
 	if c.GetBool(ctxRepeat) {
-		c.Next()
+		s.limit(c, s.repeatLimit, v)
 		return
 	}
-	s.limit(c, s.vaultLimit, c.MustGet(ctxVault).(recovery.VaultID).String())
+	s.limit(c, s.vaultLimit, v)
 }

@@ -85,6 +85,19 @@ func (m *manifest) inlineBytes() int {
 	return n
 }
 
+// encodedSize bounds the bytes m takes once encoded: an entry's fields (about 200 bytes
+// of JSON) and its inline envelope in base64, per version; 100 per key and 64 for the rest.
+func (m *manifest) encodedSize() int64 {
+	n := int64(64)
+	for id, k := range m.Keys {
+		n += 100 + int64(len(id))
+		for _, v := range k.Versions {
+			n += 200 + int64(len(v.Data)+2)/3*4
+		}
+	}
+	return n
+}
+
 // blobOf returns the name of v's blob, or "" for an envelope held inline.
 func blobOf(vault recovery.VaultID, key string, v *version) string {
 	if v.Data != nil {
@@ -357,7 +370,13 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 			return nil, err
 		}
 		if stored == nil {
-			done, why := s.takeStorage(int64(len(env)) + manifestCharge)
+			// The envelope, and the manifest rewritten whole with it (holding it in base64
+			// if it is small enough to be inline).
+			charge := int64(len(env)) + m.encodedSize() + 200
+			if len(env) <= s.cfg.InlineMax {
+				charge += int64(len(env)+2) / 3 * 4
+			}
+			done, why := s.takeStorage(charge)
 			if why != "" {
 				if exists {
 					s.metrics.refused.WithLabelValues("storage-" + why).Inc()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/blobstore"
+	"github.com/sharevault/sharevault/internal/serve"
 )
 
 // problem is an error a client may see: an RFC 9457 problem (docs/api.md, "Errors").
@@ -52,6 +53,9 @@ func (s *Server) problems(c *gin.Context) {
 	var p *problem
 	switch {
 	case errors.As(err, &p):
+	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
+		s.log.Info("client went away", "request_id", c.GetString(ctxRequestID))
+		return // nobody to answer
 	case errors.Is(err, blobstore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		s.log.Warn("store unavailable", "request_id", c.GetString(ctxRequestID), "error", err)
 		s.probe.failed(err)
@@ -65,6 +69,7 @@ func (s *Server) problems(c *gin.Context) {
 	}
 	if p.status == http.StatusTooManyRequests || p.status == http.StatusServiceUnavailable {
 		c.Header("Connection", "close") // a client told to wait holds no connection meanwhile
+		serve.Linger(c.Request)         // and reads this answer before requests it pipelined are reset
 	}
 	if c.Writer.Written() {
 		return // a streamed body failed half way: nothing more can be said

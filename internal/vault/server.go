@@ -104,6 +104,7 @@ type Server struct {
 	log         *slog.Logger
 	ipLimit     *limiter
 	vaultLimit  *limiter
+	repeatLimit *limiter // repeats of signatures already charged, per vault (replay.go)
 	createLimit *limiter
 	existsLimit *limiter // batch existence queries per client address
 	inflight    *inflight
@@ -145,10 +146,13 @@ func NewServer(store blobstore.Store, cfg Config) (*Server, error) {
 	}
 	s := &Server{store: store, cfg: cfg, log: cfg.Logger, metrics: m,
 		ipLimit: newLimiter(cfg.RateIP, cfg.BurstIP), vaultLimit: newLimiter(cfg.RateVault, cfg.BurstVault),
+		repeatLimit: newLimiter(repeatFactor*cfg.RateVault, repeatFactor*cfg.BurstVault),
 		createLimit: newLimiter(cfg.NewVaultsIP/3600, int(math.Ceil(cfg.NewVaultsIP))),
 		existsLimit: newLimiter(1, 10),
 		inflight:    &inflight{n: map[string]int{}}, bodies: &budget{max: cfg.MemoryBudget}, addrBytes: &inflight{n: map[string]int{}}}
 	s.locks.m = map[recovery.VaultID]*vaultLock{}
+	// A vault's new signatures in a window are no more than its limit lets in then.
+	s.seen.perVault = int(min(float64(cfg.BurstVault)+cfg.RateVault*(cfg.Skew+cfg.FutureSkew+time.Second).Seconds(), maxSeen))
 	m.budget.Set(float64(cfg.StorageBudget))
 
 	gin.SetMode(gin.ReleaseMode)
@@ -204,7 +208,9 @@ func (s *Server) deadline(c *gin.Context) {
 // connection without reading another byte (serve.CloseAfter), instead of net/http reading
 // up to 256 KiB of it first. A request with a Transfer-Encoding closes it too (RFC 9112
 // §6.1: with a Content-Length beside, it must), and so does one whose address holds more
-// than its share of connections (serve.Crowded).
+// than its share of connections (serve.Crowded). A body on a request that takes none (any
+// but PUT and POST) is refused here, before a handler's answer could go out ahead of the
+// refusal's Connection: close.
 func (s *Server) bound(c *gin.Context) {
 	r := c.Request
 	c.Request = r.WithContext(r.Context())
@@ -212,8 +218,14 @@ func (s *Server) bound(c *gin.Context) {
 	if len(r.TransferEncoding) > 0 || serve.Crowded(r) {
 		c.Header("Connection", "close")
 	}
-	c.Next()
-	if (r.ContentLength != 0 || len(r.TransferEncoding) > 0) && !c.GetBool(ctxBodyRead) {
+	hasBody := r.ContentLength != 0 || len(r.TransferEncoding) > 0
+	if hasBody && r.Method != http.MethodPut && r.Method != http.MethodPost {
+		// Refused before any handler can answer (and so write its header) first.
+		abort(c, newProblem(http.StatusBadRequest, "bad-request", "a %s request has no body", r.Method))
+	} else {
+		c.Next()
+	}
+	if hasBody && !c.GetBool(ctxBodyRead) {
 		serve.CloseAfter(c.Writer, r)
 	}
 }

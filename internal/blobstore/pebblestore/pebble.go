@@ -282,4 +282,8 @@ func (s *Store) Capacity(ctx context.Context) (used, free int64, err error) {
 	return used, int64(st.Bavail) * st.Bsize, nil
 }
 
+// Flush writes what Pebble holds in memory to its tables, so that its write-ahead log
+// of those writes can go (the vault does so when the store looks full).
+func (s *Store) Flush() error { return s.db.Flush() }
+
 func (s *Store) Close() error { return s.db.Close() }
