@@ -83,7 +83,10 @@ func (s *Server) putVersion(c *gin.Context) {
 	}
 	sum := sha256.Sum256(body)
 	v := version{Seq: h.Sequence, Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]), Created: time.Now().UTC().Truncate(time.Second)}
-	if err := s.upload(c.Request.Context(), vault, key, body, v, pre, clientPrefix(c, 48)); err != nil {
+	var found bool
+	err = s.upload(c.Request.Context(), vault, key, body, v, pre, clientPrefix(c, 48), &found)
+	c.Set(ctxVaultFound, found)
+	if err != nil {
 		c.Error(err)
 		return
 	}
@@ -107,11 +110,12 @@ func (s *Server) keyOf(c *gin.Context) (recovery.VaultID, string, *keyState, boo
 		return recovery.VaultID{}, "", nil, false
 	}
 	vault := vaultOf(c)
-	m, _, err := s.loadManifest(c.Request.Context(), vault)
+	m, etag, err := s.loadManifest(c.Request.Context(), vault)
 	if err != nil {
 		c.Error(err)
 		return vault, key, nil, false
 	}
+	c.Set(ctxVaultFound, etag != "")
 	k := m.Keys[key]
 	if !k.live() {
 		c.Error(errNotFound)
@@ -179,6 +183,7 @@ func (s *Server) listKeys(c *gin.Context) {
 		c.Error(err)
 		return
 	}
+	c.Set(ctxVaultFound, etag != "")
 	if etag == "" || m.liveKeys() == 0 { // a vault whose every version was deleted is absent
 		c.Error(errNotFound)
 		return
@@ -219,7 +224,10 @@ func (s *Server) deleteVersion(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := s.remove(c.Request.Context(), vaultOf(c), key, seq); err != nil {
+	var found bool
+	err := s.remove(c.Request.Context(), vaultOf(c), key, seq, &found)
+	c.Set(ctxVaultFound, found)
+	if err != nil {
 		c.Error(err)
 		return
 	}

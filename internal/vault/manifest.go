@@ -356,7 +356,8 @@ func (s *Server) deleteBlobs(ctx context.Context, names []string) {
 // A blob written under an older gen than the manifest the upload commits to may have been
 // swept (a sweep ran between the upload's blob and its commit, and did not see it named):
 // the upload writes its blob again, under the new gen, before it names it.
-func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string, env []byte, v version, pre precondition, client string) error {
+// found is set when the vault exists, or the upload made it.
+func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string, env []byte, v version, pre precondition, client string, found *bool) error {
 	var (
 		blob                       string // the name's last part of the blob written, if any
 		gen                        uint64 // the gen it was written under
@@ -365,6 +366,7 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 	)
 
 	err := s.changeManifest(ctx, vault, func(m *manifest, exists bool) ([]string, error) {
+		*found = exists
 		dropped, err := s.checkUpload(m, key, v, pre)
 		if err != nil {
 			return nil, err
@@ -428,6 +430,7 @@ func (s *Server) upload(ctx context.Context, vault recovery.VaultID, key string,
 	if stored != nil {
 		stored(err == nil)
 	}
+	*found = *found || err == nil
 	if err == nil && created {
 		s.metrics.vaultsCreated.Inc()
 	}
@@ -459,8 +462,9 @@ func (s *Server) putBlob(ctx context.Context, name string, env []byte) error {
 
 // remove deletes version seq of key from the manifest, then its blob. A key whose last
 // version goes becomes a tombstone.
-func (s *Server) remove(ctx context.Context, vault recovery.VaultID, key string, seq uint64) error {
-	return s.changeManifest(ctx, vault, func(m *manifest, _ bool) ([]string, error) {
+func (s *Server) remove(ctx context.Context, vault recovery.VaultID, key string, seq uint64, found *bool) error {
+	return s.changeManifest(ctx, vault, func(m *manifest, exists bool) ([]string, error) {
+		*found = exists
 		k := m.Keys[key]
 		if !k.live() {
 			return nil, errNotFound

@@ -3,8 +3,6 @@ package vault
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
-	"net/http"
 	"sync"
 	"time"
 
@@ -22,133 +20,143 @@ import (
 // rate), which bounds what they cost the store, and to the address they come from.
 //
 // The signatures are remembered per vault, and only those of requests that found their
-// vault (not 404) and were not refused: a vault's entries are no more than its rate limit
-// lets in within a window. Past maxSeen in all, entries go from the vault that has the
-// most, so one cannot push another vault's signatures out with signatures of its own
-// vaults unless each of those holds fewer than the victim's.
+// vault: a signature is marked when its request arrives (so copies that arrive while it is
+// served are repeats) and forgotten after it if the vault does not exist. A vault holds no
+// more than its rate limit lets in within a window. Past maxSeen in all, a vault that holds
+// seenFloor or more gets no new ones (their replays are then charged as new), but one that
+// holds fewer always does: others' signatures, from vaults of their own, never push a
+// vault's out, and a phone's few requests in a window are always remembered. Entries leave
+// in the order they came, when their window ends.
 
-// maxSeen bounds the signatures remembered in all (about 65 bytes each: 8.5 MB).
-const maxSeen = 1 << 17
+// maxSeen is the bound past which only vaults under seenFloor get new signatures, and
+// hardMaxSeen the bound past which none do (what the set may cost: about 117 bytes a
+// signature when vaults hold many: 8 MB; about 220 when each holds one: 29 MB at most).
+const (
+	maxSeen     = 1 << 16
+	hardMaxSeen = 1 << 17
+)
+
+// seenFloor is what every vault may hold until the set is at hardMaxSeen.
+const seenFloor = 64
 
 // repeatFactor is how many times the vault's rate (and burst) its repeats may use.
 const repeatFactor = 10
 
-// sigHash is a signature's key in the set: 64 bits of its SHA-256. A collision makes a new
-// request pass as a repeat, which only spares the vault a token.
-func sigHash(sig string) uint64 {
-	h := sha256.Sum256([]byte(sig))
-	return binary.BigEndian.Uint64(h[:8])
+// sigHash is a signature's key in the set: 64 bits of the SHA-256 of the vault and the
+// signature. A collision makes a new request pass as a repeat, which only spares the vault
+// a token.
+func sigHash(vault recovery.VaultID, sig string) uint64 {
+	h := sha256.New()
+	h.Write(vault[:])
+	h.Write([]byte(sig))
+	return binary.BigEndian.Uint64(h.Sum(nil)[:8])
 }
 
+type seenEntry struct {
+	key     uint64
+	seq     uint64 // which marking of key this is
+	expires int64  // unix nanoseconds
+	count   *int32 // its vault's
+	vault   recovery.VaultID
+}
+
+type seenVal struct{ expires, seq int64 }
+
+// seen is the set: expiry by key, the entries in the order they came, and each vault's count.
 type seen struct {
 	mu       sync.Mutex
-	parts    map[recovery.VaultID]*seenPart
+	exp      map[uint64]seenVal
+	order    []seenEntry
+	seq      int64
+	count    map[recovery.VaultID]*int32
 	total    int
 	perVault int // what a vault's rate limit lets in within a window
 }
 
-// seenPart is one vault's signatures: expiry by hash, and the hashes oldest first.
-type seenPart struct {
-	exp   map[uint64]int64 // unix nanoseconds
-	order []uint64
-}
-
-// repeated reports whether sig was seen for vault within its window.
-func (s *seen) repeated(vault recovery.VaultID, sig uint64, now time.Time) bool {
+// mark reports whether sig (its sigHash) was seen for vault within its window and, if not,
+// remembers it until expires (if there is room for it).
+func (s *seen) mark(vault recovery.VaultID, key uint64, expires, now time.Time) (repeat bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.parts[vault]
-	if p == nil {
+	if s.exp == nil {
+		s.exp, s.count = map[uint64]seenVal{}, map[recovery.VaultID]*int32{}
+	}
+	for len(s.order) > 0 && s.order[0].expires <= now.UnixNano() { // expired, oldest first
+		s.forgetLocked(s.order[0])
+		s.order = s.order[1:]
+	}
+	if e, ok := s.exp[key]; ok && now.UnixNano() < e.expires {
+		return true
+	}
+	c := s.count[vault]
+	n := 0
+	if c != nil {
+		n = int(*c)
+	}
+	if n >= s.perVault || s.total >= hardMaxSeen || s.total >= maxSeen && n >= seenFloor {
 		return false
 	}
-	e, ok := p.exp[sig]
-	return ok && now.UnixNano() < e
+	if c == nil {
+		c = new(int32)
+		s.count[vault] = c
+	}
+	s.seq++
+	e := seenEntry{key, uint64(s.seq), expires.UnixNano(), c, vault}
+	s.exp[key] = seenVal{e.expires, s.seq}
+	s.order = append(s.order, e)
+	*c++
+	s.total++
+	return false
 }
 
-// record remembers sig for vault until expires.
-func (s *seen) record(vault recovery.VaultID, sig uint64, expires, now time.Time) {
+// forget drops a signature of vault (its request did not find the vault).
+func (s *seen) forget(vault recovery.VaultID, key uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.parts == nil {
-		s.parts = map[recovery.VaultID]*seenPart{}
+	if e, ok := s.exp[key]; ok {
+		s.forgetLocked(seenEntry{key, uint64(e.seq), e.expires, s.count[vault], vault})
 	}
-	p := s.parts[vault]
-	if p == nil {
-		p = &seenPart{exp: map[uint64]int64{}}
-		s.parts[vault] = p
-	}
-	if _, ok := p.exp[sig]; ok {
+}
+
+// forgetLocked drops e if it is still the set's marking of its key (an entry forgotten
+// early stays in order until its time, and is skipped then, even if its key was marked
+// again since).
+func (s *seen) forgetLocked(e seenEntry) {
+	if x, ok := s.exp[e.key]; !ok || x.seq != int64(e.seq) || e.count == nil {
 		return
 	}
-	for len(p.order) > 0 && (len(p.order) >= s.perVault || p.exp[p.order[0]] <= now.UnixNano()) {
-		s.drop(p, 1)
+	delete(s.exp, e.key)
+	if *e.count--; *e.count <= 0 {
+		delete(s.count, e.vault)
 	}
-	if s.total >= maxSeen {
-		s.evict(now)
-	}
-	p.exp[sig] = expires.UnixNano()
-	p.order = append(p.order, sig)
-	s.total++
-}
-
-// drop forgets p's n oldest signatures.
-func (s *seen) drop(p *seenPart, n int) {
-	for _, h := range p.order[:n] {
-		delete(p.exp, h)
-	}
-	p.order = p.order[n:]
-	s.total -= n
-}
-
-// evict makes room: expired entries first, then an eighth of the largest vault's.
-func (s *seen) evict(now time.Time) {
-	var largest *seenPart
-	for v, p := range s.parts {
-		for len(p.order) > 0 && p.exp[p.order[0]] <= now.UnixNano() {
-			s.drop(p, 1)
+	s.total--
+	if len(s.order) > 2*s.total+1024 { // mostly forgotten entries: keep the live ones
+		live := make([]seenEntry, 0, 2*s.total)
+		for _, o := range s.order {
+			if x, ok := s.exp[o.key]; ok && x.seq == int64(o.seq) {
+				live = append(live, o)
+			}
 		}
-		if len(p.order) == 0 {
-			delete(s.parts, v)
-			continue
-		}
-		if largest == nil || len(p.order) > len(largest.order) {
-			largest = p
-		}
-	}
-	if s.total >= maxSeen && largest != nil {
-		s.drop(largest, max(1, len(largest.order)/8))
+		s.order = live
 	}
 }
 
 const (
-	ctxRepeat = "sharevault.repeat"
+	ctxRepeat     = "sharevault.repeat"
+	ctxVaultFound = "sharevault.vault_found" // a handler found the vault's manifest (or made it)
 )
 
-// replays marks an authenticated request whose signature was seen (limitVault charges it
-// to the vault's repeat bucket), serves it, and then remembers a new signature whose
-// request found its vault and was not refused by a limit.
+// replays marks an authenticated request's signature: a repeat goes to the vault's repeat
+// bucket (limitVault); a new one is remembered unless its request did not find its vault.
 func (s *Server) replays(c *gin.Context, vault recovery.VaultID, created time.Time) {
-	h := sigHash(c.Request.Header.Get("Signature"))
-	repeat := s.seen.repeated(vault, h, time.Now())
+	h := sigHash(vault, c.Request.Header.Get("Signature"))
+	repeat := s.seen.mark(vault, h, created.Add(s.cfg.Skew+time.Second), time.Now())
 	if repeat {
 		s.metrics.repeats.Inc()
 	}
 	c.Set(ctxRepeat, repeat)
 	c.Next()
-	if !repeat && recordable(c) {
-		s.seen.record(vault, h, created.Add(s.cfg.Skew+time.Second), time.Now())
+	if !repeat && !c.GetBool(ctxVaultFound) {
+		s.seen.forget(vault, h)
 	}
-}
-
-// recordable: the request found its vault and no limit refused it (its answer, which the
-// problems middleware writes later, is not 404, 429 or 503).
-func recordable(c *gin.Context) bool {
-	if len(c.Errors) == 0 {
-		return true
-	}
-	var p *problem
-	if !errors.As(c.Errors.Last().Err, &p) {
-		return false
-	}
-	return p.status != http.StatusNotFound && p.status != http.StatusTooManyRequests && p.status != http.StatusServiceUnavailable
 }
