@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -48,9 +49,9 @@ var commands = []struct{ name, args, about string }{
 	{"list", "[--passphrase-file F | --no-passphrase]", "the vault's keys"},
 	{"export", "KEY [--qr F]", "the latest backup, armored, for an offline copy"},
 	{"import", "FILE [--passphrase-file F | --no-passphrase]", "restore from an armored backup"},
-	{"sign", "KEY MESSAGE", "sign MESSAGE's UTF-8 bytes, as given (no hash or\nprefix: Ed25519 hashes them itself), across the\nphone and the server nodes (EdDSA keys)"},
+	{"sign", "KEY [--] MESSAGE", "sign MESSAGE's UTF-8 bytes, as given (no hash or\nprefix: Ed25519 hashes them itself), across the\nphone and the server nodes (EdDSA keys)"},
 	{"reshare", "KEY", "refresh every node's share of KEY and back the new\none up (the old backups are deleted: stale)"},
-	{"rotate", "[--words N] [--yes] [--kit F] [--passphrase-file F | --no-passphrase]", "new words for every key; then delete the old vault"},
+	{"rotate", "[--words N] [--no-quiz] [--yes] [--kit F] [--passphrase-file F | --no-passphrase]", "new words for every key (quizzed, unless --no-quiz);\nthen delete the old vault (without asking: --yes)"},
 	{"forget", "", "delete the keys kept in DIR/keys.json"},
 }
 
@@ -160,6 +161,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, usageText())
 			return nil
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sharevault: usage: %v\n", err)
+		} else {
+			fmt.Fprintln(stderr, "sharevault: usage: no command")
 		}
 		fmt.Fprintln(stderr, usageText())
 		return errUsage
@@ -340,6 +346,9 @@ func (a *app) typedKeys(nodes bool) (*client.Keys, error) {
 	if err := a.reachable(nodes); err != nil {
 		return nil, err
 	}
+	if err := a.resolvePassphrase(false); err != nil {
+		return nil, err
+	}
 	typed, err := a.readWords()
 	if err != nil {
 		return nil, err
@@ -403,18 +412,69 @@ func (a *app) readShares(first string) (string, error) {
 // words are, and written only once the backup that uses the words is in the vault.
 type paper struct {
 	path, what string
+	f          *os.File // made before the words, empty until written
 	data       []byte
 }
 
 type papers []paper
 
-// write writes the files (0600: they hold words) and tells the user what to do with each.
-func (ps papers) write(a *app) error {
+// reservePapers makes the files asked for before any word is made: new files only (an
+// existing one, perhaps readable by others, is refused), 0600, empty until written. With
+// shares, the kit is one file per share (kit-1.pdf, ...).
+func reservePapers(kit, png, shares string, count int) (papers, error) {
+	var out papers
+	add := func(path, what string) error {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			out.abandon()
+			return fmt.Errorf("%w (no words were made)", err)
+		}
+		out = append(out, paper{path: path, what: what, f: f})
+		return nil
+	}
+	switch {
+	case kit != "" && shares != "":
+		for i := 1; i <= count; i++ {
+			if err := add(strings.TrimSuffix(kit, filepath.Ext(kit))+fmt.Sprintf("-%d", i)+filepath.Ext(kit), fmt.Sprint("recovery kit for share ", i)); err != nil {
+				return nil, err
+			}
+		}
+	case kit != "":
+		if err := add(kit, "recovery kit"); err != nil {
+			return nil, err
+		}
+	}
+	if png != "" {
+		if err := add(png, "SeedQR image"); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// abandon removes the files not written (the words they were for are not used).
+func (ps papers) abandon() {
 	for _, p := range ps {
-		err := os.WriteFile(p.path, p.data, 0o600)
+		if p.f != nil {
+			p.f.Close()
+			os.Remove(p.path)
+		}
+		clear(p.data)
+	}
+}
+
+// write writes the files and tells the user what to do with each.
+func (ps papers) write(a *app) error {
+	for i := range ps {
+		p := &ps[i]
+		_, err := p.f.Write(p.data)
+		if cerr := p.f.Close(); err == nil {
+			err = cerr
+		}
+		p.f = nil
 		clear(p.data)
 		if err != nil {
-			return err
+			return fmt.Errorf("the %s was not written to %s (%v)", p.what, p.path, err)
 		}
 		a.Step(p.what + " written to " + p.path + ": print it, then delete the file")
 	}
@@ -423,7 +483,7 @@ func (ps papers) write(a *app) error {
 
 // newShares makes fresh words, shows them as count shares of which threshold restore them
 // (never the words themselves), quizzes each, and returns the keys and a kit per share.
-func (a *app) newShares(words, threshold, count int, quiz bool, kit string) (*client.Keys, papers, error) {
+func (a *app) newShares(words, threshold, count int, quiz bool, out papers) (*client.Keys, papers, error) {
 	if words != 12 && words != 24 {
 		return nil, nil, errors.New("--shares needs --words 12 or 24")
 	}
@@ -454,23 +514,19 @@ func (a *app) newShares(words, threshold, count int, quiz bool, kit string) (*cl
 			}
 		}
 	}
-	var out papers
-	if kit != "" {
-		for i, s := range shares {
-			pdf, err := client.ShareKit(s, i+1, threshold, count, k, a.vaultURL, time.Now().Unix())
-			if err != nil {
-				return nil, nil, err
-			}
-			path := strings.TrimSuffix(kit, filepath.Ext(kit)) + fmt.Sprintf("-%d", i+1) + filepath.Ext(kit)
-			out = append(out, paper{path, fmt.Sprint("recovery kit for share ", i+1), pdf})
+	for i := range out { // a kit per share, in order
+		pdf, err := client.ShareKit(shares[i], i+1, threshold, count, k, a.vaultURL, time.Now().Unix())
+		if err != nil {
+			return nil, nil, err
 		}
+		out[i].data = pdf
 	}
 	return k, out, nil
 }
 
 // newWords shows fresh words, quizzes the user (who may look again after a wrong answer)
 // and returns their keys, and the kit and SeedQR image asked for.
-func (a *app) newWords(count int, quiz bool, png, kit string) (*client.Keys, papers, error) {
+func (a *app) newWords(count int, quiz bool, out papers) (*client.Keys, papers, error) {
 	w, err := client.NewWords(count)
 	if err != nil {
 		return nil, nil, err
@@ -492,20 +548,16 @@ func (a *app) newWords(count int, quiz bool, png, kit string) (*client.Keys, pap
 			return nil, nil, err
 		}
 	}
-	var out papers
-	if png != "" {
-		img, err := client.QRPNG(w.SeedQR(), 512)
+	for i := range out {
+		var err error
+		if out[i].what == "SeedQR image" {
+			out[i].data, err = client.QRPNG(w.SeedQR(), 512)
+		} else {
+			out[i].data, err = client.RecoveryKit(w, k, a.vaultURL, time.Now().Unix())
+		}
 		if err != nil {
 			return nil, nil, err
 		}
-		out = append(out, paper{png, "SeedQR image", img})
-	}
-	if kit != "" {
-		pdf, err := client.RecoveryKit(w, k, a.vaultURL, time.Now().Unix())
-		if err != nil {
-			return nil, nil, err
-		}
-		out = append(out, paper{kit, "recovery kit", pdf})
 	}
 	return k, out, nil
 }
@@ -531,6 +583,12 @@ func (a *app) keygen(args []string) error {
 	n := len(a.nodes) + 1
 	if threshold == 0 {
 		threshold = n - 1
+	}
+	if scheme != "eddsa" && scheme != "ecdsa" {
+		return usageError("--scheme is eddsa or ecdsa")
+	}
+	if n > 1 && (threshold < 1 || threshold >= n) {
+		return usageError("--threshold %d: want 1..%d, so that any T+1 of the %d parties sign", threshold, n-1, n)
 	}
 	id, err := p.KeyGenThreshold(scheme, desc, threshold)
 	if err != nil {
@@ -561,11 +619,21 @@ func (a *app) backup(args []string) error {
 	if len(pos) != 1 {
 		return usageError("backup needs one KEY")
 	}
+	if words != 12 && words != 24 {
+		return usageError("--words is 12 or 24")
+	}
 	var threshold, count int
 	if shares != "" {
-		if n, _ := fmt.Sscanf(shares, "%dof%d", &threshold, &count); n != 2 || png != "" {
-			return usageError("--shares TofN, such as 2of3 (and no --png: a SeedQR holds whole words)")
+		if n, _ := fmt.Sscanf(shares, "%dof%d", &threshold, &count); n != 2 || png != "" || threshold < 2 || threshold > count || count > 16 {
+			return usageError("--shares TofN, such as 2of3: 2 to 16 shares, any T of them (at least 2) restore (and no --png: a SeedQR holds whole words)")
 		}
+	}
+	kept, err := a.storedKeys()
+	if err != nil {
+		return err
+	}
+	if kept != nil && (kit != "" || png != "") {
+		return usageError("this phone already has its words, and they are on no screen again: --kit and --png go with new words (rotate to make new ones)")
 	}
 	p, err := a.phone()
 	if err != nil {
@@ -575,10 +643,7 @@ func (a *app) backup(args []string) error {
 	if _, err := p.Key(pos[0]); err != nil { // before any words are made or shown
 		return fmt.Errorf("key %s: %w", pos[0], err)
 	}
-	k, err := a.storedKeys()
-	if err != nil {
-		return err
-	}
+	k := kept
 	var out papers
 	switch {
 	case k != nil && shares != "":
@@ -587,10 +652,17 @@ func (a *app) backup(args []string) error {
 		if err := a.reachable(false); err != nil {
 			return err
 		}
+		if err := a.resolvePassphrase(true); err != nil {
+			return err
+		}
+		if out, err = reservePapers(kit, png, shares, count); err != nil {
+			return err
+		}
+		defer out.abandon() // unless written below
 		if shares != "" {
-			k, out, err = a.newShares(words, threshold, count, !noQuiz, kit)
+			k, out, err = a.newShares(words, threshold, count, !noQuiz, out)
 		} else {
-			k, out, err = a.newWords(words, !noQuiz, png, kit)
+			k, out, err = a.newWords(words, !noQuiz, out)
 		}
 		if err != nil {
 			return err
@@ -604,7 +676,7 @@ func (a *app) backup(args []string) error {
 		return err
 	}
 	if err := out.write(a); err != nil {
-		return err
+		a.Step("the backup is done, but " + err.Error() + ": make new words and a new kit with rotate")
 	}
 	a.result("backed up %s version %d (epoch %d) to vault %s", info.KeyID, info.Sequence, info.Epoch, k.VaultID())
 	return nil
@@ -726,8 +798,8 @@ func (a *app) importFile(args []string) error {
 }
 
 func (a *app) sign(args []string) error {
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
+	if i := slices.Index(args, "--"); i >= 0 && i <= 1 { // sign -- KEY MSG, sign KEY -- MSG
+		args = slices.Delete(slices.Clone(args), i, i+1)
 	}
 	if len(args) != 2 {
 		return usageError("sign needs a KEY and one MESSAGE (quote a message with spaces)")
@@ -763,10 +835,11 @@ func (a *app) reshare(args []string) error {
 }
 
 func (a *app) rotate(args []string) error {
-	words, yes, kit := 24, false, ""
+	words, yes, noQuiz, kit := 24, false, false, ""
 	pos, err := flags("rotate", args, func(fs *flag.FlagSet) {
 		fs.IntVar(&words, "words", words, "")
 		fs.BoolVar(&yes, "yes", false, "")
+		fs.BoolVar(&noQuiz, "no-quiz", false, "")
 		fs.StringVar(&kit, "kit", "", "")
 		a.passphraseFlags(fs)
 	})
@@ -776,17 +849,28 @@ func (a *app) rotate(args []string) error {
 	if len(pos) != 0 {
 		return usageError("rotate takes no arguments, only flags")
 	}
+	if words != 12 && words != 24 {
+		return usageError("--words is 12 or 24")
+	}
 	return a.withPhone(a.keys, func(p *client.Phone, old *client.Keys) error {
-		return a.rotateTo(p, old, words, yes, kit)
+		return a.rotateTo(p, old, words, yes, !noQuiz, kit)
 	})
 }
 
 // rotateTo moves every key of old to new words, then deletes the old vault once confirmed.
-func (a *app) rotateTo(p *client.Phone, old *client.Keys, words int, yes bool, kit string) error {
+func (a *app) rotateTo(p *client.Phone, old *client.Keys, words int, yes, quiz bool, kit string) error {
 	if err := a.reachable(false); err != nil {
 		return err
 	}
-	nk, out, err := a.newWords(words, !yes, "", kit)
+	if err := a.resolvePassphrase(true); err != nil {
+		return err
+	}
+	out, err := reservePapers(kit, "", "", 0)
+	if err != nil {
+		return err
+	}
+	defer out.abandon()
+	nk, out, err := a.newWords(words, quiz, out)
 	if err != nil {
 		return err
 	}
@@ -798,7 +882,7 @@ func (a *app) rotateTo(p *client.Phone, old *client.Keys, words int, yes bool, k
 		return err
 	}
 	if err := out.write(a); err != nil {
-		return err
+		a.Step("the rotation is done, but " + err.Error())
 	}
 	a.result("rotated %s to vault %s", plural(moved.Len(), "key"), nk.VaultID())
 	if !yes {

@@ -29,14 +29,16 @@ import (
 	"github.com/sharevault/sharevault/client"
 	"github.com/sharevault/sharevault/internal/envelope"
 	"github.com/sharevault/sharevault/internal/mnemonic"
+	"github.com/sharevault/sharevault/internal/slip39"
 )
 
 type ui struct {
 	in          *bufio.Reader
 	out, errOut io.Writer
 	interactive bool
-	passFile    string // --passphrase-file
-	noPass      bool   // --no-passphrase
+	passFile    string  // --passphrase-file
+	noPass      bool    // --no-passphrase
+	pass        *string // the passphrase, once resolvePassphrase has it
 }
 
 // passphraseFlags defines --passphrase-file and --no-passphrase on a command's flags.
@@ -111,6 +113,9 @@ func (u *ui) readWords() (string, error) {
 // Without a terminal and none of these, new words (confirm) are refused rather than sealed
 // without one; existing words are taken as without one (their backups say if they need one).
 func (u *ui) passphrase(confirm bool) (string, error) {
+	if u.pass != nil {
+		return *u.pass, nil
+	}
 	switch {
 	case u.noPass && u.passFile != "":
 		return "", usageError("--no-passphrase and --passphrase-file contradict each other")
@@ -135,19 +140,44 @@ func (u *ui) passphrase(confirm bool) (string, error) {
 		return "", nil
 	}
 	f := int(os.Stdin.Fd())
-	fmt.Fprint(u.errOut, "Passphrase (empty for none): ")
-	p, err := term.ReadPassword(f)
-	fmt.Fprintln(u.errOut)
-	if err != nil || !confirm || len(p) == 0 {
-		return string(p), err
+	for try := 1; ; try++ {
+		fmt.Fprint(u.errOut, "Passphrase (empty for none): ")
+		p, err := term.ReadPassword(f)
+		fmt.Fprintln(u.errOut)
+		if err != nil || !confirm || len(p) == 0 {
+			return string(p), err
+		}
+		fmt.Fprint(u.errOut, "Passphrase again: ")
+		q, err := term.ReadPassword(f)
+		fmt.Fprintln(u.errOut)
+		if err != nil {
+			return "", err
+		}
+		if string(p) == string(q) {
+			return string(p), nil
+		}
+		if try == quizTries {
+			return "", errors.New("the passphrases differ, three times: nothing was backed up")
+		}
+		fmt.Fprintln(u.errOut, "sharevault: the passphrases differ: type it again")
 	}
-	fmt.Fprint(u.errOut, "Passphrase again: ")
-	q, err := term.ReadPassword(f)
-	fmt.Fprintln(u.errOut)
-	if err == nil && string(p) != string(q) {
-		err = errors.New("the passphrases differ")
+}
+
+// resolvePassphrase takes the passphrase now from what needs no prompt (a file, the
+// environment, --no-passphrase), or fails now, before any word is made or asked for; a
+// prompt on a terminal still comes after the words.
+func (u *ui) resolvePassphrase(confirm bool) error {
+	if u.interactive && !u.noPass && u.passFile == "" {
+		if _, ok := os.LookupEnv("SHAREVAULT_PASSPHRASE"); !ok {
+			return nil
+		}
 	}
-	return string(p), err
+	p, err := u.passphrase(confirm)
+	if err != nil {
+		return err
+	}
+	u.pass = &p
+	return nil
 }
 
 // showWords is the one screen that shows the words: a numbered grid and the SeedQR.
@@ -292,7 +322,8 @@ func exitCode(err error) int {
 	case errors.Is(err, errUsage):
 		return 2
 	case errors.Is(err, client.ErrWrongWords), errors.Is(err, client.ErrCannotOpen), errors.Is(err, envelope.ErrDecrypt),
-		errors.Is(err, mnemonic.ErrChecksum), errors.As(err, &we), errors.As(err, &ce):
+		errors.Is(err, mnemonic.ErrChecksum), errors.As(err, &we), errors.As(err, &ce),
+		errors.Is(err, slip39.ErrInvalid), errors.Is(err, slip39.ErrChecksum), errors.Is(err, slip39.ErrMismatch):
 		return 3
 	case errors.Is(err, client.ErrUnreachable), errors.Is(err, client.ErrNodeDown), errors.Is(err, client.ErrBusy):
 		return 4
