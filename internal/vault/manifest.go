@@ -462,9 +462,14 @@ func (s *Server) putBlob(ctx context.Context, name string, env []byte) error {
 
 // remove deletes version seq of key from the manifest, then its blob. A key whose last
 // version goes becomes a tombstone.
+//
+// A delete is never refused for room (it makes room), but the manifest it rewrites is
+// counted as written, as an upload's is, until the store is probed again.
 func (s *Server) remove(ctx context.Context, vault recovery.VaultID, key string, seq uint64, found *bool) error {
-	return s.changeManifest(ctx, vault, func(m *manifest, exists bool) ([]string, error) {
+	var rewritten int64
+	err := s.changeManifest(ctx, vault, func(m *manifest, exists bool) ([]string, error) {
 		*found = exists
+		rewritten = m.encodedSize()
 		k := m.Keys[key]
 		if !k.live() {
 			return nil, errNotFound
@@ -484,6 +489,12 @@ func (s *Server) remove(ctx context.Context, vault recovery.VaultID, key string,
 		}
 		return []string{name}, nil
 	})
+	if err == nil {
+		s.pending.mu.Lock()
+		s.pending.written += rewritten
+		s.pending.mu.Unlock()
+	}
+	return err
 }
 
 // forgetOldTombstones keeps the QuotaKeys newest tombstones of m.
