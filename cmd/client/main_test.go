@@ -268,13 +268,7 @@ func ptyRun(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	defer master.Close()
 	defer slave.Close()
-	prog, err := exec.LookPath(args[1])
-	ts.Check(err)
-	cmd := exec.Command(prog, args[2:]...)
-	cmd.Dir = ts.MkAbs(".")
-	for _, k := range []string{"PATH", "HOME", "SHAREVAULT_HOME", "SHAREVAULT_VAULT", "SHAREVAULT_NODES", "SHAREVAULT_TEST_CHEAP_KDF"} {
-		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
-	}
+	cmd := scriptCommand(ts, args[1], args[2:])
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	ts.Check(cmd.Start())
@@ -403,13 +397,7 @@ func status(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	want, err := strconv.Atoi(args[0])
 	ts.Check(err)
-	prog, err := exec.LookPath(args[1])
-	ts.Check(err)
-	cmd := exec.Command(prog, args[2:]...)
-	cmd.Dir = ts.MkAbs(".")
-	for _, k := range []string{"PATH", "HOME", "SHAREVAULT_HOME", "SHAREVAULT_VAULT", "SHAREVAULT_NODES", "SHAREVAULT_TEST_CHEAP_KDF"} {
-		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
-	}
+	cmd := scriptCommand(ts, args[1], args[2:])
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
@@ -424,4 +412,17 @@ func status(ts *testscript.TestScript, neg bool, args []string) {
 	if code != want {
 		ts.Fatalf("%s %s: status %d, want %d; stderr:\n%s", args[1], strings.Join(args[2:], " "), code, want, errOut.String())
 	}
+}
+
+// scriptCommand is PROG (a program of the script's PATH) with args, in the script's work
+// directory, with the script's settings of the client's variables.
+func scriptCommand(ts *testscript.TestScript, prog string, args []string) *exec.Cmd {
+	path, err := exec.LookPath(prog)
+	ts.Check(err)
+	cmd := exec.Command(path, args...)
+	cmd.Dir = ts.MkAbs(".")
+	for _, k := range []string{"PATH", "HOME", "SHAREVAULT_HOME", "SHAREVAULT_VAULT", "SHAREVAULT_NODES", "SHAREVAULT_TEST_CHEAP_KDF"} {
+		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
+	}
+	return cmd
 }
