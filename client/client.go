@@ -97,19 +97,38 @@ func (p *Phone) Key(keyID string) (*KeyInfo, error) {
 // CheckNodes asks every TSM server node whether it answers (GET /readyz, unsigned): nil,
 // or ErrNodeDown naming the first that does not. Apps call it before asking for the words.
 func (p *Phone) CheckNodes() error {
-	hc := &http.Client{Timeout: 10 * time.Second}
 	for i, s := range p.servers {
-		if s.URL == "" {
-			continue // a node in this process (the package's tests)
+		if err := ready(s); err != nil {
+			return fmt.Errorf("%w: node %d at %s: %v", ErrNodeDown, i+1, s.URL, err)
 		}
-		resp, err := hc.Get(strings.TrimRight(s.URL, "/") + "/readyz")
-		if err != nil {
-			return fmt.Errorf("%w: node %d at %s: %v", ErrNodeDown, i+1, s.URL, shortNetError(err))
+	}
+	return nil
+}
+
+// answering returns the server nodes that answer /readyz.
+func (p *Phone) answering() []tsm.NodeConfig {
+	var up []tsm.NodeConfig
+	for _, s := range p.servers {
+		if ready(s) == nil {
+			up = append(up, s)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%w: node %d at %s answered HTTP %d", ErrNodeDown, i+1, s.URL, resp.StatusCode)
-		}
+	}
+	return up
+}
+
+// ready asks a server node whether it answers (a node in this process always does).
+func ready(s tsm.NodeConfig) error {
+	if s.URL == "" {
+		return nil // a node in this process (the package's tests)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get(strings.TrimRight(s.URL, "/") + "/readyz")
+	if err != nil {
+		return errors.New(shortNetError(err))
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("answered HTTP %d", resp.StatusCode)
 	}
 	return nil
 }
@@ -122,11 +141,14 @@ func (p *Phone) ctx() (context.Context, context.CancelFunc) {
 }
 
 // withAll runs fn on a client of every node: the phone and the server nodes.
-func (p *Phone) withAll(fn func(c *tsm.Client) error) error {
-	if len(p.servers) == 0 {
+func (p *Phone) withAll(fn func(c *tsm.Client) error) error { return p.withNodes(p.servers, fn) }
+
+// withNodes runs fn on a client of the phone and the given server nodes.
+func (p *Phone) withNodes(servers []tsm.NodeConfig, fn func(c *tsm.Client) error) error {
+	if len(servers) == 0 {
 		return errors.New("no TSM server nodes configured")
 	}
-	cfg := tsm.Config{Nodes: append([]tsm.NodeConfig{{Database: p.path}}, p.servers...)}
+	cfg := tsm.Config{Nodes: append([]tsm.NodeConfig{{Database: p.path}}, servers...)}
 	c, err := tsm.NewClient(cfg)
 	if err != nil {
 		return err
@@ -254,10 +276,19 @@ func (p *Phone) Sign(keyID, message string) (string, error) {
 		return "", errors.New("signing is built for EdDSA keys; for ECDSA, verify the share instead")
 	}
 	var sig []byte
-	err = p.withAll(func(c *tsm.Client) error {
+	sign := func(c *tsm.Client) (err error) {
 		sig, err = tsm.NewEDDSAClient(c).Sign(keyID, []byte(message))
 		return err
-	})
+	}
+	err = p.withAll(sign)
+	if errors.Is(err, tsm.ErrNodeUnreachable) {
+		// A threshold key signs with any threshold+1 parties: the phone and the server
+		// nodes that answer, if they are enough.
+		info, ierr := ops(s, p.node).KeyInfo(keyID)
+		if up := p.answering(); ierr == nil && len(up) < len(p.servers) && len(up) >= info.Threshold {
+			err = p.withNodes(up, sign)
+		}
+	}
 	if errors.Is(err, tsm.ErrStaleEpoch) {
 		return "", ErrStale
 	}
