@@ -212,23 +212,33 @@ func holdIdle(t *testing.T, base, src string, n int) []net.Conn {
 		io.WriteString(c, head("GET", "/healthz"))
 		open = append(open, c)
 	}
-	time.Sleep(time.Second)
-	kept := open[:0]
-	for _, c := range open {
-		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	// Every connection is read before any is closed: a close frees a place, and an answer
+	// still to come (a loaded machine) would be decided on fewer connections than the
+	// vault held. A connection the vault refused at once reads as closed.
+	deadline := time.Now().Add(10 * time.Second)
+	keep := make([]bool, len(open))
+	for i, c := range open {
+		c.SetReadDeadline(deadline)
 		br := bufio.NewReader(c)
 		resp, err := http.ReadResponse(br, nil)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			if resp.Header.Get("Connection") != "close" {
-				c.SetReadDeadline(time.Now().Add(time.Millisecond))
-				if _, err := br.ReadByte(); err != io.EOF {
-					kept = append(kept, c)
-					continue
-				}
-			}
+		if err != nil {
+			continue
 		}
-		c.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.Header.Get("Connection") == "close" {
+			continue
+		}
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		_, err = br.ReadByte()
+		keep[i] = err != io.EOF
+	}
+	var kept []net.Conn
+	for i, c := range open {
+		if keep[i] {
+			kept = append(kept, c)
+		} else {
+			c.Close()
+		}
 	}
 	t.Cleanup(func() {
 		for _, c := range kept {
