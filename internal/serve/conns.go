@@ -32,11 +32,11 @@ func DefaultTotal(want, reserve int) int {
 // call Crowded and CloseAfter.
 type Listener struct {
 	net.Listener
-	lim             Limits
-	mu              sync.Mutex
-	total           int
-	perIP           map[netip.Addr]int
-	refusedN, openN int64 // for metrics
+	lim     Limits
+	mu      sync.Mutex
+	total   int
+	perIP   map[netip.Addr]int
+	refused int64 // connections closed at once, for metrics
 }
 
 // Limit wraps ln with lim; a zero Total or PerIP is no bound.
@@ -84,12 +84,11 @@ func (l *Listener) admit(ip netip.Addr) bool {
 	defer l.mu.Unlock()
 	key := client(ip)
 	if l.lim.Total > 0 && l.total >= l.lim.Total || l.lim.PerIP > 0 && !l.exempt(ip) && l.perIP[key] >= l.lim.PerIP {
-		l.refusedN++
+		l.refused++
 		return false
 	}
 	l.total++
 	l.perIP[key]++
-	l.openN = int64(l.total)
 	return true
 }
 
@@ -100,14 +99,13 @@ func (l *Listener) release(key netip.Addr) {
 	if l.perIP[key]--; l.perIP[key] <= 0 {
 		delete(l.perIP, key)
 	}
-	l.openN = int64(l.total)
 }
 
 // Counts returns the connections open and those refused since the start.
 func (l *Listener) Counts() (open, refused int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.openN, l.refusedN
+	return int64(l.total), l.refused
 }
 
 // crowded reports whether ip holds more than half its share, or all together more than
