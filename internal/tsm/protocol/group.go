@@ -14,7 +14,7 @@ import (
 	"io"
 
 	"filippo.io/edwards25519"
-	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	secp256k1 "gitlab.com/yawning/secp256k1-voi"
 )
 
 // Curve names a group. Its values are those of the backup format (docs/tsm-backup.md).
@@ -81,98 +81,89 @@ func frame(w io.Writer, domain string, parts ...[]byte) {
 	}
 }
 
-// secp is secp256k1 with decred's implementation. Scalars are big-endian; points SEC 1
-// compressed. (decred has no constant-time base multiplication; its NonConst variant is
-// the one its own signing code uses for secret nonces. A local timing attacker on the
-// phone is outside the threat model: docs/threat-model.md.)
+// secp is secp256k1 with gitlab.com/yawning/secp256k1-voi: formally verified (fiat-crypto)
+// field and scalar arithmetic, complete addition formulas, and constant-time scalar
+// multiplication, so a secret scalar (a share, a polynomial coefficient, a nonce) never
+// steers a branch or a memory access. Scalars are big-endian; points SEC 1 compressed.
+// decred's implementation is kept for verifying finished ECDSA signatures only: its
+// multiplications take variable time and see public values there alone.
 type secp struct{}
 
 func (secp) PointLen() int { return 33 }
 
 func (secp) RandomScalar(rand io.Reader) ([]byte, error) {
 	var b [32]byte
+	defer clear(b[:])
 	for {
 		if _, err := io.ReadFull(rand, b[:]); err != nil {
 			return nil, err
 		}
-		var s secp256k1.ModNScalar
-		if overflow := s.SetBytes(&b); overflow == 0 && !s.IsZero() { // rejection: no bias
-			clear(b[:])
-			out := s.Bytes()
-			return out[:], nil
+		s, err := secp256k1.NewScalarFromCanonicalBytes(&b) // rejection: no bias
+		if err == nil && s.IsZero() == 0 {
+			return s.Bytes(), nil
 		}
 	}
 }
 
-func secpScalar(b []byte) (s secp256k1.ModNScalar, ok bool) {
+func secpScalar(b []byte) (*secp256k1.Scalar, bool) {
 	if len(b) != 32 {
-		return s, false
+		return nil, false
 	}
-	overflow := s.SetByteSlice(b)
-	return s, !overflow
+	s, err := secp256k1.NewScalarFromCanonicalBytes((*[32]byte)(b))
+	return s, err == nil
 }
 
-func (secp) ValidScalar(b []byte) bool { s, ok := secpScalar(b); return ok && !s.IsZero() }
+func (secp) ValidScalar(b []byte) bool { s, ok := secpScalar(b); return ok && s.IsZero() == 0 }
 
 func (secp) CanonicalScalar(b []byte) bool { _, ok := secpScalar(b); return ok }
 
-func secpOut(s *secp256k1.ModNScalar) []byte { b := s.Bytes(); return b[:] }
-
-func (secp) AddScalars(a, b []byte) []byte {
-	x, _ := secpScalar(a)
-	y, _ := secpScalar(b)
-	return secpOut(x.Add(&y))
+// secpPair decodes two scalars that the caller has already checked.
+func secpPair(a, b []byte) (*secp256k1.Scalar, *secp256k1.Scalar) {
+	x, okx := secpScalar(a)
+	y, oky := secpScalar(b)
+	if !okx || !oky {
+		panic("protocol: a scalar that was not checked")
+	}
+	return x, y
 }
 
-func (secp) SubScalars(a, b []byte) []byte {
-	x, _ := secpScalar(a)
-	y, _ := secpScalar(b)
-	return secpOut(x.Add(y.Negate()))
-}
+func (secp) AddScalars(a, b []byte) []byte { x, y := secpPair(a, b); return x.Add(x, y).Bytes() }
 
-func (secp) MulScalars(a, b []byte) []byte {
-	x, _ := secpScalar(a)
-	y, _ := secpScalar(b)
-	return secpOut(x.Mul(&y))
-}
+func (secp) SubScalars(a, b []byte) []byte { x, y := secpPair(a, b); return x.Subtract(x, y).Bytes() }
+
+func (secp) MulScalars(a, b []byte) []byte { x, y := secpPair(a, b); return x.Multiply(x, y).Bytes() }
 
 func (secp) InvertScalar(a []byte) []byte {
-	x, _ := secpScalar(a)
-	return secpOut(x.InverseNonConst()) // only public values are inverted (identifiers)
+	x, _ := secpPair(a, a)
+	return x.Invert(x).Bytes() // constant time (an addition chain)
 }
 
-func (secp) ScalarFromInt(i int) []byte {
-	var s secp256k1.ModNScalar
-	s.SetInt(uint32(i))
-	return secpOut(&s)
-}
+func (secp) ScalarFromInt(i int) []byte { return secp256k1.NewScalarFromUint64(uint64(i)).Bytes() }
 
-func secpPoint(p []byte) (*secp256k1.JacobianPoint, error) {
-	k, err := secp256k1.ParsePubKey(p)
-	if err != nil || len(p) != 33 {
+func secpPoint(p []byte) (*secp256k1.Point, error) {
+	if len(p) != 33 {
 		return nil, errors.New("not a compressed secp256k1 point")
 	}
-	var j secp256k1.JacobianPoint
-	k.AsJacobian(&j)
-	return &j, nil
+	q, err := secp256k1.NewIdentityPoint().SetCompressedBytes(p)
+	if err != nil || q.IsIdentity() == 1 {
+		return nil, errors.New("not a compressed secp256k1 point")
+	}
+	return q, nil
 }
 
-func secpEncode(j *secp256k1.JacobianPoint) ([]byte, error) {
-	if (j.X.IsZero() && j.Y.IsZero()) || j.Z.IsZero() {
+func secpEncode(q *secp256k1.Point) ([]byte, error) {
+	if q.IsIdentity() == 1 {
 		return nil, errIdentity
 	}
-	j.ToAffine()
-	return secp256k1.NewPublicKey(&j.X, &j.Y).SerializeCompressed(), nil
+	return q.CompressedBytes(), nil
 }
 
 func (secp) BaseMult(b []byte) []byte {
-	s, _ := secpScalar(b)
-	var j secp256k1.JacobianPoint
-	secp256k1.ScalarBaseMultNonConst(&s, &j)
-	out, err := secpEncode(&j)
-	if err != nil {
+	s, ok := secpScalar(b)
+	if !ok || s.IsZero() == 1 {
 		panic("protocol: BaseMult of zero") // callers pass valid (non-zero) scalars
 	}
+	out, _ := secpEncode(secp256k1.NewIdentityPoint().ScalarBaseMult(s))
 	return out
 }
 
@@ -185,36 +176,34 @@ func (secp) ScalarMult(b, p []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var j secp256k1.JacobianPoint
-	secp256k1.ScalarMultNonConst(&s, q, &j) // public points and public scalars only
-	return secpEncode(&j)
+	return secpEncode(q.ScalarMult(s, q))
 }
 
 func (secp) ValidPoint(p []byte) bool {
-	// ParsePubKey checks the curve equation; secp256k1 has cofactor 1 and no identity
-	// encoding, so every point it accepts is in the group of prime order.
-	k, err := secp256k1.ParsePubKey(p)
-	return err == nil && len(p) == 33 && string(k.SerializeCompressed()) == string(p)
+	// SetCompressedBytes checks the curve equation; secp256k1 has cofactor 1 and a
+	// compressed encoding cannot name the identity, so every point it accepts is in the
+	// group of prime order. It also refuses x at or above the field prime.
+	_, err := secpPoint(p)
+	return err == nil
 }
 
 func (secp) AddPoints(ps ...[]byte) ([]byte, error) {
-	var sum secp256k1.JacobianPoint // the zero value is the point at infinity
+	sum := secp256k1.NewIdentityPoint()
 	for _, p := range ps {
 		q, err := secpPoint(p)
 		if err != nil {
 			return nil, err
 		}
-		secp256k1.AddNonConst(&sum, q, &sum)
+		sum.Add(sum, q)
 	}
-	return secpEncode(&sum)
+	return secpEncode(sum)
 }
 
 func (secp) Challenge(domain string, parts ...[]byte) []byte {
 	h := sha256.New()
 	frame(h, domain, parts...)
-	var s secp256k1.ModNScalar
-	s.SetByteSlice(h.Sum(nil)) // reduced mod n; n is within 2^-128 of 2^256, so no useful bias
-	return secpOut(&s)
+	s, _ := secp256k1.NewScalarFromBytes((*[32]byte)(h.Sum(nil))) // reduced mod n; n is within 2^-128 of 2^256, so no useful bias
+	return s.Bytes()
 }
 
 // edw is the Ed25519 group with filippo.io/edwards25519 (constant time). Scalars are
