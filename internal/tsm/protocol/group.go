@@ -67,9 +67,9 @@ func GroupOf(c Curve) Group {
 
 var errIdentity = errors.New("points sum to the identity")
 
-// frame writes the domain and every part, each preceded by its length (2 bytes), so no
+// Frame writes the domain and every part, each preceded by its length (2 bytes), so no
 // two different inputs hash alike.
-func frame(w io.Writer, domain string, parts ...[]byte) {
+func Frame(w io.Writer, domain string, parts ...[]byte) {
 	var l [2]byte
 	binary.BigEndian.PutUint16(l[:], uint16(len(domain)))
 	w.Write(l[:])
@@ -201,7 +201,7 @@ func (secp) AddPoints(ps ...[]byte) ([]byte, error) {
 
 func (secp) Challenge(domain string, parts ...[]byte) []byte {
 	h := sha256.New()
-	frame(h, domain, parts...)
+	Frame(h, domain, parts...)
 	s, _ := secp256k1.NewScalarFromBytes((*[32]byte)(h.Sum(nil))) // reduced mod n; n is within 2^-128 of 2^256, so no useful bias
 	return s.Bytes()
 }
@@ -337,7 +337,7 @@ func (edw) AddPoints(ps ...[]byte) ([]byte, error) {
 
 func (edw) Challenge(domain string, parts ...[]byte) []byte {
 	h := sha512.New()
-	frame(h, domain, parts...)
+	Frame(h, domain, parts...)
 	s, _ := edwards25519.NewScalar().SetUniformBytes(h.Sum(nil))
 	return s.Bytes()
 }
