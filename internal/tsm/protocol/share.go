@@ -206,3 +206,12 @@ func FromAdditive(curve Curve, index int, secret []byte, publicKey []byte, addit
 	}
 	return k, k.Check()
 }
+
+// Lagrange returns party i's coefficient λ_i(0) among the identifiers of set: what turns
+// its Shamir share into an additive share of the key within that signing set.
+func Lagrange(c Curve, set []int, i int) ([]byte, error) { return lagrange(GroupOf(c), set, i, 0) }
+
+// CulpritErrorf returns a CulpritError naming party (for the protocols of subpackages).
+func CulpritErrorf(party int, format string, args ...any) error {
+	return culprit(party, format, args...)
+}
