@@ -319,7 +319,10 @@ func (a gf) bytes() []byte {
 }
 
 // gfWide is an unreduced sum of products: 255 bits.
-type gfWide struct{ lo gf; w2, w3 uint64 }
+type gfWide struct {
+	lo     gf
+	w2, w3 uint64
+}
 
 // clmul is the carry-less product of a and b, in constant time (the loop and its shifts
 // depend on nothing secret; each bit of b becomes a mask).
