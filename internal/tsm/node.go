@@ -94,6 +94,17 @@ var migrations = []func(tx *sql.Tx) error{
 	) STRICT;
 	ALTER TABLE pending ADD COLUMN decider TEXT NOT NULL DEFAULT '';
 	ALTER TABLE key_owner ADD COLUMN roster TEXT NOT NULL DEFAULT ''`),
+	// Version 7: threshold ECDSA's OT seeds, with each other party of a key, as made at the
+	// key's epoch (a refresh deletes them; a backup never holds them: docs/tsm-backup.md).
+	sqlMigration(`CREATE TABLE ecdsa_seeds (
+		key_id   TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+		peer     INTEGER NOT NULL,
+		epoch    INTEGER NOT NULL,
+		seeds_id BLOB NOT NULL,
+		receiver BLOB NOT NULL,
+		sender   BLOB NOT NULL,
+		PRIMARY KEY (key_id, peer)
+	) STRICT`),
 }
 
 // readRoster returns the node IDs of a key's parties as its generation named them, by
@@ -631,6 +642,9 @@ func (n *node) commitPending(keyID string, session []byte) error {
 			return err
 		}
 		if _, err := tx.Exec(`INSERT OR IGNORE INTO refresh_done (key_id, session, outcome) VALUES (?, ?, 1)`, keyID, session); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`DELETE FROM ecdsa_seeds WHERE key_id = ?`, keyID); err != nil { // renewed at the new epoch
 			return err
 		}
 		_, err = tx.Exec(`DELETE FROM pending WHERE key_id = ?`, keyID)

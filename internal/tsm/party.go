@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
+	"github.com/sharevault/sharevault/internal/tsm/protocol/dkls23"
 )
 
 // Op names a step.
@@ -119,6 +120,10 @@ type session struct {
 	self      int      // this party's identifier
 	roster    []NodeID // fixed when the session starts
 	requester NodeID   // who started it; only it continues it (sessions are kept by requester)
+	signers   []int    // ECDSA: the signing set
+	setup     *dkls23.Setup
+	signer    *dkls23.Signer
+	epoch     uint32 // ECDSA: the key's epoch when the session started
 }
 
 // wipe zeroes every secret the session holds: nonces, DKG polynomial and values.
@@ -128,6 +133,12 @@ func (s *session) wipe() {
 	}
 	if s.dkg != nil {
 		s.dkg.Wipe()
+	}
+	if s.setup != nil {
+		s.setup.Wipe()
+	}
+	if s.signer != nil {
+		s.signer.Wipe()
 	}
 }
 
@@ -343,6 +354,18 @@ func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
 		return p.refreshPrepare(st)
 	case OpRefreshCommit:
 		return &StepResult{}, p.n.commitPending(st.KeyID, st.Session)
+	case OpECDSASetupStart:
+		return p.ecdsaSetupStart(st)
+	case OpECDSASetupAnswer:
+		return p.ecdsaSetupAnswer(st)
+	case OpECDSASetupFinish:
+		return p.ecdsaSetupFinish(st)
+	case OpECDSAStart:
+		return p.ecdsaStart(st)
+	case OpECDSARound2:
+		return p.ecdsaRound2(st)
+	case OpECDSAFinish:
+		return p.ecdsaFinish(st)
 	case OpRefreshAbort:
 		p.drop(st) // a refresh abandoned before its prepare leaves no polynomial behind
 		return &StepResult{}, p.n.abortPending(st.KeyID, st.Session)

@@ -21,6 +21,7 @@ import (
 // Problem types of the node API (docs/tsm-api.md, "Errors") that map to sentinels.
 var problemErrors = map[string]error{
 	"stale-epoch":   ErrStaleEpoch,
+	"no-seeds":      ErrNoSeeds,
 	"key-not-found": ErrKeyNotFound,
 	"not-a-party":   ErrNotAParty,
 	"unauthorized":  ErrUnauthorized,

@@ -255,7 +255,7 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 			if err := n.checkDecision(st); err != nil {
 				return nil, err
 			}
-		case OpSignCommit, OpRefreshStart:
+		case OpSignCommit, OpRefreshStart, OpECDSAStart, OpECDSASetupStart:
 			if err := n.checkRoster(st.Roster, a.Node, a.Party); err != nil {
 				return nil, err
 			}

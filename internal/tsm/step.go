@@ -80,7 +80,7 @@ type authJSON struct {
 }
 
 // MaxStepBody bounds an encoded step or answer.
-const MaxStepBody = 256 << 10
+const MaxStepBody = 1 << 20
 
 // EncodeStep returns the JSON body of s.
 func EncodeStep(s *Step) ([]byte, error) {
@@ -159,7 +159,8 @@ func DecodeStep(r io.Reader) (*Step, error) {
 
 var knownOps = map[Op]bool{OpInfo: true, OpCheck: true, OpKeyGenStart: true, OpKeyGenRound2: true, OpKeyGenFinish: true,
 	OpKeyGenDiscard: true, OpSignCommit: true, OpSignShare: true, OpRefreshStart: true, OpRefreshRound2: true,
-	OpRefreshPrep: true, OpRefreshCommit: true, OpRefreshAbort: true}
+	OpRefreshPrep: true, OpRefreshCommit: true, OpRefreshAbort: true, OpECDSASetupStart: true, OpECDSASetupAnswer: true,
+	OpECDSASetupFinish: true, OpECDSAStart: true, OpECDSARound2: true, OpECDSAFinish: true}
 
 type resultJSON struct {
 	Out          [][]byte     `json:"out,omitempty"`

@@ -236,7 +236,7 @@ func TestV1DatabaseMigrates(t *testing.T) {
 			if err := replaceShare(tx, v1); err != nil {
 				return err
 			}
-			_, err := tx.Exec(`DROP TABLE pending; DROP TABLE node_key; DROP TABLE key_owner; DROP TABLE public_share_history; DROP TABLE node_pins; DROP TABLE refresh_done; PRAGMA user_version = 1`)
+			_, err := tx.Exec(`DROP TABLE pending; DROP TABLE node_key; DROP TABLE key_owner; DROP TABLE public_share_history; DROP TABLE node_pins; DROP TABLE refresh_done; DROP TABLE ecdsa_seeds; PRAGMA user_version = 1`)
 			return err
 		})
 		n.close()

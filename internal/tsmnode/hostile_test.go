@@ -210,7 +210,7 @@ func TestHostileParties(t *testing.T) {
 		{"key generation with an existing key's ID: started as any other (existence is not told)", func() []byte { return keyGenOf(keyA, "", make([]byte, 32)) }, 200, ""},
 		{"malformed JSON", func() []byte { return []byte(`{"op": "info", `) }, 400, "bad-request"},
 		{"an unknown field", func() []byte { return []byte(`{"op":"info","key_id":"k","scheme":2,"auth":{},"extra":1}`) }, 400, "bad-request"},
-		{"oversize", func() []byte { return append([]byte(`{"op":"`), bytes.Repeat([]byte("a"), 300<<10)...) }, 413, "too-large"},
+		{"oversize", func() []byte { return append([]byte(`{"op":"`), bytes.Repeat([]byte("a"), tsm.MaxStepBody+1<<10)...) }, 413, "too-large"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

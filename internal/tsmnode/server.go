@@ -134,6 +134,8 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, "stale-epoch"
 	case errors.Is(err, tsm.ErrKeyNotFound):
 		return http.StatusNotFound, "key-not-found"
+	case errors.Is(err, tsm.ErrNoSeeds):
+		return http.StatusConflict, "no-seeds"
 	case errors.Is(err, tsm.ErrForbidden):
 		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, tsm.ErrNotAParty):

@@ -22,7 +22,39 @@ const (
 	MsgCommitment    MsgType = 5 // a signer's round one
 	MsgSignRequest   MsgType = 6 // the coordinator's (From 0): the message and the signing set's commitments
 	MsgSignShare     MsgType = 7 // a signer's round two
+
+	// Threshold ECDSA (package dkls23, which parses these bodies; this file checks their
+	// lengths and the header).
+	MsgOTSetup1     MsgType = 8  // private: a base OT batch's first message
+	MsgOTSetup2     MsgType = 9  // private: its answer
+	MsgECDSARound1  MsgType = 10 // broadcast: commitment and nonce
+	MsgECDSAExtend  MsgType = 11 // private: round one's OT extension
+	MsgECDSARound2  MsgType = 12 // private: round two
+	MsgECDSAPartial MsgType = 13 // broadcast: round three's partial signature
+	MsgSigningSet   MsgType = 14 // the coordinator's (From 0): the parties that take part
+	MsgECDSADigest  MsgType = 15 // the coordinator's (From 0): the digest and a BIP-32 path
 )
+
+// The fixed lengths of the ECDSA bodies (package dkls23 checks them against its own).
+var ecdsaBodyLen = map[MsgType]int{
+	MsgOTSetup1:     98,
+	MsgOTSetup2:     128 * 33,
+	MsgECDSARound1:  64,
+	MsgECDSAExtend:  SessionLen + 128*(512+256)/8 + 32,
+	MsgECDSARound2:  33 + 32 + 32 + 512*3*32 + 32 + 32 + 2*33 + 32,
+	MsgECDSAPartial: 33 + 64,
+}
+
+// ECDSABodyLen returns the length of an ECDSA message's body of type t.
+func ECDSABodyLen(t MsgType) int { return ecdsaBodyLen[t] }
+
+// MaxPathDepth bounds a BIP-32 path of a signing request.
+const MaxPathDepth = 16
+
+// fromCoordinator: the types the coordinator (From 0) sends, and only it.
+func fromCoordinator(t MsgType) bool {
+	return t == MsgSignRequest || t == MsgSigningSet || t == MsgECDSADigest
+}
 
 const (
 	wireMagic   = "SVTP"
@@ -43,7 +75,11 @@ type Message struct {
 	Round2     *Round2     // MsgDKGRound2, MsgRefreshRound2
 	Commitment *Commitment // MsgCommitment
 	Request    *SignRequest
-	SigShare   []byte // MsgSignShare
+	SigShare   []byte   // MsgSignShare
+	Body       []byte   // MsgOTSetup1 … MsgECDSAPartial: parsed by package dkls23
+	Signers    []int    // MsgSigningSet: sorted identifiers, each once
+	Digest     []byte   // MsgECDSADigest: 32 bytes
+	Path       []uint32 // MsgECDSADigest: non-hardened BIP-32 indices, at most MaxPathDepth
 }
 
 // SignRequest is what a coordinator sends every signer for round two.
@@ -103,6 +139,24 @@ func (m *Message) Marshal() ([]byte, error) {
 		}
 	case MsgSignShare:
 		b = append(b, m.SigShare...)
+	case MsgOTSetup1, MsgOTSetup2, MsgECDSARound1, MsgECDSAExtend, MsgECDSARound2, MsgECDSAPartial:
+		b = append(b, m.Body...)
+	case MsgSigningSet:
+		if len(m.Signers) > MaxParties {
+			return nil, errMalformed
+		}
+		b = append(b, byte(len(m.Signers)))
+		for _, i := range m.Signers {
+			b = append(b, byte(i))
+		}
+	case MsgECDSADigest:
+		if len(m.Path) > MaxPathDepth {
+			return nil, errMalformed
+		}
+		b = append(append(b, m.Digest...), byte(len(m.Path)))
+		for _, i := range m.Path {
+			b = binary.BigEndian.AppendUint32(b, i)
+		}
 	default:
 		return nil, errMalformed
 	}
@@ -126,7 +180,7 @@ func Unmarshal(b []byte) (*Message, error) {
 	m.Curve, m.From, m.To = Curve(h[0]), int(h[1]), int(h[2])
 	g := GroupOf(m.Curve)
 	// The coordinator, who is no party, sends signing requests: From 0 there and only there.
-	if g == nil || (m.From < 1) != (m.Type == MsgSignRequest) || m.From > MaxParties || m.To > MaxParties {
+	if g == nil || (m.From < 1) != fromCoordinator(m.Type) || m.From > MaxParties || m.To > MaxParties {
 		return nil, fmt.Errorf("%w: curve, sender or recipient out of range", errMalformed)
 	}
 	r := &reader{b: b[headerLen:]}
@@ -185,6 +239,42 @@ func Unmarshal(b []byte) (*Message, error) {
 		}
 	case MsgSignShare:
 		m.SigShare = scalar(false)
+	case MsgOTSetup1, MsgOTSetup2, MsgECDSARound1, MsgECDSAExtend, MsgECDSARound2, MsgECDSAPartial:
+		if m.Curve != Secp256k1 {
+			r.err = errors.New("threshold ECDSA is secp256k1 only")
+		}
+		if m.Type == MsgOTSetup1 || m.Type == MsgOTSetup2 || m.Type == MsgECDSAExtend || m.Type == MsgECDSARound2 {
+			broadcast = !broadcast
+		}
+		m.Body = bytes.Clone(r.take(ecdsaBodyLen[m.Type]))
+	case MsgSigningSet:
+		n := r.byte()
+		if r.err == nil && (n < 2 || n > MaxParties) {
+			r.err = errors.New("a signing set of 2 to 32 parties")
+		}
+		for i := 0; i < n && r.err == nil; i++ {
+			id := r.byte()
+			if r.err == nil && (id < 1 || id > MaxParties || i > 0 && id <= m.Signers[i-1]) {
+				r.err = errors.New("parties not sorted by identifier, each once")
+			}
+			m.Signers = append(m.Signers, id)
+		}
+	case MsgECDSADigest:
+		if m.Curve != Secp256k1 {
+			r.err = errors.New("threshold ECDSA is secp256k1 only")
+		}
+		m.Digest = bytes.Clone(r.take(32))
+		n := r.byte()
+		if r.err == nil && n > MaxPathDepth {
+			r.err = errors.New("a path deeper than 16")
+		}
+		for i := 0; i < n && r.err == nil; i++ {
+			x := binary.BigEndian.Uint32(r.take(4))
+			if r.err == nil && x >= 1<<31 {
+				r.err = errors.New("a hardened index (the nodes derive public keys only)")
+			}
+			m.Path = append(m.Path, x)
+		}
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", errMalformed, m.Type)
 	}

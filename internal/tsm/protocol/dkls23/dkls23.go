@@ -161,9 +161,19 @@ func (s *Setup) Finish(in map[int][]byte) (map[int]*Seeds, error) {
 		}
 		out[j] = &Seeds{ID: slices.Clone(s.session), Receiver: ote.NewReceiverSeeds(k), Sender: ote.NewSenderSeeds(s.keys[j])}
 		k.Wipe()
-		s.keys[j].Wipe()
 	}
+	s.Wipe()
 	return out, nil
+}
+
+// Wipe overwrites the setup's secrets, for a setup abandoned before Finish.
+func (s *Setup) Wipe() {
+	for _, snd := range s.senders {
+		snd.Wipe()
+	}
+	for _, k := range s.keys {
+		k.Wipe()
+	}
 }
 
 // ---- Signing ----
@@ -180,8 +190,9 @@ type Params struct {
 // seeds this party does not hold. The pair's seeds must be deleted and set up again before
 // the pair signs again (package ote: a failed check tells the peer a bit of Δ).
 type SeedError struct {
-	Peer   int
-	Reason string
+	Peer    int
+	Reason  string
+	Refused bool // the peer's extension failed its check: delete the seeds with it
 }
 
 func (e *SeedError) Error() string { return fmt.Sprintf("party %d: %s", e.Peer, e.Reason) }
@@ -198,20 +209,21 @@ type alice struct{ cu, cv *secp256k1.Scalar }
 
 // Signer is a signer's state for one signature, in memory only; it wipes itself as it goes.
 type Signer struct {
-	p      Params
-	self   int
-	sk     *secp256k1.Scalar // λ_i·s_i
-	pk     map[int]*secp256k1.Point
-	r, phi *secp256k1.Scalar
-	R      *secp256k1.Point
-	salt   [32]byte
-	nonce  [32]byte
-	commit [32]byte
-	bobs   map[int]*bob
-	alices map[int]*alice
-	round1 map[int]*Round1
-	echo   [32]byte
-	round  int
+	p       Params
+	self    int
+	sk      *secp256k1.Scalar // λ_i·s_i
+	pk      map[int]*secp256k1.Point
+	r, phi  *secp256k1.Scalar
+	R       *secp256k1.Point
+	salt    [32]byte
+	nonce   [32]byte
+	commit  [32]byte
+	bobs    map[int]*bob
+	senders map[int]*Seeds // a copy of the sender's seeds with each peer, for round two
+	alices  map[int]*alice
+	round1  map[int]*Round1
+	echo    [32]byte
+	round   int
 }
 
 // Round1 is a signer's broadcast of round one: the commitment to its R_i and its nonce.
@@ -247,7 +259,7 @@ func Start(p Params, rand io.Reader) (*Signer, *Round1, map[int]*Round1Private, 
 		p.Signers[0] < 1 || p.Signers[len(p.Signers)-1] > k.Parties() {
 		return nil, nil, nil, fmt.Errorf("dkls23: the signing set %v is not %d or more of the key's parties, sorted, each once, with this one (%d)", p.Signers, k.Threshold+1, k.ID)
 	}
-	s := &Signer{p: p, self: k.ID, pk: map[int]*secp256k1.Point{}, bobs: map[int]*bob{}, alices: map[int]*alice{}}
+	s := &Signer{p: p, self: k.ID, pk: map[int]*secp256k1.Point{}, bobs: map[int]*bob{}, alices: map[int]*alice{}, senders: map[int]*Seeds{}}
 	for _, j := range p.Signers {
 		lb, err := protocol.Lagrange(protocol.Secp256k1, p.Signers, j)
 		if err != nil {
@@ -306,8 +318,11 @@ func Start(p Params, rand io.Reader) (*Signer, *Round1, map[int]*Round1Private, 
 		}
 		b.ext = ext
 		s.bobs[j] = b
+		snd := *p.Seeds[j].Sender
+		s.senders[j] = &Seeds{ID: slices.Clone(p.Seeds[j].ID), Sender: &snd}
 		priv[j] = &Round1Private{SeedsID: slices.Clone(p.Seeds[j].ID), Extension: msg}
 	}
+	s.p.Seeds = nil // the caller may wipe its seeds now
 	s.round = 1
 	return s, &Round1{Commit: s.commit, Nonce: s.nonce}, priv, nil
 }
@@ -401,7 +416,7 @@ func (s *Signer) Round2(bc map[int]*Round1, priv map[int]*Round1Private, rand io
 		if j == s.self {
 			continue
 		}
-		seeds := s.p.Seeds[j]
+		seeds := s.senders[j]
 		if subtle.ConstantTimeCompare(priv[j].SeedsID, seeds.ID) != 1 {
 			s.Wipe()
 			return nil, &SeedError{Peer: j, Reason: "its OT extension is on other seeds than this party's with it"}
@@ -411,7 +426,7 @@ func (s *Signer) Round2(bc map[int]*Round1, priv map[int]*Round1Private, rand io
 		if err != nil {
 			s.Wipe()
 			if errors.Is(err, ote.ErrConsistency) {
-				return nil, &SeedError{Peer: j, Reason: err.Error()}
+				return nil, &SeedError{Peer: j, Reason: err.Error(), Refused: true}
 			}
 			return nil, protocol.CulpritErrorf(j, "%v", err)
 		}
@@ -594,7 +609,10 @@ func (s *Signer) Wipe() {
 		a.cu.Zero()
 		a.cv.Zero()
 	}
-	s.bobs, s.alices, s.round = nil, nil, -1
+	for _, sd := range s.senders {
+		sd.Sender.Wipe()
+	}
+	s.bobs, s.alices, s.senders, s.round = nil, nil, nil, -1
 	clear(s.salt[:])
 }
 

@@ -195,3 +195,11 @@ func (s *Sender) Finish(msg2 []byte) (*SenderKeys, error) {
 	}
 	return out, nil
 }
+
+// Wipe overwrites the sender's secret, for a batch abandoned before Finish.
+func (s *Sender) Wipe() {
+	if s.a != nil {
+		s.a.Zero()
+		s.a = nil
+	}
+}

@@ -1,0 +1,597 @@
+package tsm
+
+// Threshold ECDSA on a key's parties (docs/tsm-protocol.md, "Signing: threshold ECDSA"):
+// the steps a party answers, the OT seeds a node keeps, and the coordinator's signature.
+// The protocol is package dkls23's; this file carries its messages.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	decred "github.com/decred/dcrd/dcrec/secp256k1/v4"
+	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
+
+	"github.com/sharevault/sharevault/internal/bip32"
+	"github.com/sharevault/sharevault/internal/tsm/protocol"
+	"github.com/sharevault/sharevault/internal/tsm/protocol/dkls23"
+	"github.com/sharevault/sharevault/internal/tsm/protocol/ote"
+)
+
+const (
+	OpECDSASetupStart  Op = "ecdsa-setup/start"  // signing set → base OT first messages, one per other party
+	OpECDSASetupAnswer Op = "ecdsa-setup/answer" // those addressed here → the answers
+	OpECDSASetupFinish Op = "ecdsa-setup/finish" // the answers addressed here → the seeds, stored
+	OpECDSAStart       Op = "ecdsa/start"        // signing set → round one: broadcast, an extension per other signer
+	OpECDSARound2      Op = "ecdsa/round2"       // round one addressed here → round two, one per other signer
+	OpECDSAFinish      Op = "ecdsa/finish"       // digest and path, round two addressed here → partial signature
+)
+
+// maxECDSASigners bounds a signing set (each other signer adds about 66 KB to a step).
+const maxECDSASigners = 8
+
+// ErrNoSeeds: a pair of the signing set has no OT seeds in common (never set up, set up
+// at another epoch, restored, or ended by a refused extension). The coordinator sets the
+// pair up and signs again.
+var ErrNoSeeds = errors.New("no OT seeds in common with a signer: the pair is to be set up")
+
+// ---- the party's steps ----
+
+// coordinatorRequest parses a step's In[0], the coordinator's own message (covered by the
+// step's Auth, no envelope), of type want and this session.
+func coordinatorRequest(st *Step, want protocol.MsgType) (*protocol.Message, error) {
+	if len(st.In) == 0 {
+		return nil, fmt.Errorf("%s takes the coordinator's request first", st.Op)
+	}
+	m, err := protocol.Unmarshal(st.In[0])
+	if err != nil {
+		return nil, err
+	}
+	if m.Type != want || !bytes.Equal(m.Session, st.Session) {
+		return nil, fmt.Errorf("%s: not the coordinator's request of this session", st.Op)
+	}
+	return m, nil
+}
+
+// signingSet reads the step's signing set: at least t+1 of the key's parties, at most
+// maxECDSASigners, with this party and, on a node serving remote coordinators, the key's
+// owner (the phone): the nodes sign only with the phone.
+func (p *party) signingSet(st *Step, k *keyState) ([]int, error) {
+	m, err := coordinatorRequest(st, protocol.MsgSigningSet)
+	if err != nil {
+		return nil, err
+	}
+	set := m.Signers
+	switch {
+	case len(set) < k.Threshold+1 || len(set) > maxECDSASigners || set[len(set)-1] > k.Players:
+		return nil, fmt.Errorf("a signing set of %d parties for a key of %d that %d sign (at most %d)", len(set), k.Players, k.Threshold+1, maxECDSASigners)
+	case !slices.Contains(set, k.NodeIndex+1):
+		return nil, errors.New("a signing set without this party")
+	}
+	if owner, err := p.n.ownerOf(k.KeyID); err == nil && owner >= 0 && st.Auth != nil && !slices.Contains(set, owner+1) {
+		return nil, fmt.Errorf("%w: a signing set without the key's owner (the phone)", ErrForbidden)
+	}
+	return set, nil
+}
+
+func (p *party) ecdsaKey(st *Step) (*keyState, error) {
+	if st.Scheme != ECDSA {
+		return nil, fmt.Errorf("%s is for ECDSA keys", st.Op)
+	}
+	k, err := p.n.key(st.KeyID, st.Scheme)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.checkRoster(st.Roster, k.Players, k.NodeIndex+1); err != nil {
+		k.wipe()
+		return nil, err
+	}
+	return k, nil
+}
+
+// bodies sorts a step's opened ECDSA messages by type and sender.
+func (p *party) bodies(st *Step, s *session, in [][]byte, want ...protocol.MsgType) (map[protocol.MsgType]map[int][]byte, error) {
+	out := map[protocol.MsgType]map[int][]byte{}
+	for _, t := range want {
+		out[t] = map[int][]byte{}
+	}
+	for _, b := range in {
+		msg, err := p.key.unwrap(b, st.Session, s.self, s.roster)
+		if err != nil {
+			return nil, err
+		}
+		m, err := protocol.Unmarshal(msg)
+		clear(msg)
+		if err != nil {
+			return nil, err
+		}
+		byFrom, ok := out[m.Type]
+		if !ok || !slices.Contains(s.signers, m.From) || m.From == s.self || byFrom[m.From] != nil {
+			return nil, fmt.Errorf("%s: a message of type %d from party %d does not belong here", st.Op, m.Type, m.From)
+		}
+		byFrom[m.From] = m.Body
+	}
+	for _, t := range want {
+		if len(out[t]) != len(s.signers)-1 {
+			return nil, fmt.Errorf("%s: %d messages of type %d, not one from each of the %d other signers", st.Op, len(out[t]), t, len(s.signers)-1)
+		}
+	}
+	return out, nil
+}
+
+func (p *party) sealECDSA(s *session, st *Step, typ protocol.MsgType, bodies map[int][]byte) ([][]byte, error) {
+	var ms []*protocol.Message
+	for _, j := range s.signers {
+		if b, ok := bodies[j]; ok {
+			ms = append(ms, &protocol.Message{Type: typ, Session: st.Session, Curve: protocol.Secp256k1, From: s.self, To: j, Body: b})
+		}
+	}
+	return p.seal(s, st.Session, ms...)
+}
+
+func (p *party) ecdsaSetupStart(st *Step) (*StepResult, error) {
+	k, err := p.ecdsaKey(st)
+	if err != nil {
+		return nil, err
+	}
+	defer k.wipe()
+	set, err := p.signingSet(st, k)
+	if err != nil {
+		return nil, err
+	}
+	self := k.NodeIndex + 1
+	setup, m1, err := dkls23.NewSetup(st.Session, self, others2(set, self), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{kind: kindOf(st.Op), keyID: st.KeyID, scheme: st.Scheme, self: self, roster: st.Roster, requester: authNode(st),
+		signers: set, setup: setup, epoch: k.Epoch}
+	out, err := p.sealECDSA(s, st, protocol.MsgOTSetup1, m1)
+	if err == nil {
+		err = p.put(st.Session, s)
+	}
+	if err != nil {
+		s.wipe()
+		return nil, err
+	}
+	return &StepResult{Out: out}, nil
+}
+
+func (p *party) ecdsaSetupAnswer(st *Step) (_ *StepResult, err error) {
+	s, err := p.take(st)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.wipe()
+		}
+	}()
+	in, err := p.bodies(st, s, st.In, protocol.MsgOTSetup1)
+	if err != nil {
+		return nil, err
+	}
+	m2, err := s.setup.Answer(in[protocol.MsgOTSetup1], rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.sealECDSA(s, st, protocol.MsgOTSetup2, m2)
+	if err != nil {
+		return nil, err
+	}
+	return &StepResult{Out: out}, p.put(st.Session, s)
+}
+
+func (p *party) ecdsaSetupFinish(st *Step) (*StepResult, error) {
+	s, err := p.take(st)
+	if err != nil {
+		return nil, err
+	}
+	defer s.wipe()
+	in, err := p.bodies(st, s, st.In, protocol.MsgOTSetup2)
+	if err != nil {
+		return nil, err
+	}
+	seeds, err := s.setup.Finish(in[protocol.MsgOTSetup2])
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, x := range seeds {
+			x.Wipe()
+		}
+	}()
+	return &StepResult{}, p.n.storeSeeds(s.keyID, s.epoch, seeds)
+}
+
+func (p *party) ecdsaStart(st *Step) (*StepResult, error) {
+	k, err := p.ecdsaKey(st)
+	if err != nil {
+		return nil, err
+	}
+	defer k.wipe()
+	set, err := p.signingSet(st, k)
+	if err != nil {
+		return nil, err
+	}
+	self := k.NodeIndex + 1
+	seeds, err := p.n.seeds(k.KeyID, k.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, x := range seeds {
+			x.Wipe()
+		}
+	}()
+	share := k.keyShare()
+	signer, bc, priv, err := dkls23.Start(dkls23.Params{Session: st.Session, Share: share, Signers: set, Seeds: seeds}, rand.Reader)
+	share.Wipe()
+	var se *dkls23.SeedError
+	if errors.As(err, &se) {
+		return nil, fmt.Errorf("%w (%v)", ErrNoSeeds, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &session{kind: kindOf(st.Op), keyID: st.KeyID, scheme: st.Scheme, self: self, roster: st.Roster, requester: authNode(st),
+		signers: set, signer: signer, epoch: k.Epoch}
+	bodies := map[int][]byte{}
+	for j, m := range priv {
+		bodies[j] = m.Bytes()
+	}
+	out, err := p.seal(s, st.Session, &protocol.Message{Type: protocol.MsgECDSARound1, Session: st.Session, Curve: protocol.Secp256k1, From: self, Body: bc.Bytes()})
+	if err == nil {
+		var o [][]byte
+		o, err = p.sealECDSA(s, st, protocol.MsgECDSAExtend, bodies)
+		out = append(out, o...)
+	}
+	if err == nil {
+		err = p.put(st.Session, s)
+	}
+	if err != nil {
+		s.wipe()
+		return nil, err
+	}
+	return &StepResult{Out: out}, nil
+}
+
+func (p *party) ecdsaRound2(st *Step) (_ *StepResult, err error) {
+	s, err := p.take(st)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.wipe()
+		}
+	}()
+	in, err := p.bodies(st, s, st.In, protocol.MsgECDSARound1, protocol.MsgECDSAExtend)
+	if err != nil {
+		return nil, err
+	}
+	bc, priv := map[int]*dkls23.Round1{}, map[int]*dkls23.Round1Private{}
+	for j, b := range in[protocol.MsgECDSARound1] {
+		if bc[j], err = dkls23.ParseRound1(b); err != nil {
+			return nil, protocol.CulpritErrorf(j, "%v", err)
+		}
+		if priv[j], err = dkls23.ParseRound1Private(in[protocol.MsgECDSAExtend][j]); err != nil {
+			return nil, protocol.CulpritErrorf(j, "%v", err)
+		}
+	}
+	r2, err := s.signer.Round2(bc, priv, rand.Reader)
+	var se *dkls23.SeedError
+	if errors.As(err, &se) {
+		// A refused extension tells its sender a bit of this party's Δ: the pair's seeds
+		// end here (package ote). Seeds it does not know change nothing.
+		if se.Refused {
+			if derr := p.n.dropSeeds(s.keyID, se.Peer); derr != nil {
+				return nil, derr
+			}
+		}
+		return nil, fmt.Errorf("%w (%v)", ErrNoSeeds, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	bodies := map[int][]byte{}
+	for j, m := range r2 {
+		bodies[j] = m.Bytes()
+	}
+	out, err := p.sealECDSA(s, st, protocol.MsgECDSARound2, bodies)
+	clear(bodies)
+	if err != nil {
+		return nil, err
+	}
+	return &StepResult{Out: out}, p.put(st.Session, s)
+}
+
+func (p *party) ecdsaFinish(st *Step) (*StepResult, error) {
+	s, err := p.take(st)
+	if err != nil {
+		return nil, err
+	}
+	defer s.wipe()
+	req, err := coordinatorRequest(st, protocol.MsgECDSADigest)
+	if err != nil {
+		return nil, err
+	}
+	in, err := p.bodies(st, s, st.In[1:], protocol.MsgECDSARound2)
+	if err != nil {
+		return nil, err
+	}
+	r2 := map[int]*dkls23.Round2Private{}
+	for j, b := range in[protocol.MsgECDSARound2] {
+		if r2[j], err = dkls23.ParseRound2Private(b); err != nil {
+			return nil, protocol.CulpritErrorf(j, "%v", err)
+		}
+	}
+	k, err := p.n.key(s.keyID, s.scheme)
+	if err != nil {
+		return nil, err
+	}
+	k.wipe()
+	if k.Epoch != s.epoch {
+		return nil, fmt.Errorf("%w: the key was refreshed during the signature", ErrStaleEpoch)
+	}
+	d, err := bip32.Derive(k.PublicKey, k.ChainCode, req.Path)
+	if err != nil {
+		return nil, err
+	}
+	part, err := s.signer.Round3(r2, req.Digest, d.Tweak)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.seal(s, st.Session, &protocol.Message{Type: protocol.MsgECDSAPartial, Session: st.Session, Curve: protocol.Secp256k1, From: s.self, Body: part.Bytes()})
+	return &StepResult{Out: out}, err
+}
+
+// others2 is set without self.
+func others2(set []int, self int) []int {
+	return slices.DeleteFunc(slices.Clone(set), func(j int) bool { return j == self })
+}
+
+// ---- the node's OT seeds ----
+
+// seeds reads the key's OT seeds with each peer, made at epoch.
+func (n *node) seeds(keyID string, epoch uint32) (map[int]*dkls23.Seeds, error) {
+	rows, err := n.db.Query(`SELECT peer, seeds_id, receiver, sender FROM ecdsa_seeds WHERE key_id = ? AND epoch = ?`, keyID, epoch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int]*dkls23.Seeds{}
+	for rows.Next() {
+		var peer int
+		var id, rb, sb []byte
+		if err := rows.Scan(&peer, &id, &rb, &sb); err != nil {
+			return nil, err
+		}
+		r, err1 := ote.ParseReceiverSeeds(rb)
+		s, err2 := ote.ParseSenderSeeds(sb)
+		clear(rb)
+		clear(sb)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("key %q: the seeds with party %d: %w", keyID, peer, err)
+		}
+		out[peer] = &dkls23.Seeds{ID: id, Receiver: r, Sender: s}
+	}
+	return out, rows.Err()
+}
+
+// storeSeeds keeps the seeds a setup made with each peer, in place of any before.
+func (n *node) storeSeeds(keyID string, epoch uint32, seeds map[int]*dkls23.Seeds) error {
+	return n.write(func(tx *sql.Tx) error {
+		var now uint32
+		if err := tx.QueryRow(`SELECT epoch FROM keys WHERE key_id = ?`, keyID).Scan(&now); err != nil {
+			return fmt.Errorf("%w: %q", ErrKeyNotFound, keyID)
+		}
+		if now != epoch {
+			return fmt.Errorf("%w: the key was refreshed during the setup", ErrStaleEpoch)
+		}
+		for peer, s := range seeds {
+			rb, sb := s.Receiver.Bytes(), s.Sender.Bytes()
+			_, err := tx.Exec(`INSERT OR REPLACE INTO ecdsa_seeds (key_id, peer, epoch, seeds_id, receiver, sender) VALUES (?, ?, ?, ?, ?, ?)`,
+				keyID, peer, epoch, s.ID, rb, sb)
+			clear(rb)
+			clear(sb)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// dropSeeds deletes the key's seeds with peer.
+func (n *node) dropSeeds(keyID string, peer int) error {
+	return n.write(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`DELETE FROM ecdsa_seeds WHERE key_id = ? AND peer = ?`, keyID, peer)
+		return err
+	})
+}
+
+// ---- the coordinator ----
+
+// Signature is an ECDSA signature as wallets use it: r and s (s low, BIP-62 / EIP-2), the
+// recovery ID, and the public key it verifies under (the key's, or its derived child's).
+type Signature struct {
+	R, S       [32]byte
+	RecoveryID byte
+	PublicKey  []byte // SEC 1 compressed
+}
+
+// Compact is r || s || recovery ID, 65 bytes (Ethereum's v is 27 + the recovery ID).
+func (s *Signature) Compact() []byte {
+	return append(append(append([]byte(nil), s.R[:]...), s.S[:]...), s.RecoveryID)
+}
+
+// Sign signs a 32-byte digest with keyID, or with its BIP-32 child at path (non-hardened
+// indices), among the client's nodes, which must be at least threshold+1 parties of the key.
+// The signature is verified with decred's ecdsa before it is returned. Pairs of signers
+// without OT seeds in common are set up first (a new key, a restored phone, a refresh).
+func (c *ECDSAClient) Sign(keyID string, digest []byte, path []uint32) (*Signature, error) {
+	if len(digest) != 32 {
+		return nil, fmt.Errorf("tsm: an ECDSA digest is 32 bytes, not %d", len(digest))
+	}
+	if len(path) > bip32.MaxDepth {
+		return nil, fmt.Errorf("tsm: a path deeper than %d", bip32.MaxDepth)
+	}
+	sts, pub, err := c.states(keyID)
+	if err != nil {
+		return nil, err
+	}
+	roster, err := c.roster(pub.Parties(), func(i int) int { return sts[i].Info.NodeIndex })
+	if err != nil {
+		return nil, err
+	}
+	d, err := bip32.Derive(pub.PublicKey, sts[0].Info.ChainCode, path)
+	if err != nil {
+		return nil, fmt.Errorf("tsm: %w", err)
+	}
+	ids := make([]int, len(sts))
+	for i, st := range sts {
+		ids[i] = st.Info.NodeIndex + 1
+	}
+	sig, err := c.signECDSA(keyID, roster, ids, digest, path)
+	if errors.Is(err, ErrNoSeeds) {
+		if err := c.setupECDSA(keyID, roster, ids); err != nil {
+			return nil, fmt.Errorf("tsm: set up the signers' OT seeds: %w", err)
+		}
+		sig, err = c.signECDSA(keyID, roster, ids, digest, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tsm: sign: %w", err)
+	}
+	pk, err := decred.ParsePubKey(d.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	var r, s decred.ModNScalar
+	r.SetBytes(&sig.R)
+	s.SetBytes(&sig.S)
+	if !ecdsa.NewSignature(&r, &s).Verify(digest, pk) {
+		return nil, errors.New("tsm: the signature does not verify (a signer's share of it was wrong)")
+	}
+	return &Signature{R: sig.R, S: sig.S, RecoveryID: sig.RecoveryID, PublicKey: d.PublicKey}, nil
+}
+
+// ecdsaRounds runs steps whose results are envelopes: each node's step is built by mk from
+// the node's index and party identifier, and every envelope it answers is checked as its
+// own and kept: broadcasts for everyone else, private ones for their recipient.
+type ecdsaRun struct {
+	c       *ECDSAClient
+	keyID   string
+	session []byte
+	roster  []NodeID
+	ids     []int // party identifier of each of the client's nodes
+	set     []byte
+}
+
+func (r *ecdsaRun) round(op Op, in func(id int) [][]byte, prefix func() []byte) (map[int][][]byte, []*StepResult, error) {
+	inbox := map[int][][]byte{}
+	res, err := r.c.each(func(i int) *Step {
+		var msgs [][]byte
+		if prefix != nil {
+			msgs = append(msgs, prefix())
+		}
+		if in != nil {
+			msgs = append(msgs, in(r.ids[i])...)
+		}
+		return &Step{Op: op, KeyID: r.keyID, Session: r.session, Roster: r.roster, In: msgs}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, res := range res {
+		from := r.ids[i]
+		for _, b := range res.Out {
+			to, err := checkSender(b, r.session, from, r.roster)
+			if err != nil {
+				return nil, nil, fmt.Errorf("node %d: %w", i, err)
+			}
+			if to != 0 {
+				inbox[to] = append(inbox[to], b)
+				continue
+			}
+			for _, j := range r.ids {
+				if j != from {
+					inbox[j] = append(inbox[j], b)
+				}
+			}
+		}
+	}
+	return inbox, res, nil
+}
+
+func (c *ECDSAClient) newRun(keyID string, roster []NodeID, ids []int) (*ecdsaRun, error) {
+	set := slices.Sorted(slices.Values(ids))
+	session := newSession()
+	req, err := (&protocol.Message{Type: protocol.MsgSigningSet, Session: session, Curve: protocol.Secp256k1, Signers: set}).Marshal()
+	if err != nil {
+		return nil, err
+	}
+	return &ecdsaRun{c: c, keyID: keyID, session: session, roster: roster, ids: ids, set: req}, nil
+}
+
+// setupECDSA makes the base OTs of every pair of the signers.
+func (c *ECDSAClient) setupECDSA(keyID string, roster []NodeID, ids []int) error {
+	r, err := c.newRun(keyID, roster, ids)
+	if err != nil {
+		return err
+	}
+	in, _, err := r.round(OpECDSASetupStart, nil, func() []byte { return r.set })
+	if err != nil {
+		return err
+	}
+	if in, _, err = r.round(OpECDSASetupAnswer, func(id int) [][]byte { return in[id] }, nil); err != nil {
+		return err
+	}
+	_, _, err = r.round(OpECDSASetupFinish, func(id int) [][]byte { return in[id] }, nil)
+	return err
+}
+
+func (c *ECDSAClient) signECDSA(keyID string, roster []NodeID, ids []int, digest []byte, path []uint32) (*dkls23.Signature, error) {
+	r, err := c.newRun(keyID, roster, ids)
+	if err != nil {
+		return nil, err
+	}
+	in, _, err := r.round(OpECDSAStart, nil, func() []byte { return r.set })
+	if err != nil {
+		return nil, err
+	}
+	if in, _, err = r.round(OpECDSARound2, func(id int) [][]byte { return in[id] }, nil); err != nil {
+		return nil, err
+	}
+	req, err := (&protocol.Message{Type: protocol.MsgECDSADigest, Session: r.session, Curve: protocol.Secp256k1, Digest: digest, Path: path}).Marshal()
+	if err != nil {
+		return nil, err
+	}
+	_, res, err := r.round(OpECDSAFinish, func(id int) [][]byte { return in[id] }, func() []byte { return req })
+	if err != nil {
+		return nil, err
+	}
+	var parts []*dkls23.Partial
+	for i, res := range res {
+		if len(res.Out) != 1 {
+			return nil, fmt.Errorf("node %d answered %d partial signatures", i, len(res.Out))
+		}
+		b, err := unwrapEnvelope(nil, res.Out[0], r.session, 0, roster)
+		if err != nil {
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+		m, err := protocol.Unmarshal(b)
+		if err != nil || m.Type != protocol.MsgECDSAPartial || m.From != r.ids[i] {
+			return nil, fmt.Errorf("node %d answered another message than its partial signature", i)
+		}
+		p, err := dkls23.ParsePartial(m.From, m.Body)
+		if err != nil {
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+		parts = append(parts, p)
+	}
+	return dkls23.Combine(parts)
+}

@@ -1,0 +1,166 @@
+package tsm
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+
+	decred "github.com/decred/dcrd/dcrec/secp256k1/v4"
+	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
+
+	"github.com/sharevault/sharevault/internal/bip32"
+)
+
+// verifyECDSA checks sig over digest with decred, against pub, and that its recovery ID
+// gives pub back.
+func verifyECDSA(t *testing.T, pub, digest []byte, sig *Signature) {
+	t.Helper()
+	pk, err := decred.ParsePubKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r, s decred.ModNScalar
+	r.SetBytes(&sig.R)
+	s.SetBytes(&sig.S)
+	if s.IsOverHalfOrder() || !ecdsa.NewSignature(&r, &s).Verify(digest, pk) {
+		t.Fatal("the signature does not verify with decred, or is not low-S")
+	}
+	got, _, err := ecdsa.RecoverCompact(append([]byte{27 + 4 + sig.RecoveryID}, sig.Compact()[:64]...), digest)
+	if err != nil || !got.IsEqual(pk) {
+		t.Fatalf("recovery ID %d does not give the key back: %v", sig.RecoveryID, err)
+	}
+}
+
+// The lose-the-phone story with an ECDSA key: it signs, the phone is lost and restored from
+// its backup (which holds no OT seeds: the phone's pairs are set up again at the first
+// signature), it signs again, and a refresh renews every share and the seeds.
+func TestECDSALoseThePhone(t *testing.T) {
+	c := newCluster(t)
+	keyID, err := NewECDSAClient(c.all).GenerateKey("eth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := NewECDSAClient(c.all).PublicKey(keyID)
+	digest := sha256.Sum256([]byte("pay 1 ether to bob"))
+	sig, err := NewECDSAClient(c.all).Sign(keyID, digest[:], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyECDSA(t, pub, digest[:], sig)
+	sig2, err := NewECDSAClient(c.all).Sign(keyID, digest[:], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sig2.R == sig.R {
+		t.Fatal("two signatures of one digest share their nonce")
+	}
+
+	backup, err := NewECDSAClient(c.phoneClient()).BackupShare(keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.losePhone()
+	if _, err := NewECDSAClient(c.phoneClient()).RestoreShare(backup); err != nil {
+		t.Fatal(err)
+	}
+	c.reopenAll()
+	local, _ := c.all.embedded()
+	if s, _ := local.seeds(keyID, 0); len(s) != 0 {
+		t.Fatalf("the restored phone has %d OT seeds", len(s))
+	}
+	d2 := sha256.Sum256([]byte("after the restore"))
+	sig, err = NewECDSAClient(c.all).Sign(keyID, d2[:], nil)
+	if err != nil {
+		t.Fatalf("the restored phone: %v", err)
+	}
+	verifyECDSA(t, pub, d2[:], sig)
+
+	if err := NewECDSAClient(c.all).Reshare(keyID); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := local.seeds(keyID, 1); len(s) != 0 {
+		t.Fatal("a refresh left OT seeds")
+	}
+	sig, err = NewECDSAClient(c.all).Sign(keyID, d2[:], nil)
+	if err != nil {
+		t.Fatalf("after the refresh: %v", err)
+	}
+	verifyECDSA(t, pub, d2[:], sig)
+	// The pre-refresh share is refused.
+	c.losePhone()
+	if _, err := NewECDSAClient(c.phoneClient()).RestoreShare(backup); err != nil {
+		t.Fatal(err)
+	}
+	c.reopenAll()
+	if _, err := NewECDSAClient(c.all).Sign(keyID, d2[:], nil); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("the pre-refresh share signed: %v", err)
+	}
+}
+
+// Every pair of a 2-of-3 key signs, a child key under a path signs for the key that BIP-32
+// derives from the xpub, and one node alone does not.
+func TestECDSAThresholdAndPaths(t *testing.T) {
+	c := newCluster(t)
+	keyID, err := NewECDSAClient(c.all).GenerateKeyThreshold("2-of-3", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := NewECDSAClient(c.all).KeyInfo(keyID)
+	paths := append([]string{c.phone}, c.servers()...)
+	path := []uint32{0, 7}
+	child, err := bip32.Derive(info.PublicKey, info.ChainCode, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pair := range [][]int{{0, 1}, {0, 2}, {1, 2}} {
+		cl := NewECDSAClient(c.open(paths[pair[0]], paths[pair[1]]))
+		digest := sha256.Sum256(fmt.Append(nil, "pair ", pair))
+		sig, err := cl.Sign(keyID, digest[:], nil)
+		if err != nil {
+			t.Fatalf("nodes %v: %v", pair, err)
+		}
+		verifyECDSA(t, info.PublicKey, digest[:], sig)
+		sig, err = cl.Sign(keyID, digest[:], path)
+		if err != nil {
+			t.Fatalf("nodes %v, path m/0/7: %v", pair, err)
+		}
+		if string(sig.PublicKey) != string(child.PublicKey) {
+			t.Fatal("the signature is for another key than the path's")
+		}
+		verifyECDSA(t, child.PublicKey, digest[:], sig)
+	}
+	digest := sha256.Sum256([]byte("all three"))
+	if _, err := NewECDSAClient(c.all).Sign(keyID, digest[:], nil); err != nil {
+		t.Fatalf("all three: %v", err)
+	}
+	if _, err := NewECDSAClient(c.open(c.phone)).Sign(keyID, digest[:], nil); err == nil {
+		t.Fatal("one node of a 2-of-3 key signed alone")
+	}
+}
+
+// A node whose seeds with another were lost (or ended by a refusal) is set up again by the
+// coordinator on the next signature; a digest of the wrong length is refused up front.
+func TestECDSASeedsRepaired(t *testing.T) {
+	c := newCluster(t)
+	keyID, err := NewECDSAClient(c.all).GenerateKey("seeds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("x"))
+	if _, err := NewECDSAClient(c.all).Sign(keyID, digest[:], nil); err != nil {
+		t.Fatal(err)
+	}
+	local, _ := c.all.embedded()
+	if err := local.dropSeeds(keyID, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewECDSAClient(c.all).Sign(keyID, digest[:], nil); err != nil {
+		t.Fatalf("after losing one pair's seeds: %v", err)
+	}
+	if _, err := NewECDSAClient(c.all).Sign(keyID, digest[:31], nil); err == nil {
+		t.Fatal("a 31-byte digest was signed")
+	}
+	_ = os.Getenv
+}
