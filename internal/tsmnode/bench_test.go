@@ -1,8 +1,13 @@
 package tsmnode_test
 
 import (
+	"crypto/sha256"
+	"io"
+	"net/http"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -10,28 +15,83 @@ import (
 	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
 )
 
-// benchSign signs in a loop and reports the p50 and p99 of one signature's latency.
-func benchSign(b *testing.B, cl *tsm.EDDSAClient) {
-	keyID, err := cl.GenerateKey("bench")
-	if err != nil {
+// counting is an HTTP transport that counts the bytes of requests and answers.
+type counting struct{ n atomic.Int64 }
+
+type countReader struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (r countReader) Read(p []byte) (int, error) {
+	k, err := r.ReadCloser.Read(p)
+	r.n.Add(int64(k))
+	return k, err
+}
+
+func (c *counting) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.n.Add(req.ContentLength)
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err == nil {
+		resp.Body = countReader{resp.Body, &c.n}
+	}
+	return resp, err
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchSign runs sign in a loop and reports the p50 and p99 of its latency; with a
+// cluster, the CPU of each node process and of this one (the phone) per signature, and the
+// HTTP bytes both ways per signature.
+func benchSign(b *testing.B, sign func() error, c *tsmnodetest.Cluster, bytes *counting) {
+	if err := sign(); err != nil { // the first one sets ECDSA's pairs up
 		b.Fatal(err)
 	}
-	msg := []byte("pay bob 1 coin")
 	var ds []time.Duration
+	cpu := func() []time.Duration {
+		out := []time.Duration{selfCPU()}
+		if c != nil {
+			for _, n := range c.Nodes {
+				d, err := n.CPU()
+				if err != nil {
+					b.Fatal(err)
+				}
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	var sent int64
+	if bytes != nil {
+		sent = bytes.n.Load()
+	}
+	before := cpu()
 	for b.Loop() {
 		start := time.Now()
-		if _, err := cl.Sign(keyID, msg); err != nil {
+		if err := sign(); err != nil {
 			b.Fatal(err)
 		}
 		ds = append(ds, time.Since(start))
 	}
+	after := cpu()
 	slices.Sort(ds)
 	b.ReportMetric(float64(ds[len(ds)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds()), "p99-µs")
+	if c != nil {
+		n := float64(len(ds))
+		b.ReportMetric(float64((after[0]-before[0]).Microseconds())/n, "phone-cpu-µs")
+		for i := 1; i < len(after); i++ {
+			b.ReportMetric(float64((after[i]-before[i]).Microseconds())/n, "node"+string(rune('0'+i))+"-cpu-µs")
+		}
+		b.ReportMetric(float64(bytes.n.Load()-sent)/n, "http-bytes")
+	}
 }
 
-// BenchmarkSignInProcess: the phone and two server nodes in one process (the baseline).
-func BenchmarkSignInProcess(b *testing.B) {
+func inProcess(b *testing.B) *tsm.Client {
 	dir := b.TempDir()
 	var cfg tsm.Config
 	for _, n := range []string{"phone.db", "s1.db", "s2.db"} {
@@ -41,12 +101,59 @@ func BenchmarkSignInProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cl.Close()
-	benchSign(b, tsm.NewEDDSAClient(cl))
+	b.Cleanup(func() { cl.Close() })
+	return cl
 }
+
+func acrossProcesses(b *testing.B) (*tsm.Client, *tsmnodetest.Cluster, *counting) {
+	c := tsmnodetest.Must(b, 2)
+	bytes := &counting{}
+	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: filepath.Join(b.TempDir(), "phone.db")}},
+		HTTPClient: &http.Client{Transport: bytes, Timeout: 30 * time.Second}}
+	for _, n := range c.Nodes {
+		cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{URL: n.URL, ID: n.ID.String()})
+	}
+	cl, err := tsm.NewClient(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cl.Close() })
+	return cl, c, bytes
+}
+
+func eddsa(b *testing.B, cl *tsm.Client) func() error {
+	e := tsm.NewEDDSAClient(cl)
+	keyID, err := e.GenerateKey("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func() error { _, err := e.Sign(keyID, []byte("pay bob 1 coin")); return err }
+}
+
+func ecdsaSign(b *testing.B, cl *tsm.Client) func() error {
+	e := tsm.NewECDSAClient(cl)
+	keyID, err := e.GenerateKey("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("pay bob 1 coin"))
+	return func() error { _, err := e.Sign(keyID, digest[:], nil); return err }
+}
+
+// BenchmarkSignInProcess: the phone and two server nodes in one process (the baseline).
+func BenchmarkSignInProcess(b *testing.B) { benchSign(b, eddsa(b, inProcess(b)), nil, nil) }
 
 // BenchmarkSignAcrossProcesses: the phone here, two tsmnode processes over loopback.
 func BenchmarkSignAcrossProcesses(b *testing.B) {
-	c := tsmnodetest.Must(b, 2)
-	benchSign(b, tsm.NewEDDSAClient(phone(b, filepath.Join(b.TempDir(), "phone.db"), c, 0, 1)))
+	cl, c, n := acrossProcesses(b)
+	benchSign(b, eddsa(b, cl), c, n)
+}
+
+// BenchmarkECDSASignInProcess and BenchmarkECDSASignAcrossProcesses: the same for a
+// threshold ECDSA signature (DKLs23) of a 3-of-3 secp256k1 key.
+func BenchmarkECDSASignInProcess(b *testing.B) { benchSign(b, ecdsaSign(b, inProcess(b)), nil, nil) }
+
+func BenchmarkECDSASignAcrossProcesses(b *testing.B) {
+	cl, c, n := acrossProcesses(b)
+	benchSign(b, ecdsaSign(b, cl), c, n)
 }

@@ -3,13 +3,17 @@
 package tsmnodetest
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm"
 	"github.com/sharevault/sharevault/internal/vaultproc"
@@ -150,4 +154,22 @@ func Must(t testing.TB, n int) *Cluster {
 	}
 	t.Cleanup(c.Stop)
 	return c
+}
+
+// CPU returns the CPU time (user and system) the node's process has used so far.
+func (n *Node) CPU() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.proc.Cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	if len(f) < 13 {
+		return 0, errors.New("tsmnodetest: a /proc stat line too short")
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(u+s) * time.Second / 100, nil // USER_HZ is 100 on Linux
 }
