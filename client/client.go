@@ -266,33 +266,39 @@ func (p *Phone) prune(ctx context.Context, keys *Keys, keyID string, seq uint64)
 }
 
 // Sign signs message with an EdDSA key across the phone and the server nodes and returns
-// the hex Ed25519 signature, checked with crypto/ed25519: proof that the share works.
+// the hex Ed25519 signature, checked with crypto/ed25519: proof that the share works. (An
+// ECDSA key signs a digest: SignDigest, SignEthereumMessage.)
 func (p *Phone) Sign(keyID, message string) (string, error) {
-	s, err := p.node.SchemeOf(keyID)
-	if err != nil {
-		return "", err
-	}
-	if s != tsm.EdDSA {
-		return "", errors.New("signing is built for EdDSA keys; for ECDSA, verify the share instead")
-	}
 	var sig []byte
-	sign := func(c *tsm.Client) (err error) {
+	err := p.signWith(keyID, tsm.EdDSA, func(c *tsm.Client) (err error) {
 		sig, err = tsm.NewEDDSAClient(c).Sign(keyID, []byte(message))
 		return err
+	})
+	return hex.EncodeToString(sig), err
+}
+
+// signWith runs sign on a client of the phone and the server nodes, for a key of scheme
+// want; when some nodes are down, a threshold key signs with the phone and the server
+// nodes that answer, if they are enough.
+func (p *Phone) signWith(keyID string, want tsm.Scheme, sign func(c *tsm.Client) error) error {
+	s, err := p.node.SchemeOf(keyID)
+	if err != nil {
+		return err
+	}
+	if s != want {
+		return fmt.Errorf("%s is an %s key: %s", keyID, s, map[tsm.Scheme]string{tsm.EdDSA: "sign a message", tsm.ECDSA: "sign a digest"}[s])
 	}
 	err = p.withAll(sign)
 	if errors.Is(err, tsm.ErrNodeUnreachable) {
-		// A threshold key signs with any threshold+1 parties: the phone and the server
-		// nodes that answer, if they are enough.
 		info, ierr := ops(s, p.node).KeyInfo(keyID)
 		if up := p.answering(); ierr == nil && len(up) < len(p.servers) && len(up) >= info.Threshold {
 			err = p.withNodes(up, sign)
 		}
 	}
 	if errors.Is(err, tsm.ErrStaleEpoch) {
-		return "", ErrStale
+		return ErrStale
 	}
-	return hex.EncodeToString(sig), err
+	return err
 }
 
 // KeyInfo describes a key on the phone (or in a backup).

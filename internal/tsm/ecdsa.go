@@ -204,7 +204,30 @@ func (p *party) ecdsaSetupFinish(st *Step) (*StepResult, error) {
 			x.Wipe()
 		}
 	}()
-	return &StepResult{}, p.n.storeSeeds(s.keyID, s.epoch, seeds)
+	if err := p.n.storeSeeds(s.keyID, s.epoch, seeds); err != nil {
+		return nil, err
+	}
+	for j := range seeds {
+		p.revoke(s.keyID, j, false)
+	}
+	return &StepResult{}, nil
+}
+
+func revokedKey(keyID string, peer int) string { return fmt.Sprint(keyID, "/", peer) }
+
+// revoke marks (or unmarks, once new seeds are stored) a pair's seeds as refused: a node
+// whose delete of them failed still never extends on them again.
+func (p *party) revoke(keyID string, peer int, on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.revoked == nil {
+		p.revoked = map[string]bool{}
+	}
+	if on {
+		p.revoked[revokedKey(keyID, peer)] = true
+	} else {
+		delete(p.revoked, revokedKey(keyID, peer))
+	}
 }
 
 func (p *party) ecdsaStart(st *Step) (*StepResult, error) {
@@ -222,6 +245,13 @@ func (p *party) ecdsaStart(st *Step) (*StepResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.mu.Lock()
+	for j := range seeds {
+		if p.revoked[revokedKey(k.KeyID, j)] {
+			delete(seeds, j)
+		}
+	}
+	p.mu.Unlock()
 	defer func() {
 		for _, x := range seeds {
 			x.Wipe()
@@ -288,6 +318,7 @@ func (p *party) ecdsaRound2(st *Step) (_ *StepResult, err error) {
 		// A refused extension tells its sender a bit of this party's Δ: the pair's seeds
 		// end here (package ote). Seeds it does not know change nothing.
 		if se.Refused {
+			p.revoke(s.keyID, se.Peer, true) // fail closed, should the delete fail
 			if derr := p.n.dropSeeds(s.keyID, se.Peer); derr != nil {
 				return nil, derr
 			}

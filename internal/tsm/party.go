@@ -107,6 +107,7 @@ type party struct {
 	key      *NodeKey
 	mu       sync.Mutex
 	sessions map[string]*session // by sessionKey: requester and session ID
+	revoked  map[string]bool     // ECDSA seeds refused (ecdsa.go), until set up again
 }
 
 type session struct {

@@ -70,6 +70,14 @@ var errIdentity = errors.New("points sum to the identity")
 // Frame writes the domain and every part, each preceded by its length (2 bytes), so no
 // two different inputs hash alike.
 func Frame(w io.Writer, domain string, parts ...[]byte) {
+	if len(domain) > 0xffff {
+		panic("protocol: a framed part over 65535 bytes")
+	}
+	for _, p := range parts {
+		if len(p) > 0xffff {
+			panic("protocol: a framed part over 65535 bytes")
+		}
+	}
 	var l [2]byte
 	binary.BigEndian.PutUint16(l[:], uint16(len(domain)))
 	w.Write(l[:])

@@ -126,6 +126,9 @@ type Setup struct {
 
 // NewSetup starts the setup of party self with every peer: the first OT message to each.
 func NewSetup(session []byte, self int, peers []int, rand io.Reader) (*Setup, map[int][]byte, error) {
+	if len(session) != protocol.SessionLen {
+		return nil, nil, errors.New("dkls23: a session ID is 16 bytes")
+	}
 	s := &Setup{session: slices.Clone(session), self: self, senders: map[int]*ot.Sender{}, keys: map[int]*ot.ReceiverKeys{}}
 	out := map[int][]byte{}
 	for _, j := range peers {
@@ -246,7 +249,7 @@ func extensionID(session []byte, b, a int, bobNonce []byte) []byte {
 // Start is round one. It checks the parameters, draws r_i, φ_i and a nonce, commits to
 // R_i = r_i·G, and as Bob towards every other signer draws ξ choice bits β, so χ = ⟨g, β⟩,
 // and sends the extension's message. It returns the broadcast and one message per peer.
-func Start(p Params, rand io.Reader) (*Signer, *Round1, map[int]*Round1Private, error) {
+func Start(p Params, rand io.Reader) (_ *Signer, _ *Round1, _ map[int]*Round1Private, err error) {
 	k := p.Share
 	if k == nil || k.Curve != protocol.Secp256k1 {
 		return nil, nil, nil, errors.New("dkls23: a secp256k1 key share is needed")
@@ -282,7 +285,11 @@ func Start(p Params, rand io.Reader) (*Signer, *Round1, map[int]*Round1Private, 
 			return nil, nil, nil, &SeedError{Peer: j, Reason: "no OT seeds with this party: set the pair up"}
 		}
 	}
-	var err error
+	defer func() {
+		if err != nil {
+			s.Wipe()
+		}
+	}()
 	if s.r, err = randomScalar(rand); err != nil {
 		return nil, nil, nil, err
 	}
@@ -435,6 +442,7 @@ func (s *Signer) Round2(bc map[int]*Round1, priv map[int]*Round1Private, rand io
 		m := &Round2Private{R: s.R, Salt: s.salt, Echo: s.echo, Psi: secp256k1.NewScalar().Subtract(s.phi, s.bobs[j].chi)}
 		etaHat, err := randomScalar(rand)
 		if err != nil {
+			s.Wipe()
 			return nil, err
 		}
 		alpha0 := make([][width]*secp256k1.Scalar, Xi)
@@ -470,6 +478,9 @@ func (s *Signer) Round2(bc map[int]*Round1, priv map[int]*Round1Private, rand io
 			}
 		}
 		m.Mu = muOf(eid, tweak, rows)
+		for _, x := range rows {
+			x.Zero()
+		}
 		m.GammaU, m.GammaV = base(cu), base(cv)
 		s.alices[j] = &alice{cu: cu, cv: cv}
 		out[j] = m
@@ -502,6 +513,16 @@ func (s *Signer) Round3(in map[int]*Round2Private, digest []byte, tweak *secp256
 	phiP := secp256k1.NewScalarFrom(s.phi)
 	u, v := secp256k1.NewScalar(), secp256k1.NewScalar()
 	t := secp256k1.NewScalar()
+	du, dv := secp256k1.NewScalar(), secp256k1.NewScalar()
+	ok := false
+	defer func() {
+		for _, x := range []*secp256k1.Scalar{phiP, v, t, du, dv} {
+			x.Zero()
+		}
+		if !ok {
+			u.Zero()
+		}
+	}()
 	for _, j := range s.p.Signers {
 		if j == s.self {
 			continue
@@ -522,7 +543,8 @@ func (s *Signer) Round3(in map[int]*Round2Private, digest []byte, tweak *secp256
 		w := b.ext.Outputs(tw, width*scalarOut)
 		th := theta(eid, tw, &m.ATilde)
 		rows := make([]*secp256k1.Scalar, Xi)
-		du, dv := secp256k1.NewScalar(), secp256k1.NewScalar()
+		du.Zero()
+		dv.Zero()
 		for r := range Xi {
 			bit := uint64(b.beta[r/8]>>(r%8)) & 1
 			d := outputs(w[r])
@@ -540,7 +562,11 @@ func (s *Signer) Round3(in map[int]*Round2Private, digest []byte, tweak *secp256
 				x.Zero()
 			}
 		}
-		if mu := muOf(eid, tw, rows); subtle.ConstantTimeCompare(mu[:], m.Mu[:]) != 1 {
+		mu := muOf(eid, tw, rows)
+		for _, x := range rows {
+			x.Zero()
+		}
+		if subtle.ConstantTimeCompare(mu[:], m.Mu[:]) != 1 {
 			return nil, protocol.CulpritErrorf(j, "its RVOLE fails the check of μ (inputs that differ between OTs)")
 		}
 		lhs := secp256k1.NewIdentityPoint().ScalarMult(b.chi, m.R)
@@ -556,9 +582,17 @@ func (s *Signer) Round3(in map[int]*Round2Private, digest []byte, tweak *secp256
 		a := s.alices[j]
 		u.Add(u, du).Add(u, a.cu)
 		v.Add(v, dv).Add(v, a.cv)
-		du.Zero()
-		dv.Zero()
 	}
+	// R, opened in round two, is known before the digest and the tweak are: bind them to
+	// the nonce by re-randomizing it (Groth and Shoup, eprint 2021/1330, against the attack
+	// on presignatures with additive derivation): k' = r + δ, δ = H(…, R, digest, τ), so
+	// R' = R + δ·G and u grows by δ·φ. Signers given other digests or tweaks compute
+	// other R', which Combine refuses.
+	if tweak == nil {
+		tweak = secp256k1.NewScalar()
+	}
+	delta := hashScalar("sharevault dkls23 rerandomize", s.p.Session, s.echo[:], R.CompressedBytes(), digest, tweak.Bytes())
+	R.Add(R, base(delta))
 	if R.IsIdentity() == 1 {
 		return nil, errors.New("dkls23: R is the identity")
 	}
@@ -567,16 +601,13 @@ func (s *Signer) Round3(in map[int]*Round2Private, digest []byte, tweak *secp256
 		return nil, err
 	}
 	u.Add(u, t.Multiply(s.r, phiP))
+	u.Add(u, t.Multiply(delta, s.phi))
 	v.Add(v, t.Multiply(s.sk, phiP))
-	if tweak != nil {
-		v.Add(v, t.Multiply(tweak, s.phi))
-	}
+	v.Add(v, t.Multiply(tweak, s.phi))
 	h, _ := secp256k1.NewScalarFromBytes((*[32]byte)(digest))
 	wv := secp256k1.NewScalar().Multiply(h, s.phi)
 	wv.Add(wv, t.Multiply(rx, v))
-	phiP.Zero()
-	v.Zero()
-	t.Zero()
+	ok = true
 	return &Partial{From: s.self, R: R, U: u, W: wv}, nil
 }
 

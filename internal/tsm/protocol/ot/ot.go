@@ -161,8 +161,10 @@ func Receive(sid, msg1 []byte, rand io.Reader) ([]byte, *ReceiverKeys, error) {
 		Bb := B.CompressedBytes()
 		msg = append(msg, Bb...)
 		idx[0], idx[1] = byte(i>>8), byte(i)
-		hash(out.Keys[i][:], "sharevault ot key", sid, idx[:], Ab, Bb, secp256k1.NewIdentityPoint().ScalarMult(b, A).CompressedBytes())
+		bA := secp256k1.NewIdentityPoint().ScalarMult(b, A)
+		hash(out.Keys[i][:], "sharevault ot key", sid, idx[:], Ab, Bb, bA.CompressedBytes())
 		b.Zero()
+		bA.Identity()
 	}
 	return msg, out, nil
 }
@@ -192,7 +194,9 @@ func (s *Sender) Finish(msg2 []byte) (*SenderKeys, error) {
 		idx[0], idx[1] = byte(i>>8), byte(i)
 		hash(out[i][0][:], "sharevault ot key", s.sid, idx[:], Ab, Bb, aB.CompressedBytes())
 		hash(out[i][1][:], "sharevault ot key", s.sid, idx[:], Ab, Bb, aB.Subtract(aB, aA).CompressedBytes())
+		aB.Identity()
 	}
+	aA.Identity()
 	return out, nil
 }
 

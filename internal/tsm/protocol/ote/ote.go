@@ -45,6 +45,10 @@ import (
 // Kappa is the number of base OTs, the width of a row, in bits.
 const Kappa = ot.Count
 
+// MaxOTs bounds an extension (its message stays within the 2-byte lengths of its hashes
+// framing, and its indices within 2 bytes).
+const MaxOTs = 2048
+
 // Pad is the number of random rows added to every extension: κ + s with s = 128.
 const Pad = Kappa + 128
 
@@ -167,8 +171,8 @@ type Receiver struct {
 // Extend is the receiver's round for m OTs (m a multiple of 8) with choices (bit j of
 // choices is OT j's, little-endian in each byte), under extension ID eid.
 func (s *ReceiverSeeds) Extend(eid []byte, m int, choices []byte, rand io.Reader) (*Receiver, []byte, error) {
-	if m%8 != 0 || len(choices) != m/8 {
-		return nil, nil, errors.New("ote: m choice bits, m a multiple of 8")
+	if m%8 != 0 || m > MaxOTs || len(choices) != m/8 {
+		return nil, nil, fmt.Errorf("ote: m choice bits, m a multiple of 8 up to %d", MaxOTs)
 	}
 	n := m + Pad
 	x := make([]byte, n/8)
@@ -178,6 +182,7 @@ func (s *ReceiverSeeds) Extend(eid []byte, m int, choices []byte, rand io.Reader
 		return nil, nil, err
 	}
 	rows, msg := s.extend(eid, x, nil)
+	clear(rows[m:]) // the pad rows are the check's alone
 	return &Receiver{eid: append([]byte(nil), eid...), m: m, rows: rows[:m]}, msg, nil
 }
 
@@ -254,7 +259,7 @@ type Sender struct {
 // Extend is the sender's side of the receiver's message msg for m OTs under eid: it checks
 // the message and returns the rows to draw outputs from.
 func (s *SenderSeeds) Extend(eid []byte, m int, msg []byte) (*Sender, error) {
-	if m%8 != 0 || len(msg) != MsgLen(m) {
+	if m%8 != 0 || m > MaxOTs || len(msg) != MsgLen(m) {
 		return nil, fmt.Errorf("ote: a receiver's message for %d OTs is %d bytes, not %d", m, len(msg), MsgLen(m))
 	}
 	n := m + Pad
@@ -286,8 +291,10 @@ func (s *SenderSeeds) Extend(eid []byte, m int, msg []byte) (*Sender, error) {
 	got := qs.reduce()
 	if subtle.ConstantTimeCompare(got.bytes(), w.bytes()) != 1 {
 		clear(rows)
+		s.Wipe() // fail closed: these seeds never extend again (the caller deletes its copies)
 		return nil, ErrConsistency
 	}
+	clear(rows[m:])
 	return &Sender{eid: append([]byte(nil), eid...), m: m, delta: s.delta, rows: rows[:m]}, nil
 }
 

@@ -110,9 +110,14 @@ func TestExtension(t *testing.T) {
 	if err1 != nil || err2 != nil || *rs2 != *rs || *ss2 != *ss {
 		t.Fatal("seeds do not survive their encoding")
 	}
-	// Another extension ID: the sender's rows are another's, the check fails.
-	if _, err := ss.Extend([]byte("other"), m, msg); !errors.Is(err, ErrConsistency) {
+	// Another extension ID: the sender's rows are another's, the check fails, and the
+	// seeds that refused are wiped (fail closed).
+	refusing := *ss
+	if _, err := refusing.Extend([]byte("other"), m, msg); !errors.Is(err, ErrConsistency) {
 		t.Fatalf("a message under another extension ID: %v", err)
+	}
+	if refusing != (SenderSeeds{}) {
+		t.Fatal("seeds that refused an extension were kept")
 	}
 	// Another tweak: unrelated outputs.
 	r2, msg2, _ := rs.Extend([]byte("eid"), m, choices, rand.Reader)
@@ -152,7 +157,8 @@ func TestInconsistentChoicesRefused(t *testing.T) {
 		ts.lo ^= d.lo
 		ts.hi ^= d.hi
 		copy(guess[len(guess)-rowLen:], ts.bytes())
-		_, err := ss.Extend([]byte("eid"), m, guess)
+		try := *ss
+		_, err := try.Extend([]byte("eid"), m, guess)
 		if err != nil && !errors.Is(err, ErrConsistency) {
 			t.Fatal(err)
 		}
@@ -171,7 +177,8 @@ func TestInconsistentChoicesRefused(t *testing.T) {
 	}
 	// Tampered check values and lengths.
 	for i, bad := range [][]byte{msg[:len(msg)-1], append(bytes.Clone(msg[:len(msg)-2*rowLen]), make([]byte, 2*rowLen)...)} {
-		if _, err := ss.Extend([]byte("eid"), m, bad); err == nil {
+		try := *ss
+		if _, err := try.Extend([]byte("eid"), m, bad); err == nil {
 			t.Fatalf("bad message %d accepted", i)
 		}
 	}
