@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +26,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sharevault/sharevault/client"
+	"github.com/sharevault/sharevault/internal/bip32"
 )
 
 const usage = `usage: client [--home DIR] [--vault URL] [--nodes URL,URL] COMMAND [ARGS]
@@ -49,7 +52,8 @@ var commands = []struct{ name, args, about string }{
 	{"list", "[--passphrase-file F | --no-passphrase]", "the vault's keys"},
 	{"export", "KEY [--qr F]", "the latest backup, armored, for an offline copy"},
 	{"import", "FILE [--passphrase-file F | --no-passphrase]", "restore from an armored backup"},
-	{"sign", "KEY [--] MESSAGE", "sign MESSAGE's UTF-8 bytes, as given (no hash or\nprefix: Ed25519 hashes them itself), across the\nphone and the server nodes (EdDSA keys)"},
+	{"sign", "KEY [--digest HEX | --eth] [--path P] [--] [MESSAGE]", "sign across the phone and the server nodes: an\nEdDSA key signs MESSAGE's UTF-8 bytes as given; an\nECDSA key signs a 32-byte digest: --digest, the\nSHA-256 of MESSAGE, or with --eth its EIP-191\npersonal-message hash; --path m/0/7 signs for that\nBIP-32 child"},
+	{"address", "KEY [--path P]", "an ECDSA key's Ethereum address and BIP-32 xpub\n(of its child at --path)"},
 	{"reshare", "KEY", "refresh every node's share of KEY and back the new\none up (the old backups are deleted: stale)"},
 	{"rotate", "[--words N] [--no-quiz] [--yes] [--kit F] [--passphrase-file F | --no-passphrase]", "new words for every key (quizzed, unless --no-quiz);\nthen delete the old vault (without asking: --yes)"},
 	{"forget", "", "delete the keys kept in DIR/keys.json"},
@@ -199,7 +203,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	cmds := map[string]func([]string) error{
 		"keygen": a.keygen, "backup": a.backup, "restore": a.restore, "verify": a.verify, "list": a.list,
-		"export": a.export, "import": a.importFile, "sign": a.sign, "reshare": a.reshare, "rotate": a.rotate, "forget": a.forget,
+		"export": a.export, "import": a.importFile, "sign": a.sign, "address": a.address, "reshare": a.reshare, "rotate": a.rotate, "forget": a.forget,
 	}
 	err := cmds[name](rest)
 	if errors.Is(err, errUsage) {
@@ -599,6 +603,18 @@ func (a *app) keygen(args []string) error {
 	} else { // the n-1 server nodes are threshold+1 or more
 		a.Step(fmt.Sprintf("any %d of the %d parties sign: the server nodes can sign without this phone", threshold+1, n))
 	}
+	if scheme == "ecdsa" {
+		addr, err := p.EthereumAddress(id, "")
+		if err != nil {
+			return err
+		}
+		xpub, err := p.XPub(id, "")
+		if err != nil {
+			return err
+		}
+		a.Step("address " + addr)
+		a.Step("xpub " + xpub)
+	}
 	a.result("key %s", id)
 	return nil
 }
@@ -798,18 +814,101 @@ func (a *app) importFile(args []string) error {
 }
 
 func (a *app) sign(args []string) error {
-	if i := slices.Index(args, "--"); i >= 0 && i <= 1 { // sign -- KEY MSG, sign KEY -- MSG
-		args = slices.Delete(slices.Clone(args), i, i+1)
+	var rest []string // after --, a message as given, even one that starts with -
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, rest = args[:i], args[i+1:]
 	}
-	if len(args) != 2 {
-		return usageError("sign needs a KEY and one MESSAGE (quote a message with spaces)")
+	var digest, path string
+	var eth bool
+	pos, err := flags("sign", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&digest, "digest", "", "")
+		fs.BoolVar(&eth, "eth", false, "")
+		fs.StringVar(&path, "path", "", "")
+	})
+	if err != nil {
+		return err
 	}
+	pos = append(pos, rest...)
+	switch {
+	case len(pos) == 0:
+		return usageError("sign needs a KEY")
+	case digest != "" && (eth || len(pos) != 1):
+		return usageError("sign --digest HEX takes no MESSAGE and no --eth")
+	case digest == "" && len(pos) != 2:
+		return usageError("sign needs a KEY and one MESSAGE (quote a message with spaces), or --digest HEX")
+	}
+	if digest != "" {
+		if b, err := hex.DecodeString(digest); err != nil || len(b) != 32 {
+			return usageError("--digest is 32 bytes: 64 hex digits")
+		}
+	}
+	if _, err := bip32.ParsePath(path); err != nil {
+		return usageError("--path: %v", err)
+	}
+	keyID := pos[0]
 	return a.withPhone(nil, func(p *client.Phone, _ *client.Keys) error {
-		sig, err := p.Sign(args[0], args[1])
+		info, err := p.Key(keyID)
 		if err != nil {
 			return err
 		}
-		a.result("signature %s (verified with crypto/ed25519)", sig)
+		if info.Scheme == "EdDSA" {
+			if digest != "" || eth || path != "" {
+				return usageError("--digest, --eth and --path are for ECDSA keys; %s is an EdDSA key", keyID)
+			}
+			sig, err := p.Sign(keyID, pos[1])
+			if err != nil {
+				return err
+			}
+			a.result("signature %s (verified with crypto/ed25519)", sig)
+			return nil
+		}
+		var sig string
+		switch {
+		case eth:
+			sig, err = p.SignEthereumMessage(keyID, pos[1], path)
+		case digest == "":
+			d := sha256.Sum256([]byte(pos[1]))
+			digest = hex.EncodeToString(d[:])
+			a.Step("digest " + digest + " (SHA-256 of the message)")
+			fallthrough
+		default:
+			sig, err = p.SignDigest(keyID, digest, path)
+		}
+		if err != nil {
+			return err
+		}
+		addr, err := p.EthereumAddress(keyID, path)
+		if err != nil {
+			return err
+		}
+		a.result("signature %s (r || s || v, low-S, verified with decred's ecdsa) by %s", sig, addr)
+		return nil
+	})
+}
+
+// address prints an ECDSA key's Ethereum address and extended public key, at a path.
+func (a *app) address(args []string) error {
+	var path string
+	pos, err := flags("address", args, func(fs *flag.FlagSet) { fs.StringVar(&path, "path", "", "") })
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("address needs one KEY")
+	}
+	if _, err := bip32.ParsePath(path); err != nil {
+		return usageError("--path: %v", err)
+	}
+	return a.withPhone(nil, func(p *client.Phone, _ *client.Keys) error {
+		addr, err := p.EthereumAddress(pos[0], path)
+		if err != nil {
+			return err
+		}
+		xpub, err := p.XPub(pos[0], path)
+		if err != nil {
+			return err
+		}
+		a.result("address %s\nxpub %s", addr, xpub)
 		return nil
 	})
 }

@@ -52,7 +52,7 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"vault-start": vaultStart, "vault-stop": vaultStop, "capture": capture, "sheet": sheet, "mistype": mistype,
 			"nodes-start": nodesStart, "node-kill": nodeKill, "node-start": nodeStart, "pty": ptyRun, "status": status,
-			"sharesheet": sharesheet, "mistype-share": mistypeShare,
+			"sharesheet": sharesheet, "mistype-share": mistypeShare, "ecrecover": ecrecover, "xpub-child": xpubChild,
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0])
 				ts.Check(err)
