@@ -46,6 +46,8 @@ public final class AppDemo {
         phone.checkNodes();
         String keyID = phone.keyGen("eddsa", "main wallet");
         String savings = phone.keyGenThreshold("eddsa", "savings", 1); // any 2 of the 3 sign
+        String eth = phone.keyGen("ecdsa", "eth"); // threshold ECDSA: an Ethereum account
+        String address = phone.ethereumAddress(eth, "");
 
         Words words = Client.newWords(24); // shown once, on the one screen that shows words
         StringBuilder sheet = new StringBuilder(); // what the user writes down
@@ -56,6 +58,7 @@ public final class AppDemo {
         byte[] stored = keys.marshal(); // the app keeps these keys (never the words)
         KeyInfo backedUp = phone.backup(keys, keyID);
         phone.backup(keys, savings);
+        phone.backup(keys, eth);
         System.out.println("backed up " + keyID + " version " + backedUp.getSequence());
         phone.sign(keyID, "hello");
         phone.close();
@@ -77,6 +80,14 @@ public final class AppDemo {
         String sig = fresh.sign(keyID, "hello"); // Sign checks it with crypto/ed25519
         System.out.println("restored " + restored.getKeyID() + " epoch " + restored.getEpoch() + " signature " + sig);
         System.out.println("savings signs: " + fresh.sign(savings, "hello").length());
+        fresh.restore(found.getKeys(), eth);
+        if (!fresh.ethereumAddress(eth, "").equals(address)) {
+            throw new IllegalStateException("the restored key has another address");
+        }
+        String digest = "00".repeat(31) + "01"; // a transaction's Keccak-256, as the app computes it
+        String txSig = fresh.signDigest(eth, digest, "m/0/7"); // r || s || v, verified with decred
+        String msgSig = fresh.signEthereumMessage(eth, "hello", ""); // personal_sign: v is 27 or 28
+        System.out.println("eth " + address + " signs: " + txSig.length() + " v " + msgSig.substring(128));
         try {
             fresh.sign("nosuchkey", "hello");
             throw new IllegalStateException("signing with no key did not fail");

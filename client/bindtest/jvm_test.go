@@ -48,7 +48,7 @@ func TestAppDemoOnTheJVM(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AppDemo failed: %v", err)
 	}
-	for _, want := range []string{`backed up [a-z2-7]{26} version 1`, `restored [a-z2-7]{26} epoch 0 signature [0-9a-f]{128}`, `savings signs: 128`, `shares restore the words`} {
+	for _, want := range []string{`backed up [a-z2-7]{26} version 1`, `restored [a-z2-7]{26} epoch 0 signature [0-9a-f]{128}`, `savings signs: 128`, `eth 0x[0-9a-fA-F]{40} signs: 130 v 1[bc]`, `shares restore the words`} {
 		if !regexp.MustCompile(want).Match(out) {
 			t.Errorf("AppDemo did not print %q", want)
 		}

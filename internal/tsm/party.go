@@ -589,7 +589,7 @@ func (p *party) refreshPrepare(st *Step) (*StepResult, error) {
 
 func (p *party) signCommit(st *Step) (*StepResult, error) {
 	if st.Scheme != EdDSA {
-		return nil, errors.New("signing is built for EdDSA keys; for ECDSA, verify the share instead")
+		return nil, errors.New("sign/commit is FROST, for EdDSA keys; an ECDSA key signs with the ecdsa/ steps")
 	}
 	k, err := p.n.key(st.KeyID, st.Scheme)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	voi "gitlab.com/yawning/secp256k1-voi"
 
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
+	"github.com/sharevault/sharevault/internal/tsm/protocol/ot"
 )
 
 // deal makes a t-of-n key by a trusted dealer (the DKG is package protocol's, tested there):
@@ -267,5 +268,16 @@ func TestTweak(t *testing.T) {
 	digest := sha256.Sum256([]byte("child"))
 	if _, err := run(t, ks, []int{1, 3}, seeds, digest[:], &attack{tweak: tw}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The header parser's fixed lengths are this package's.
+func TestBodyLengths(t *testing.T) {
+	for typ, want := range map[protocol.MsgType]int{protocol.MsgOTSetup1: ot.Msg1Len, protocol.MsgOTSetup2: ot.Msg2Len,
+		protocol.MsgECDSARound1: Round1Len, protocol.MsgECDSAExtend: Round1PrivateLen, protocol.MsgECDSARound2: Round2PrivateLen,
+		protocol.MsgECDSAPartial: PartialLen} {
+		if got := protocol.ECDSABodyLen(typ); got != want {
+			t.Errorf("type %d: the header parser says %d bytes, this package %d", typ, got, want)
+		}
 	}
 }
