@@ -71,8 +71,14 @@ func (p *party) signingSet(st *Step, k *keyState) ([]int, error) {
 	case !slices.Contains(set, k.NodeIndex+1):
 		return nil, errors.New("a signing set without this party")
 	}
-	if owner, err := p.n.ownerOf(k.KeyID); err == nil && owner >= 0 && st.Auth != nil && !slices.Contains(set, owner+1) {
-		return nil, fmt.Errorf("%w: a signing set without the key's owner (the phone)", ErrForbidden)
+	if st.Auth != nil { // a node serving remote coordinators
+		owner, err := p.n.ownerOf(k.KeyID)
+		if err != nil {
+			return nil, err
+		}
+		if owner >= 0 && !slices.Contains(set, owner+1) {
+			return nil, fmt.Errorf("%w: a signing set without the key's owner (the phone)", ErrForbidden)
+		}
 	}
 	return set, nil
 }
@@ -204,30 +210,56 @@ func (p *party) ecdsaSetupFinish(st *Step) (*StepResult, error) {
 			x.Wipe()
 		}
 	}()
-	if err := p.n.storeSeeds(s.keyID, s.epoch, seeds); err != nil {
-		return nil, err
-	}
-	for j := range seeds {
-		p.revoke(s.keyID, j, false)
-	}
-	return &StepResult{}, nil
+	return &StepResult{}, p.n.storeSeeds(s.keyID, s.epoch, seeds)
 }
 
-func revokedKey(keyID string, peer int) string { return fmt.Sprint(keyID, "/", peer) }
+// A refused extension tells its sender one bit of this party's Δ, so the seeds that
+// refused never extend again (docs/tsm-protocol.md, "OT extension"): end refuses every live
+// signing session of the key that holds a copy of them, and deletes them from the database;
+// should the delete fail, they stay refused in memory, and every later signature of the key
+// tries the delete again first and is refused until it succeeds.
+type refusedSeeds struct {
+	keyID string
+	peer  int
+	id    string // the seeds' ID
+}
 
-// revoke marks (or unmarks, once new seeds are stored) a pair's seeds as refused: a node
-// whose delete of them failed still never extends on them again.
-func (p *party) revoke(keyID string, peer int, on bool) {
+func (p *party) endSeeds(keyID string, peer int, id []byte) error {
+	r := refusedSeeds{keyID, peer, string(id)}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.revoked == nil {
-		p.revoked = map[string]bool{}
+	if p.refused == nil {
+		p.refused = map[refusedSeeds]bool{}
 	}
-	if on {
-		p.revoked[revokedKey(keyID, peer)] = true
-	} else {
-		delete(p.revoked, revokedKey(keyID, peer))
+	p.refused[r] = true
+	for k, s := range p.sessions {
+		if s.kind == "ecdsa" && s.keyID == keyID && s.seedIDs != nil && s.seedIDs[peer] == string(id) {
+			delete(p.sessions, k)
+			s.wipe()
+		}
 	}
+	p.mu.Unlock()
+	return p.retryEnds(keyID)
+}
+
+// retryEnds deletes the key's refused seeds that are still in the database.
+func (p *party) retryEnds(keyID string) error {
+	p.mu.Lock()
+	var todo []refusedSeeds
+	for r := range p.refused {
+		if r.keyID == keyID {
+			todo = append(todo, r)
+		}
+	}
+	p.mu.Unlock()
+	for _, r := range todo {
+		if err := p.n.dropSeeds(r.keyID, r.peer, []byte(r.id)); err != nil {
+			return fmt.Errorf("the OT seeds a signer's check refused are not yet deleted: %w", err)
+		}
+		p.mu.Lock()
+		delete(p.refused, r)
+		p.mu.Unlock()
+	}
+	return nil
 }
 
 func (p *party) ecdsaStart(st *Step) (*StepResult, error) {
@@ -241,17 +273,13 @@ func (p *party) ecdsaStart(st *Step) (*StepResult, error) {
 		return nil, err
 	}
 	self := k.NodeIndex + 1
+	if err := p.retryEnds(k.KeyID); err != nil {
+		return nil, err
+	}
 	seeds, err := p.n.seeds(k.KeyID, k.Epoch)
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	for j := range seeds {
-		if p.revoked[revokedKey(k.KeyID, j)] {
-			delete(seeds, j)
-		}
-	}
-	p.mu.Unlock()
 	defer func() {
 		for _, x := range seeds {
 			x.Wipe()
@@ -268,7 +296,10 @@ func (p *party) ecdsaStart(st *Step) (*StepResult, error) {
 		return nil, err
 	}
 	s := &session{kind: kindOf(st.Op), keyID: st.KeyID, scheme: st.Scheme, self: self, roster: st.Roster, requester: authNode(st),
-		signers: set, signer: signer, epoch: k.Epoch}
+		signers: set, signer: signer, epoch: k.Epoch, seedIDs: map[int]string{}}
+	for j, x := range seeds {
+		s.seedIDs[j] = string(x.ID)
+	}
 	bodies := map[int][]byte{}
 	for j, m := range priv {
 		bodies[j] = m.Bytes()
@@ -312,17 +343,25 @@ func (p *party) ecdsaRound2(st *Step) (_ *StepResult, err error) {
 			return nil, protocol.CulpritErrorf(j, "%v", err)
 		}
 	}
+	k, err := p.n.key(s.keyID, s.scheme)
+	if err != nil {
+		return nil, err
+	}
+	k.wipe()
+	if k.Epoch != s.epoch {
+		return nil, fmt.Errorf("%w: the key was refreshed during the signature", ErrStaleEpoch)
+	}
 	r2, err := s.signer.Round2(bc, priv, rand.Reader)
 	var se *dkls23.SeedError
-	if errors.As(err, &se) {
-		// A refused extension tells its sender a bit of this party's Δ: the pair's seeds
-		// end here (package ote). Seeds it does not know change nothing.
-		if se.Refused {
-			p.revoke(s.keyID, se.Peer, true) // fail closed, should the delete fail
-			if derr := p.n.dropSeeds(s.keyID, se.Peer); derr != nil {
-				return nil, derr
-			}
+	if errors.As(err, &se) && se.Refused {
+		// No honest party's extension fails its check (a setup's seeds are its own): the
+		// peer is named, and its seeds with this party end here.
+		if err := p.endSeeds(s.keyID, se.Peer, []byte(s.seedIDs[se.Peer])); err != nil {
+			return nil, err
 		}
+		return nil, protocol.CulpritErrorf(se.Peer, "its OT extension failed its consistency check: this party ended their seeds")
+	}
+	if errors.As(err, &se) {
 		return nil, fmt.Errorf("%w (%v)", ErrNoSeeds, err)
 	}
 	if err != nil {
@@ -333,7 +372,9 @@ func (p *party) ecdsaRound2(st *Step) (_ *StepResult, err error) {
 		bodies[j] = m.Bytes()
 	}
 	out, err := p.sealECDSA(s, st, protocol.MsgECDSARound2, bodies)
-	clear(bodies)
+	for _, b := range bodies {
+		clear(b)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +397,9 @@ func (p *party) ecdsaFinish(st *Step) (*StepResult, error) {
 	}
 	r2 := map[int]*dkls23.Round2Private{}
 	for j, b := range in[protocol.MsgECDSARound2] {
-		if r2[j], err = dkls23.ParseRound2Private(b); err != nil {
+		r2[j], err = dkls23.ParseRound2Private(b)
+		clear(b)
+		if err != nil {
 			return nil, protocol.CulpritErrorf(j, "%v", err)
 		}
 	}
@@ -406,6 +449,9 @@ func (n *node) seeds(keyID string, epoch uint32) (map[int]*dkls23.Seeds, error) 
 		clear(rb)
 		clear(sb)
 		if err := errors.Join(err1, err2); err != nil {
+			for _, x := range out {
+				x.Wipe()
+			}
 			return nil, fmt.Errorf("key %q: the seeds with party %d: %w", keyID, peer, err)
 		}
 		out[peer] = &dkls23.Seeds{ID: id, Receiver: r, Sender: s}
@@ -437,10 +483,10 @@ func (n *node) storeSeeds(keyID string, epoch uint32, seeds map[int]*dkls23.Seed
 	})
 }
 
-// dropSeeds deletes the key's seeds with peer.
-func (n *node) dropSeeds(keyID string, peer int) error {
+// dropSeeds deletes the key's seeds of that ID with peer (newer ones stay).
+func (n *node) dropSeeds(keyID string, peer int, id []byte) error {
 	return n.write(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`DELETE FROM ecdsa_seeds WHERE key_id = ? AND peer = ?`, keyID, peer)
+		_, err := tx.Exec(`DELETE FROM ecdsa_seeds WHERE key_id = ? AND peer = ? AND seeds_id = ?`, keyID, peer, id)
 		return err
 	})
 }
@@ -522,7 +568,11 @@ type ecdsaRun struct {
 	set     []byte
 }
 
-func (r *ecdsaRun) round(op Op, in func(id int) [][]byte, prefix func() []byte) (map[int][][]byte, []*StepResult, error) {
+// round runs op on every node, in is what each party gets (by identifier) after prefix,
+// the coordinator's own message; every answer must be bc broadcasts and one private
+// message to each other party (priv), each checked as its sender's own, and they are kept:
+// broadcasts for every other party, private ones for their recipient.
+func (r *ecdsaRun) round(op Op, in func(id int) [][]byte, prefix func() []byte, bc int, priv bool) (map[int][][]byte, []*StepResult, error) {
 	inbox := map[int][][]byte{}
 	res, err := r.c.each(func(i int) *Step {
 		var msgs [][]byte
@@ -539,20 +589,29 @@ func (r *ecdsaRun) round(op Op, in func(id int) [][]byte, prefix func() []byte) 
 	}
 	for i, res := range res {
 		from := r.ids[i]
+		broadcasts, to := 0, map[int]bool{}
 		for _, b := range res.Out {
-			to, err := checkSender(b, r.session, from, r.roster)
+			j, err := checkSender(b, r.session, from, r.roster)
 			if err != nil {
 				return nil, nil, fmt.Errorf("node %d: %w", i, err)
 			}
-			if to != 0 {
-				inbox[to] = append(inbox[to], b)
+			if j == 0 {
+				broadcasts++
+				for _, k := range r.ids {
+					if k != from {
+						inbox[k] = append(inbox[k], b)
+					}
+				}
 				continue
 			}
-			for _, j := range r.ids {
-				if j != from {
-					inbox[j] = append(inbox[j], b)
-				}
+			if !priv || to[j] || j == from || !slices.Contains(r.ids, j) {
+				return nil, nil, protocol.CulpritErrorf(from, "%s: a private message to party %d that does not belong", op, j)
 			}
+			to[j] = true
+			inbox[j] = append(inbox[j], b)
+		}
+		if broadcasts != bc || priv && len(to) != len(r.ids)-1 {
+			return nil, nil, protocol.CulpritErrorf(from, "%s: %d broadcasts and %d private messages, not %d and one to each other party", op, broadcasts, len(to), bc)
 		}
 	}
 	return inbox, res, nil
@@ -574,14 +633,14 @@ func (c *ECDSAClient) setupECDSA(keyID string, roster []NodeID, ids []int) error
 	if err != nil {
 		return err
 	}
-	in, _, err := r.round(OpECDSASetupStart, nil, func() []byte { return r.set })
+	in, _, err := r.round(OpECDSASetupStart, nil, func() []byte { return r.set }, 0, true)
 	if err != nil {
 		return err
 	}
-	if in, _, err = r.round(OpECDSASetupAnswer, func(id int) [][]byte { return in[id] }, nil); err != nil {
+	if in, _, err = r.round(OpECDSASetupAnswer, func(id int) [][]byte { return in[id] }, nil, 0, true); err != nil {
 		return err
 	}
-	_, _, err = r.round(OpECDSASetupFinish, func(id int) [][]byte { return in[id] }, nil)
+	_, _, err = r.round(OpECDSASetupFinish, func(id int) [][]byte { return in[id] }, nil, 0, false)
 	return err
 }
 
@@ -590,18 +649,18 @@ func (c *ECDSAClient) signECDSA(keyID string, roster []NodeID, ids []int, digest
 	if err != nil {
 		return nil, err
 	}
-	in, _, err := r.round(OpECDSAStart, nil, func() []byte { return r.set })
+	in, _, err := r.round(OpECDSAStart, nil, func() []byte { return r.set }, 1, true)
 	if err != nil {
 		return nil, err
 	}
-	if in, _, err = r.round(OpECDSARound2, func(id int) [][]byte { return in[id] }, nil); err != nil {
+	if in, _, err = r.round(OpECDSARound2, func(id int) [][]byte { return in[id] }, nil, 0, true); err != nil {
 		return nil, err
 	}
 	req, err := (&protocol.Message{Type: protocol.MsgECDSADigest, Session: r.session, Curve: protocol.Secp256k1, Digest: digest, Path: path}).Marshal()
 	if err != nil {
 		return nil, err
 	}
-	_, res, err := r.round(OpECDSAFinish, func(id int) [][]byte { return in[id] }, func() []byte { return req })
+	_, res, err := r.round(OpECDSAFinish, func(id int) [][]byte { return in[id] }, func() []byte { return req }, 1, false)
 	if err != nil {
 		return nil, err
 	}

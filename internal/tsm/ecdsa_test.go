@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
+	"strings"
 	"testing"
 
 	decred "github.com/decred/dcrd/dcrec/secp256k1/v4"
@@ -153,7 +153,11 @@ func TestECDSASeedsRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	local, _ := c.all.embedded()
-	if err := local.dropSeeds(keyID, 2); err != nil {
+	seeds, err := local.seeds(keyID, 0)
+	if err != nil || seeds[2] == nil {
+		t.Fatalf("no seeds with party 2: %v", err)
+	}
+	if err := local.dropSeeds(keyID, 2, seeds[2].ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewECDSAClient(c.all).Sign(keyID, digest[:], nil); err != nil {
@@ -162,5 +166,48 @@ func TestECDSASeedsRepaired(t *testing.T) {
 	if _, err := NewECDSAClient(c.all).Sign(keyID, digest[:31], nil); err == nil {
 		t.Fatal("a 31-byte digest was signed")
 	}
-	_ = os.Getenv
+}
+
+// A server node whose extension fails the phone's check (its stored seeds corrupted, so its
+// envelopes are its own): the phone names it, ends its seeds with it, and the next
+// signature sets the pair up again. The refusal also ends every live signing session that
+// holds a copy of those seeds.
+func TestECDSARefusedExtension(t *testing.T) {
+	c := newCluster(t)
+	keyID, err := NewECDSAClient(c.all).GenerateKey("refused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("x"))
+	if _, err := NewECDSAClient(c.all).Sign(keyID, digest[:], nil); err != nil {
+		t.Fatal(err)
+	}
+	phone, server := c.all.peers[0].(*party), c.all.peers[1].(*party)
+	before, _ := phone.n.seeds(keyID, 0)
+	// A live session of the phone holding the same seeds with party 2.
+	live := &session{kind: "ecdsa", keyID: keyID, requester: NodeID{Sign: []byte("someone")}, seedIDs: map[int]string{2: string(before[2].ID)}}
+	if err := phone.put(make([]byte, 16), live); err != nil {
+		t.Fatal(err)
+	}
+	bad := make([]byte, 8192) // party 2's seeds as Bob towards the phone, now garbage
+	if _, err := server.n.db.Exec(`UPDATE ecdsa_seeds SET receiver = ? WHERE key_id = ? AND peer = 1`, bad, keyID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewECDSAClient(c.all).Sign(keyID, digest[:], nil)
+	if err == nil || !strings.Contains(err.Error(), "party 2: its OT extension failed its consistency check") {
+		t.Fatalf("a bad extension: %v", err)
+	}
+	after, _ := phone.n.seeds(keyID, 0)
+	if after[2] != nil || after[3] == nil {
+		t.Fatal("the phone kept its seeds with party 2, or lost those with party 3")
+	}
+	phone.mu.Lock()
+	n := len(phone.sessions)
+	phone.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d sessions left; the live one with the refused seeds should be gone", n)
+	}
+	if _, err := NewECDSAClient(c.all).Sign(keyID, digest[:], nil); err != nil {
+		t.Fatalf("after the refusal: %v", err)
+	}
 }

@@ -106,8 +106,8 @@ type party struct {
 	n        *node
 	key      *NodeKey
 	mu       sync.Mutex
-	sessions map[string]*session // by sessionKey: requester and session ID
-	revoked  map[string]bool     // ECDSA seeds refused (ecdsa.go), until set up again
+	sessions map[string]*session   // by sessionKey: requester and session ID
+	refused  map[refusedSeeds]bool // ECDSA seeds a check refused, until deleted (ecdsa.go)
 }
 
 type session struct {
@@ -124,7 +124,8 @@ type session struct {
 	signers   []int    // ECDSA: the signing set
 	setup     *dkls23.Setup
 	signer    *dkls23.Signer
-	epoch     uint32 // ECDSA: the key's epoch when the session started
+	epoch     uint32         // ECDSA: the key's epoch when the session started
+	seedIDs   map[int]string // ECDSA signing: the ID of the seeds it holds with each peer
 }
 
 // wipe zeroes every secret the session holds: nonces, DKG polynomial and values.

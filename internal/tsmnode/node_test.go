@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -297,5 +298,46 @@ func TestMetricsListener(t *testing.T) {
 		if want := map[bool]int{false: 200, true: 404}[off]; resp.StatusCode != want {
 			t.Errorf("NoMetricsRoute %v: /metrics %d, want %d", off, resp.StatusCode, want)
 		}
+	}
+}
+
+// TestBodyBudget: step bodies being read count against the node's budget before any is
+// authenticated; past it a step is refused at once (503, Retry-After), and the budget comes
+// back when the slow bodies end.
+func TestBodyBudget(t *testing.T) {
+	dir := t.TempDir()
+	node, err := tsm.OpenNode(tsm.ServiceConfig{Database: filepath.Join(dir, "node.db"), Key: tsm.GenerateNodeKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	h, err := tsmnode.New(node, tsmnode.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyBudget: 3 * tsm.MaxStepBody})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	// A slow client: it announces a whole step and sends a byte of it.
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/step HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", tsm.MaxStepBody)
+	time.Sleep(200 * time.Millisecond)
+	post := func() *http.Response {
+		resp, err := http.Post(srv.URL+"/v1/step", "application/json", bytes.NewReader(make([]byte, tsm.MaxStepBody)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post(); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a step past the budget: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	conn.Close()
+	time.Sleep(200 * time.Millisecond)
+	if resp := post(); resp.StatusCode != 400 {
+		t.Fatalf("within the budget again: %d, want 400 (not a step)", resp.StatusCode)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -44,6 +45,9 @@ type Config struct {
 	StallFor time.Duration
 	// NoMetricsRoute: /metrics is served elsewhere (its own listener), not here.
 	NoMetricsRoute bool
+	// BodyBudget bounds the bytes of step bodies being read and handled at once, before any
+	// is authenticated (64 MiB): past it a step is refused with 503 and Retry-After.
+	BodyBudget int64
 }
 
 type server struct {
@@ -52,6 +56,8 @@ type server struct {
 	log     *slog.Logger
 	steps   *prometheus.CounterVec
 	latency *prometheus.HistogramVec
+
+	bodies atomic.Int64 // bytes of step bodies in flight, against cfg.BodyBudget
 
 	mu      sync.Mutex
 	buckets map[string]*rate.Limiter
@@ -69,6 +75,9 @@ func New(node *tsm.Node, cfg Config) (http.Handler, error) {
 	}
 	if cfg.KeyGensIP == 0 {
 		cfg.KeyGensIP = 20
+	}
+	if cfg.BodyBudget == 0 {
+		cfg.BodyBudget = 64 << 20
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
@@ -152,6 +161,19 @@ func classify(err error) (int, string) {
 
 func (s *server) step(c *gin.Context) {
 	start := time.Now()
+	// A body counts for what it says it is, or the most a step may be.
+	n := c.Request.ContentLength
+	if n < 0 || n > tsm.MaxStepBody {
+		n = tsm.MaxStepBody
+	}
+	// Decoded, a step's messages take as much again.
+	if s.bodies.Add(2*n) > s.cfg.BodyBudget {
+		s.bodies.Add(-2 * n)
+		c.Header("Retry-After", "1")
+		problem(c, http.StatusServiceUnavailable, "unavailable", "the node is reading too many steps at once; retry after 1s")
+		return
+	}
+	defer s.bodies.Add(-2 * n)
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, tsm.MaxStepBody))
 	if err != nil {
 		s.steps.WithLabelValues("unparsed", "too-large").Inc()

@@ -134,6 +134,7 @@ func NewSetup(session []byte, self int, peers []int, rand io.Reader) (*Setup, ma
 	for _, j := range peers {
 		snd, m, err := ot.NewSender(otSession(session, self, j), rand)
 		if err != nil {
+			s.Wipe()
 			return nil, nil, err
 		}
 		s.senders[j], out[j] = snd, m
