@@ -111,15 +111,22 @@ func TestAcrossProcesses(t *testing.T) {
 func TestNodeKilledMidOperation(t *testing.T) {
 	c := tsmnodetest.Must(t, 2)
 	db := filepath.Join(t.TempDir(), "phone.db")
-	cl := tsm.NewEDDSAClient(phone(t, db, c, 0, 1))
+	pc := phone(t, db, c, 0, 1)
+	cl, ec := tsm.NewEDDSAClient(pc), tsm.NewECDSAClient(pc)
 	keyID, err := cl.GenerateKey("kept")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ecKey, err := ec.GenerateKey("kept, ECDSA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := make([]byte, 32)
 	ops := map[string]func() error{
-		"keygen":  func() error { _, err := cl.GenerateKey("more"); return err },
-		"sign":    func() error { _, err := cl.Sign(keyID, []byte("m")); return err },
-		"refresh": func() error { return cl.Reshare(keyID) },
+		"keygen":     func() error { _, err := cl.GenerateKey("more"); return err },
+		"sign":       func() error { _, err := cl.Sign(keyID, []byte("m")); return err },
+		"refresh":    func() error { return cl.Reshare(keyID) },
+		"ecdsa sign": func() error { _, err := ec.Sign(ecKey, digest, nil); return err },
 	}
 	for name, op := range ops {
 		for round := range 4 {
@@ -152,6 +159,9 @@ func TestNodeKilledMidOperation(t *testing.T) {
 			}
 			if err := cl.VerifyShare(keyID); err != nil {
 				t.Fatalf("%s %d: %v", name, round, err)
+			}
+			if _, err := ec.Sign(ecKey, digest, nil); err != nil {
+				t.Fatalf("%s %d: ECDSA sign after the node restarted: %v", name, round, err)
 			}
 		}
 	}
