@@ -64,6 +64,7 @@ crash:
 bench: tools
 	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_RESTSERVER=$(RESTSERVER) $(GO) run ./cmd/vaultbench suite --out docs/benchmarks.md
 	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_RESTSERVER=$(RESTSERVER) $(GO) run ./cmd/vaultbench suite --size 512 --out docs/benchmarks-512.md
+	$(GO) run ./cmd/vaultbench phone --out docs/benchmarks-phone.md
 
 # Go benchmarks, each beside its baseline in the same run, summarized by benchstat.
 bench-go: tools

@@ -26,6 +26,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -116,6 +117,29 @@ func (p *Phone) answering() []tsm.NodeConfig {
 	return up
 }
 
+// nodeTransport carries every phone's steps to its server nodes: one pool of connections
+// for the process, so an operation does not open new connections (a round trip each on a
+// phone's link) where the last one left some. A node that does not take a connection within
+// 3 s is down.
+var nodeTransport http.RoundTripper = &http.Transport{
+	DialContext:           (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+	ResponseHeaderTimeout: 30 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+
+var nodeHTTP = &http.Client{Timeout: 30 * time.Second, Transport: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	return nodeTransport.RoundTrip(r)
+})}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// WrapTransport wraps the transport of every request to the vault and the server nodes
+// (for measurement: vaultbench counts a flow's round trips with it). Apps do not call it.
+func WrapTransport(wrap func(http.RoundTripper) http.RoundTripper) {
+	nodeTransport = wrap(nodeTransport)
+	vaultTransport = wrap(vaultTransport)
+}
+
 // ready asks a server node whether it answers (a node in this process always does).
 func ready(s tsm.NodeConfig) error {
 	if s.URL == "" {
@@ -148,7 +172,7 @@ func (p *Phone) withNodes(servers []tsm.NodeConfig, fn func(c *tsm.Client) error
 	if len(servers) == 0 {
 		return errors.New("no TSM server nodes configured")
 	}
-	cfg := tsm.Config{Nodes: append([]tsm.NodeConfig{{Database: p.path}}, servers...)}
+	cfg := tsm.Config{Nodes: append([]tsm.NodeConfig{{Database: p.path}}, servers...), HTTPClient: nodeHTTP}
 	c, err := tsm.NewClient(cfg)
 	if err != nil {
 		return err

@@ -52,9 +52,14 @@ type Vault struct {
 	backoff  time.Duration
 }
 
+// vaultTransport carries the requests to the vault (WrapTransport).
+var vaultTransport = http.DefaultTransport
+
 // NewVault returns a client for the vault at baseURL (such as http://localhost:8080).
 func NewVault(baseURL string) *Vault {
-	return &Vault{base: strings.TrimRight(baseURL, "/"), http: &http.Client{Timeout: 30 * time.Second}, attempts: 5, backoff: 250 * time.Millisecond}
+	return &Vault{base: strings.TrimRight(baseURL, "/"), http: &http.Client{Timeout: 30 * time.Second, Transport: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		return vaultTransport.RoundTrip(r)
+	})}, attempts: 5, backoff: 250 * time.Millisecond}
 }
 
 // SetProgress sets where retries and slow steps are reported.

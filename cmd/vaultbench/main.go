@@ -5,6 +5,7 @@
 //	vaultbench bare --listen ADDR       serve the bare in-memory handler (the ceiling)
 //	vaultbench suite --out FILE         start everything on loopback, run the suite, write FILE (make bench)
 //	vaultbench ab --a BIN --b BIN       two vault builds, alternating in one run: req/s and B/A
+//	vaultbench phone --out FILE         the phone's flows over a mobile link, round trips counted (make bench)
 //
 // run prints one JSON result; suite writes Markdown with the JSON underneath.
 package main
@@ -40,7 +41,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: vaultbench run|bare|suite|ab [flags]")
+		return errors.New("usage: vaultbench run|bare|suite|ab|phone [flags]")
 	}
 	switch args[0] {
 	case "run":
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "suite":
 		return suite(ctx, args[1:], stdout, stderr)
+	case "phone":
+		return phoneBench(ctx, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }

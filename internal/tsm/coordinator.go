@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sort"
 	"syscall"
+	"sync"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
@@ -116,15 +117,34 @@ func (s *schemeClient) roster(n int, index func(i int) int) ([]NodeID, error) {
 	return r, nil
 }
 
-// each runs a step on every node, built by mk, and returns the results in node order.
+// each runs a step on every node, built by mk, all at once (a phone far from its nodes
+// waits one round trip, not one per node), and returns the results in node order, or the
+// error of the first node in that order that failed.
 func (s *schemeClient) each(mk func(i int) *Step) ([]*StepResult, error) {
 	out := make([]*StepResult, len(s.c.peers))
+	errs := make([]error, len(s.c.peers))
+	steps := make([]*Step, len(s.c.peers))
+	for i := range steps {
+		steps[i] = mk(i)
+	}
+	var wg sync.WaitGroup
+	panics := make([]any, len(s.c.peers))
 	for i := range s.c.peers {
-		res, err := s.step(i, mk(i))
+		wg.Go(func() {
+			defer func() { panics[i] = recover() }() // carried to the caller, as if it ran there
+			out[i], errs[i] = s.step(i, steps[i])
+		})
+	}
+	wg.Wait()
+	for _, p := range panics {
+		if p != nil {
+			panic(p)
+		}
+	}
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		out[i] = res
 	}
 	return out, nil
 }
@@ -290,10 +310,13 @@ func (s *schemeClient) states(keyID string) ([]*StepResult, *protocol.Public, er
 	if err := s.multiNode(); err != nil {
 		return nil, nil, err
 	}
-	if err := s.Recover(keyID); err != nil {
+	unlock, err := s.c.opLock()
+	if err != nil {
 		return nil, nil, err
 	}
-	return s.infos(keyID)
+	sts, acted, err := s.recoverStates(keyID)
+	unlock()
+	return s.statesAfter(keyID, sts, acted, err)
 }
 
 // statesLocked is states for a caller that holds the op lock.
@@ -301,10 +324,21 @@ func (s *schemeClient) statesLocked(keyID string) ([]*StepResult, *protocol.Publ
 	if err := s.multiNode(); err != nil {
 		return nil, nil, err
 	}
-	if err := s.recoverLocked(keyID); err != nil {
+	sts, acted, err := s.recoverStates(keyID)
+	return s.statesAfter(keyID, sts, acted, err)
+}
+
+// statesAfter is the states after a recovery check: its own info round when it found
+// nothing to do (a check that costs no round trip of its own), else a new one.
+func (s *schemeClient) statesAfter(keyID string, sts []*StepResult, acted bool, err error) ([]*StepResult, *protocol.Public, error) {
+	if err != nil {
 		return nil, nil, err
 	}
-	return s.infos(keyID)
+	if acted {
+		return s.infos(keyID)
+	}
+	pub, err := agreeOn(sts)
+	return sts, pub, err
 }
 
 func (s *schemeClient) infos(keyID string) ([]*StepResult, *protocol.Public, error) {
@@ -357,9 +391,16 @@ func (s *schemeClient) localIndex() int {
 }
 
 func (s *schemeClient) recoverLocked(keyID string) error {
+	_, _, err := s.recoverStates(keyID)
+	return err
+}
+
+// recoverStates is recoverLocked, which also returns its round of info answers and whether
+// it acted on a refresh (the answers are then out of date).
+func (s *schemeClient) recoverStates(keyID string) ([]*StepResult, bool, error) {
 	sts, err := s.each(func(int) *Step { return &Step{Op: OpInfo, KeyID: keyID} })
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	var sessions [][]byte // the refreshes some party has prepared, each once
 	for _, st := range sts {
@@ -368,23 +409,23 @@ func (s *schemeClient) recoverLocked(keyID string) error {
 		}
 	}
 	if len(sessions) == 0 {
-		return nil
+		return sts, false, nil
 	}
 	li := s.localIndex()
 	if li < 0 {
-		return errors.New("tsm: a refresh of this key is unfinished; only a phone with its share can finish it")
+		return nil, false, errors.New("tsm: a refresh of this key is unfinished; only a phone with its share can finish it")
 	}
 	d := decider(sts, li)
 	if d < 0 {
 		// Without the decider nothing can be decided; the current shares are untouched by a
 		// prepared one, so the parties here still sign together (a threshold key without
 		// that node), and the refresh is finished when it is back.
-		return nil
+		return sts, false, nil
 	}
 	for _, session := range sessions {
 		word, ev, err := s.word(d, keyID, session)
 		if err != nil {
-			return err
+			return nil, true, err
 		}
 		if word.Done == 0 {
 			// Open: switch the decider if it has this refresh prepared and this phone already
@@ -401,13 +442,13 @@ func (s *schemeClient) recoverLocked(keyID string) error {
 				_, err = s.step(d, &Step{Op: OpRefreshAbort, KeyID: keyID, Session: session})
 			}
 			if err != nil {
-				return fmt.Errorf("tsm: deciding an interrupted refresh: %w", err)
+				return nil, true, fmt.Errorf("tsm: deciding an interrupted refresh: %w", err)
 			}
 			if word, ev, err = s.word(d, keyID, session); err != nil {
-				return err
+				return nil, true, err
 			}
 			if word.Done == 0 {
-				return errors.New("tsm: the refresh's decider has not decided it; retry")
+				return nil, true, errors.New("tsm: the refresh's decider has not decided it; retry")
 			}
 		}
 		op := OpRefreshAbort
@@ -419,17 +460,17 @@ func (s *schemeClient) recoverLocked(keyID string) error {
 				continue
 			}
 			if _, err := s.step(i, &Step{Op: op, KeyID: keyID, Session: session, In: [][]byte{ev}}); err != nil {
-				return fmt.Errorf("tsm: finishing an interrupted refresh: %w", err)
+				return nil, true, fmt.Errorf("tsm: finishing an interrupted refresh: %w", err)
 			}
 		}
 	}
 	if me, err := s.c.local.n.key(keyID, s.scheme); err == nil {
 		defer me.wipe()
 		if e, err := s.step(d, &Step{Op: OpInfo, KeyID: keyID}); err == nil && me.Epoch > e.Info.Epoch {
-			return fmt.Errorf("tsm: this phone holds the share of a refresh to epoch %d that was undone (the key is at %d): delete it here and restore the key from the vault", me.Epoch, e.Info.Epoch)
+			return nil, true, fmt.Errorf("tsm: this phone holds the share of a refresh to epoch %d that was undone (the key is at %d): delete it here and restore the key from the vault", me.Epoch, e.Info.Epoch)
 		}
 	}
-	return nil
+	return nil, true, nil
 }
 
 // word asks the decider (peer d) how it finished a refresh session, and returns its answer
