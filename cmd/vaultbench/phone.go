@@ -46,7 +46,9 @@ type waveLeg struct {
 	base http.RoundTripper
 }
 
-func (l *waveLeg) RoundTrip(req *http.Request) (*http.Response, error) { return l.w.roundTrip(l.base, req) }
+func (l *waveLeg) RoundTrip(req *http.Request) (*http.Response, error) {
+	return l.w.roundTrip(l.base, req)
+}
 
 func (w *waves) roundTrip(base http.RoundTripper, req *http.Request) (*http.Response, error) {
 	w.mu.Lock()

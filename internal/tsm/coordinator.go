@@ -18,8 +18,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"syscall"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
