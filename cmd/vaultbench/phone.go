@@ -214,7 +214,8 @@ func phoneBench(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}{
 		{"keygen (EdDSA, 3-of-3)", 3, "the DKG's three steps, to both nodes at once", func() (err error) { ed, err = p.KeyGen("eddsa", "bench"); return }},
 		{"backup", 1, "one upload (the epoch check rides with it)", func() error { _, err := p.Backup(keys, ed); return err }},
-		{"sign (EdDSA)", 2, "FROST's two rounds (one with commitments handed out ahead)", func() error { _, err := p.Sign(ed, "pay bob 1 coin"); return err }},
+		{"sign (EdDSA), the key's first", 2, "FROST's two rounds", func() error { _, err := p.Sign(ed, "pay bob 1 coin"); return err }},
+		{"sign (EdDSA), on commitments handed out ahead", 1, "one request to each node, at once", func() error { _, err := p.Sign(ed, "pay bob 2 coins"); return err }},
 		{"keygen (ECDSA, 3-of-3)", 3, "the DKG's three steps", func() (err error) { ec, err = p.KeyGen("ecdsa", "bench"); return }},
 		{"first ECDSA signature (sets the pairs up)", 6, "setup's three steps, then DKLs23's three rounds", func() error {
 			_, err := p.SignDigest(ec, hex.EncodeToString(digest[:]), "")

@@ -710,10 +710,21 @@ func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) 
 
 // Sign signs msg with keyID by FROST among the client's nodes, which must be at least
 // threshold+1 parties of the key, and returns a standard 64-byte Ed25519 signature that
-// crypto/ed25519.Verify accepts. A signer whose share does not verify is named.
+// crypto/ed25519.Verify accepts. A signer whose share does not verify is named. With a
+// commitment handed out ahead by every server node (each signature's answers bring the
+// next), it is one round trip; else two, after the recovery check.
 func (c *EDDSAClient) Sign(keyID string, msg []byte) ([]byte, error) {
 	if len(msg) >= protocol.MaxSignedMessage {
 		return nil, fmt.Errorf("tsm: a message of %d bytes is over the signing limit", len(msg))
+	}
+	// In one round, if the nodes handed out commitments; in two, if they have none (or the
+	// phone is behind a refresh, which the two rounds recover). Any other failure stands: a
+	// node's answer that does not verify is not a reason to ask again.
+	switch sig, err := c.signAhead(keyID, msg); {
+	case err == nil:
+		return sig, nil
+	case !errors.Is(err, errNotAhead) && !errors.Is(err, ErrNoCommitment) && !errors.Is(err, ErrStaleEpoch):
+		return nil, err
 	}
 	sts, pub, err := c.states(keyID)
 	if err != nil {
@@ -728,32 +739,46 @@ func (c *EDDSAClient) Sign(keyID string, msg []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A signer's message is read only from an envelope its node signed.
-	read := func(i int, r *StepResult, typ protocol.MsgType) (*protocol.Message, error) {
-		if len(r.Out) != 1 {
-			return nil, fmt.Errorf("tsm: node %d answered %d messages", i, len(r.Out))
-		}
-		b, err := unwrapEnvelope(nil, r.Out[0], session, 0, roster)
-		if err != nil {
-			return nil, fmt.Errorf("tsm: node %d: %w", i, err)
-		}
-		m, err := protocol.Unmarshal(b)
-		if err != nil || m.Type != typ || m.From != sts[i].Info.NodeIndex+1 {
-			return nil, fmt.Errorf("tsm: node %d answered another message than its own", i)
-		}
-		return m, nil
-	}
-	var cs []protocol.Commitment
+	cs := make([]protocol.Commitment, len(r1))
 	for i, r := range r1 {
-		m, err := read(i, r, protocol.MsgCommitment)
+		m, err := c.readSigner(i, r, protocol.MsgCommitment, session, roster, sts[i].Info.NodeIndex+1)
 		if err != nil {
 			return nil, err
 		}
-		cs = append(cs, *m.Commitment)
+		cs[i] = *m.Commitment
 	}
-	sort.Slice(cs, func(i, j int) bool { return cs[i].ID < cs[j].ID })
+	return c.shares(keyID, msg, session, roster, pub, cs, func(i int) int { return sts[i].Info.NodeIndex + 1 })
+}
+
+// readSigner reads node i's first answered message, which must be from an envelope its
+// node signed, of type typ, from its own identifier.
+func (c *EDDSAClient) readSigner(i int, r *StepResult, typ protocol.MsgType, session []byte, roster []NodeID, from int) (*protocol.Message, error) {
+	if len(r.Out) < 1 || len(r.Out) > 2 {
+		return nil, fmt.Errorf("tsm: node %d answered %d messages", i, len(r.Out))
+	}
+	return readEnvelope(i, r.Out[0], typ, session, roster, from)
+}
+
+func readEnvelope(i int, env []byte, typ protocol.MsgType, session []byte, roster []NodeID, from int) (*protocol.Message, error) {
+	b, err := unwrapEnvelope(nil, env, session, 0, roster)
+	if err != nil {
+		return nil, fmt.Errorf("tsm: node %d: %w", i, err)
+	}
+	m, err := protocol.Unmarshal(b)
+	if err != nil || m.Type != typ || m.From != from {
+		return nil, fmt.Errorf("tsm: node %d answered another message than its own", i)
+	}
+	return m, nil
+}
+
+// shares is round two: the signing request with every node's commitment cs[i], the shares,
+// their check and aggregation; the commitments the nodes hand out for the next signature
+// are kept. id(i) is node i's identifier.
+func (c *EDDSAClient) shares(keyID string, msg, session []byte, roster []NodeID, pub *protocol.Public, cs []protocol.Commitment, id func(i int) int) ([]byte, error) {
+	sorted := slices.Clone(cs)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
 	req, err := (&protocol.Message{Type: protocol.MsgSignRequest, Session: session, Curve: protocol.Ed25519,
-		Request: &protocol.SignRequest{Message: msg, Commitments: cs}}).Marshal()
+		Request: &protocol.SignRequest{Message: msg, Commitments: sorted}}).Marshal()
 	if err != nil {
 		return nil, err
 	}
@@ -763,13 +788,24 @@ func (c *EDDSAClient) Sign(keyID string, msg []byte) ([]byte, error) {
 	}
 	shares := map[int][]byte{}
 	for i, r := range r2 {
-		m, err := read(i, r, protocol.MsgSignShare)
+		m, err := c.readSigner(i, r, protocol.MsgSignShare, session, roster, id(i))
 		if err != nil {
 			return nil, err
 		}
 		shares[m.From] = m.SigShare
+		rp, remote := c.c.peers[i].(*remotePeer)
+		if len(r.Out) == 2 && remote && c.c.local != nil {
+			if next, err := readEnvelope(i, r.Out[1], protocol.MsgCommitment, session, roster, id(i)); err == nil {
+				epoch := uint32(0)
+				if k, err := c.c.local.n.key(keyID, EdDSA); err == nil {
+					epoch = k.Epoch
+					k.wipe()
+				}
+				cacheCommitment(c.c.local.key.ID(), keyID, cachedCommitment{epoch: epoch, url: rp.url, node: roster[id(i)-1], c: *next.Commitment})
+			}
+		}
 	}
-	sig, err := protocol.Aggregate(pub, msg, cs, shares)
+	sig, err := protocol.Aggregate(pub, msg, sorted, shares)
 	if err != nil {
 		return nil, fmt.Errorf("tsm: sign: %w", err)
 	}

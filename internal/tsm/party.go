@@ -103,11 +103,12 @@ const (
 
 // party answers steps for one node.
 type party struct {
-	n        *node
-	key      *NodeKey
-	mu       sync.Mutex
-	sessions map[string]*session   // by sessionKey: requester and session ID
-	refused  map[refusedSeeds]bool // ECDSA seeds a check refused, until deleted (ecdsa.go)
+	n          *node
+	key        *NodeKey
+	mu         sync.Mutex
+	sessions   map[string]*session   // by sessionKey: requester and session ID
+	refused    map[refusedSeeds]bool // ECDSA seeds a check refused, until deleted (ecdsa.go)
+	precommits map[string]*precommit // FROST nonces of commitments handed out (precommit.go)
 }
 
 type session struct {
@@ -355,7 +356,11 @@ func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
 	case OpRefreshPrep:
 		return p.refreshPrepare(st)
 	case OpRefreshCommit:
-		return &StepResult{}, p.n.commitPending(st.KeyID, st.Session)
+		err := p.n.commitPending(st.KeyID, st.Session)
+		if err == nil {
+			p.dropPrecommits(st.KeyID) // nonces of the old share's commitments
+		}
+		return &StepResult{}, err
 	case OpECDSASetupStart:
 		return p.ecdsaSetupStart(st)
 	case OpECDSASetupAnswer:
@@ -618,33 +623,57 @@ func (p *party) signCommit(st *Step) (*StepResult, error) {
 }
 
 func (p *party) signShare(st *Step) (*StepResult, error) {
-	s, err := p.take(st)
-	if err != nil {
-		return nil, err
-	}
-	defer s.wipe() // nonces are used once, whatever happens
+	s, serr := p.take(st)
 	// The request is the coordinator's, covered by the step's Auth; it is no envelope.
-	if len(st.In) != 1 || s.keyID != st.KeyID {
-		return nil, errors.New("a signing step takes one request, for the session's key")
+	var m *protocol.Message
+	merr := errors.New("a signing step takes one request, for the session's key")
+	if len(st.In) == 1 {
+		if m, merr = protocol.Unmarshal(st.In[0]); merr == nil && (m.Type != protocol.MsgSignRequest || !bytes.Equal(m.Session, st.Session)) {
+			merr = errors.New("not a signing request of this session")
+		}
 	}
-	m, err := protocol.Unmarshal(st.In[0])
-	if err != nil {
-		return nil, err
-	}
-	if m.Type != protocol.MsgSignRequest || !bytes.Equal(m.Session, st.Session) {
-		return nil, errors.New("not a signing request of this session")
+	if merr != nil {
+		if s != nil {
+			s.wipe()
+		}
+		if serr != nil {
+			return nil, serr
+		}
+		return nil, merr
 	}
 	k, err := p.n.key(st.KeyID, st.Scheme)
 	if err != nil {
+		if s != nil {
+			s.wipe()
+		}
 		return nil, err
 	}
 	defer k.wipe()
+	if serr != nil { // no round one in this session: a commitment handed out ahead, or nothing
+		if s, err = p.takePrecommit(st, m.Request, k); err != nil {
+			return nil, err
+		}
+	}
+	defer s.wipe() // nonces are used once, whatever happens
+	if s.keyID != st.KeyID {
+		return nil, errors.New("a signing step takes one request, for the session's key")
+	}
 	z, err := protocol.SignShare(k.keyShare(), s.nonces, m.Request.Message, m.Request.Commitments)
 	if err != nil {
 		return nil, err
 	}
 	out, err := p.seal(s, st.Session, &protocol.Message{Type: protocol.MsgSignShare, Session: st.Session, Curve: protocol.Ed25519, From: k.NodeIndex + 1, SigShare: z})
-	return &StepResult{Out: out}, err
+	if err != nil {
+		return nil, err
+	}
+	if st.Auth != nil { // a remote coordinator: its next signature's commitment, ahead
+		next, err := p.handOut(st, k, s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, next)
+	}
+	return &StepResult{Out: out}, nil
 }
 
 // deciderIndex is the node index of a key's decider: its lowest but the owner's.

@@ -22,6 +22,7 @@ import (
 var problemErrors = map[string]error{
 	"stale-epoch":   ErrStaleEpoch,
 	"no-seeds":      ErrNoSeeds,
+	"no-commitment": ErrNoCommitment,
 	"key-not-found": ErrKeyNotFound,
 	"not-a-party":   ErrNotAParty,
 	"unauthorized":  ErrUnauthorized,

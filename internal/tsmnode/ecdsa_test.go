@@ -1,9 +1,14 @@
 package tsmnode_test
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
+	"fmt"
+	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	decred "github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
@@ -120,5 +125,90 @@ func TestECDSASetWithoutThePhone(t *testing.T) {
 	}
 	if status, problem := start(2, 3); status != 403 || problem != "forbidden" {
 		t.Fatalf("a signing set without the phone: %d %s, want 403 forbidden", status, problem)
+	}
+}
+
+// tripCounter counts requests, and round trips as the most requests any one node got
+// (steps to the nodes run at once; on loopback two of them need not overlap in time).
+type tripCounter struct {
+	mu       sync.Mutex
+	requests int
+	perNode  map[string]int
+}
+
+func (c *tripCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.requests++
+	if c.perNode == nil {
+		c.perNode = map[string]int{}
+	}
+	c.perNode[req.URL.Host]++
+	c.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// take returns the round trips, as the most requests any node got, and the requests,
+// and starts again.
+func (c *tripCounter) take() (int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	most := 0
+	for _, n := range c.perNode {
+		most = max(most, n)
+	}
+	r := c.requests
+	c.requests, c.perNode = 0, nil
+	return most, r
+}
+
+// TestSignInOneRoundTrip: the first FROST signature is two rounds after the states; every
+// one after it is one request to each node, at once, on the commitments the last one's
+// answers handed out; a node restarted in between has none, and the signature takes two
+// rounds again and succeeds.
+func TestSignInOneRoundTrip(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	count := &tripCounter{}
+	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: filepath.Join(t.TempDir(), "phone.db")}},
+		HTTPClient: &http.Client{Transport: count, Timeout: 30 * time.Second}}
+	for _, n := range c.Nodes {
+		cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{URL: n.URL, ID: n.ID.String()})
+	}
+	cl, err := tsm.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	e := tsm.NewEDDSAClient(cl)
+	keyID, err := e.GenerateKey("one round")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := e.PublicKey(keyID)
+	sign := func(msg string) (int, int) {
+		t.Helper()
+		count.take()
+		sig, err := e.Sign(keyID, []byte(msg))
+		if err != nil || !ed25519.Verify(pub, []byte(msg), sig) {
+			t.Fatalf("sign %q: %v", msg, err)
+		}
+		return count.take()
+	}
+	if trips, _ := sign("first"); trips != 3 {
+		t.Errorf("the first signature: %d round trips, want 3 (states, commitments, shares)", trips)
+	}
+	for i := range 3 {
+		if trips, requests := sign(fmt.Sprint("ahead ", i)); trips != 1 || requests != 2 {
+			t.Errorf("signature %d on commitments ahead: %d round trips, %d requests; want 1 and 2", i, trips, requests)
+		}
+	}
+	c.Nodes[0].Kill()
+	if err := c.Nodes[0].Start(); err != nil {
+		t.Fatal(err)
+	}
+	if trips, _ := sign("after a restart"); trips < 3 {
+		t.Errorf("after node 1 restarted: %d round trips; its commitment is gone, so two rounds again", trips)
+	}
+	if trips, _ := sign("ahead again"); trips != 1 {
+		t.Errorf("and then: %d round trips, want 1", trips)
 	}
 }

@@ -145,6 +145,8 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, "key-not-found"
 	case errors.Is(err, tsm.ErrNoSeeds):
 		return http.StatusConflict, "no-seeds"
+	case errors.Is(err, tsm.ErrNoCommitment):
+		return http.StatusConflict, "no-commitment"
 	case errors.Is(err, tsm.ErrForbidden):
 		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, tsm.ErrNotAParty):
