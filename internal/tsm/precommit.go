@@ -276,6 +276,6 @@ func (r *remotePeer) assume(id NodeID) bool {
 	if r.pin.Sign != nil && !r.pin.Equal(id) {
 		return false
 	}
-	r.id = id
+	r.id, r.learned = id, true
 	return true
 }

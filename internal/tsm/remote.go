@@ -38,8 +38,9 @@ type remotePeer struct {
 	pins *node  // the phone's node, which keeps the ID first seen at each URL (nil: none)
 	http *http.Client
 
-	mu sync.Mutex
-	id NodeID
+	mu      sync.Mutex
+	id      NodeID
+	learned bool // id was not asked of the node by this peer (learned earlier, or assumed)
 }
 
 func newRemotePeer(url string, pin NodeID, client *http.Client) *remotePeer {
@@ -108,6 +109,82 @@ func (r *remotePeer) ID(ctx context.Context) (NodeID, error) {
 	if r.id.Sign != nil {
 		return r.id, nil
 	}
+	id, known := learnedID(r.url)
+	r.learned = known
+	if !known {
+		var err error
+		if id, err = r.fetchID(ctx); err != nil {
+			return NodeID{}, err
+		}
+	}
+	err := r.checkPins(id)
+	if err != nil && known { // learned before; the URL may serve another node now: ask
+		forgetID(r.url)
+		if id, err = r.fetchID(ctx); err != nil {
+			return NodeID{}, err
+		}
+		r.learned = false
+		err = r.checkPins(id)
+	}
+	if err != nil {
+		return NodeID{}, err
+	}
+	r.id = id
+	learnID(r.url, id)
+	return id, nil
+}
+
+// learned keeps, for this process, the node ID each URL answered with (every check above
+// passed), so that an operation does not ask again: a round trip on a phone's link. The
+// checks against the configuration and the phone's pins run again on every use, and every
+// answer is verified against the ID all the same.
+var learned = struct {
+	sync.Mutex
+	m map[string]NodeID
+}{m: map[string]NodeID{}}
+
+func learnedID(url string) (NodeID, bool) {
+	learned.Lock()
+	defer learned.Unlock()
+	id, ok := learned.m[url]
+	return id, ok
+}
+
+func forgetID(url string) {
+	learned.Lock()
+	defer learned.Unlock()
+	delete(learned.m, url)
+}
+
+func learnID(url string, id NodeID) {
+	learned.Lock()
+	defer learned.Unlock()
+	learned.m[url] = id
+}
+
+// changed, after a refusal or an answer that does not verify, asks the node its ID again if
+// this peer did not ask it in this operation (another node may answer at the URL now), and
+// returns the pins' one line (ErrNodeChanged) if it is another than id.
+func (r *remotePeer) changed(ctx context.Context, id NodeID) error {
+	r.mu.Lock()
+	learned := r.learned
+	r.mu.Unlock()
+	if !learned {
+		return nil
+	}
+	forgetID(r.url)
+	now, err := r.fetchID(ctx)
+	if err != nil || now.Equal(id) {
+		return nil
+	}
+	if err := r.checkPins(now); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s answers as node %s, not %s", ErrNodeChanged, r.url, short(now), short(id))
+}
+
+// fetchID asks the node its ID (GET /v1/node).
+func (r *remotePeer) fetchID(ctx context.Context) (NodeID, error) {
 	b, err := r.do(ctx, "GET", "/v1/node", nil)
 	if err != nil {
 		return NodeID{}, err
@@ -122,24 +199,31 @@ func (r *remotePeer) ID(ctx context.Context) (NodeID, error) {
 	if err != nil {
 		return NodeID{}, fmt.Errorf("%s: %w", r.url, err)
 	}
-	if r.pin.Sign != nil && !r.pin.Equal(id) {
-		return NodeID{}, fmt.Errorf("%w: %s answers as node %s, not the configured %s", ErrNodeChanged, r.url, short(id), short(r.pin))
-	}
-	if r.pins != nil {
-		if r.pin.Sign != nil {
-			err = r.pins.repin(r.url, id.String())
-		} else {
-			var have string
-			if have, err = r.pins.pin(r.url, id.String()); err == nil && have != id.String() {
-				return NodeID{}, fmt.Errorf("%w: %s answers as node %s, not the %s this phone pinned when it first used it", ErrNodeChanged, r.url, short(id), have[:16])
-			}
-		}
-		if err != nil {
-			return NodeID{}, fmt.Errorf("tsm: pin %s: %w", r.url, err)
-		}
-	}
-	r.id = id
 	return id, nil
+}
+
+// checkPins checks id against the configured ID and the phone's pin for the URL (pinning it
+// if there is none, or replacing it with the configured one).
+func (r *remotePeer) checkPins(id NodeID) error {
+	if r.pin.Sign != nil && !r.pin.Equal(id) {
+		return fmt.Errorf("%w: %s answers as node %s, not the configured %s", ErrNodeChanged, r.url, short(id), short(r.pin))
+	}
+	if r.pins == nil {
+		return nil
+	}
+	var err error
+	if r.pin.Sign != nil {
+		err = r.pins.repin(r.url, id.String())
+	} else {
+		var have string
+		if have, err = r.pins.pin(r.url, id.String()); err == nil && have != id.String() {
+			return fmt.Errorf("%w: %s answers as node %s, not the %s this phone pinned when it first used it", ErrNodeChanged, r.url, short(id), have[:16])
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("tsm: pin %s: %w", r.url, err)
+	}
+	return nil
 }
 
 // ErrNodeChanged: a server node's URL answers with another node ID than the one configured
@@ -167,6 +251,11 @@ func (r *remotePeer) Step(ctx context.Context, st *Step) (*StepResult, error) {
 	}
 	b, err := r.do(ctx, "POST", "/v1/step", body)
 	if err != nil {
+		if !errors.Is(err, ErrNodeUnreachable) {
+			if cerr := r.changed(ctx, id); cerr != nil {
+				return nil, cerr
+			}
+		}
 		return nil, err
 	}
 	res, err := DecodeResult(bytes.NewReader(b))
@@ -174,6 +263,9 @@ func (r *remotePeer) Step(ctx context.Context, st *Step) (*StepResult, error) {
 		return nil, fmt.Errorf("%s: %w", r.url, err)
 	}
 	if err := verifyAnswer(id, st.digest(), st.Auth, res); err != nil {
+		if cerr := r.changed(ctx, id); cerr != nil {
+			return nil, cerr
+		}
 		return nil, fmt.Errorf("%w (%s, %s)", err, r.url, st.Op)
 	}
 	return res, nil
