@@ -533,6 +533,24 @@ func (c *ECDSAClient) Sign(keyID string, digest []byte, path []uint32) (*Signatu
 	for i, st := range sts {
 		ids[i] = st.Info.NodeIndex + 1
 	}
+	// The phone knows its own seeds: when it lacks some (a new key, a restored phone, a
+	// refresh), the pairs are set up first, not after a round that would fail.
+	if li := c.localIndex(); li >= 0 {
+		if own, err := c.c.local.n.seeds(keyID, sts[li].Info.Epoch); err == nil {
+			missing := false
+			for _, j := range ids {
+				missing = missing || j != sts[li].Info.NodeIndex+1 && own[j] == nil
+			}
+			for _, x := range own {
+				x.Wipe()
+			}
+			if missing {
+				if err := c.setupECDSA(keyID, roster, ids); err != nil {
+					return nil, fmt.Errorf("tsm: set up the signers' OT seeds: %w", err)
+				}
+			}
+		}
+	}
 	sig, err := c.signECDSA(keyID, roster, ids, digest, path)
 	if errors.Is(err, ErrNoSeeds) {
 		if err := c.setupECDSA(keyID, roster, ids); err != nil {
