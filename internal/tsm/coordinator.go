@@ -782,7 +782,7 @@ func (c *EDDSAClient) shares(keyID string, msg, session []byte, roster []NodeID,
 	if err != nil {
 		return nil, err
 	}
-	r2, err := c.each(func(int) *Step { return &Step{Op: OpSignShare, KeyID: keyID, Session: session, In: [][]byte{req}} })
+	r2, err := c.each(func(int) *Step { return &Step{Op: OpSignShareAhead, KeyID: keyID, Session: session, In: [][]byte{req}} })
 	if err != nil {
 		return nil, err
 	}

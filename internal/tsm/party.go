@@ -34,11 +34,14 @@ const (
 	OpKeyGenDiscard Op = "keygen/discard" // remove a key a failed key generation left
 	OpSignCommit    Op = "sign/commit"    // → FROST round one commitment
 	OpSignShare     Op = "sign/share"     // signing request → signature share
-	OpRefreshStart  Op = "refresh/start"  // → refresh round one broadcast
-	OpRefreshRound2 Op = "refresh/round2" // round one broadcasts → private round two messages
-	OpRefreshPrep   Op = "refresh/prepare"
-	OpRefreshCommit Op = "refresh/commit" // switch to the prepared share
-	OpRefreshAbort  Op = "refresh/abort"  // discard the prepared share
+	// OpSignShareAhead is OpSignShare whose answer also brings a commitment for the
+	// requester's next signature (precommit.go).
+	OpSignShareAhead Op = "sign/share-ahead"
+	OpRefreshStart   Op = "refresh/start"  // → refresh round one broadcast
+	OpRefreshRound2  Op = "refresh/round2" // round one broadcasts → private round two messages
+	OpRefreshPrep    Op = "refresh/prepare"
+	OpRefreshCommit  Op = "refresh/commit" // switch to the prepared share
+	OpRefreshAbort   Op = "refresh/abort"  // discard the prepared share
 )
 
 // Step is one request to a party.
@@ -348,10 +351,11 @@ func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
 	case OpKeyGenFinish:
 		return p.keygenFinish(st)
 	case OpKeyGenDiscard:
+		p.dropPrecommits(st.KeyID) // a key of this ID made again takes none of these
 		return &StepResult{}, p.n.discardNew(st.KeyID)
 	case OpSignCommit:
 		return p.signCommit(st)
-	case OpSignShare:
+	case OpSignShare, OpSignShareAhead:
 		return p.signShare(st)
 	case OpRefreshPrep:
 		return p.refreshPrepare(st)
@@ -666,12 +670,12 @@ func (p *party) signShare(st *Step) (*StepResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Auth != nil { // a remote coordinator: its next signature's commitment, ahead
-		next, err := p.handOut(st, k, s)
-		if err != nil {
-			return nil, err
+	// A remote coordinator that asks for it gets its next signature's commitment, ahead; a
+	// failure to make one costs only that (the share is answered all the same).
+	if st.Op == OpSignShareAhead && st.Auth != nil {
+		if next, err := p.handOut(st, k, s); err == nil {
+			out = append(out, next)
 		}
-		out = append(out, next)
 	}
 	return &StepResult{Out: out}, nil
 }
@@ -714,7 +718,7 @@ func (n *node) insert(k *keyState, owner int, roster []NodeID) error {
 }
 
 // discardNew removes a key at epoch 0 that a failed key generation left behind.
-func (n *node) discardNew(keyID string) error {
+func (n *node) discardNew(keyID string) error { // the party drops its precommits of it (Step)
 	return n.write(func(tx *sql.Tx) error {
 		_, err := tx.Exec(`DELETE FROM keys WHERE key_id = ? AND epoch = 0`, keyID)
 		return err

@@ -21,10 +21,10 @@ import (
 // Bounds on the commitments a node holds: per requester and key, per requester, in all, and
 // how long one waits for its signature.
 const (
-	maxPrecommitsKey       = 4
+	maxPrecommitsKey       = 2
 	maxPrecommitsRequester = 64
 	maxPrecommits          = 8192
-	precommitTTL           = 30 * time.Minute
+	precommitTTL           = 10 * time.Minute
 )
 
 type precommit struct {
@@ -60,15 +60,9 @@ func (p *party) handOut(st *Step, k *keyState, s *session) ([]byte, error) {
 	if p.precommits == nil {
 		p.precommits = map[string]*precommit{}
 	}
-	now := time.Now()
 	var oldKey, oldMine, oldest string
 	key, mine := 0, 0
 	for id, o := range p.precommits {
-		if now.Sub(o.made) > precommitTTL {
-			delete(p.precommits, id)
-			o.nonces.Wipe()
-			continue
-		}
 		older := func(than string) bool { return than == "" || o.made.Before(p.precommits[than].made) }
 		if older(oldest) {
 			oldest = id
@@ -91,14 +85,31 @@ func (p *party) handOut(st *Step, k *keyState, s *session) ([]byte, error) {
 	case mine >= maxPrecommitsRequester:
 		evict = oldMine
 	case len(p.precommits) >= maxPrecommits:
-		evict = oldest
+		// A full table hands out nothing: others' commitments are not pushed out (whoever
+		// makes keys under many node IDs would otherwise flush the phones that sign rarely).
+		n.Wipe()
+		return nil, errTableFull
 	}
 	if o := p.precommits[evict]; o != nil {
 		delete(p.precommits, evict)
 		o.nonces.Wipe()
 	}
-	p.precommits[precommitKey(pc.requester, pc.keyID, &n.Commitment)] = pc
+	id := precommitKey(pc.requester, pc.keyID, &n.Commitment)
+	time.AfterFunc(precommitTTL, func() { p.expirePrecommit(id, pc) })
+	p.precommits[id] = pc
 	return out[0], nil
+}
+
+var errTableFull = errors.New("the table of commitments handed out is full")
+
+// expirePrecommit wipes a commitment's nonces when its time is up, if it is still there.
+func (p *party) expirePrecommit(id string, pc *precommit) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.precommits[id] == pc {
+		delete(p.precommits, id)
+		pc.nonces.Wipe()
+	}
 }
 
 // takePrecommit is the session of a signing request that names a commitment this party
@@ -236,6 +247,16 @@ func (c *EDDSAClient) signAhead(keyID string, msg []byte) ([]byte, error) {
 		}
 		taken[i], cs[i] = cc, cc.c
 	}
+	// Every node's commitment is its own: distinct identifiers, none the phone's.
+	seen := map[int]bool{k.NodeIndex + 1: true}
+	for i, p := range c.c.peers {
+		if _, remote := p.(*remotePeer); remote {
+			if seen[cs[i].ID] {
+				return nil, errNotAhead
+			}
+			seen[cs[i].ID] = true
+		}
+	}
 	// The local party's round one, here; the roster is the key's as the phone holds it.
 	for i, p := range c.c.peers {
 		if _, remote := p.(*remotePeer); remote {
@@ -273,7 +294,7 @@ func (r *remotePeer) assume(id NodeID) bool {
 	if r.id.Sign != nil {
 		return r.id.Equal(id)
 	}
-	if r.pin.Sign != nil && !r.pin.Equal(id) {
+	if r.checkPins(id) != nil {
 		return false
 	}
 	r.id, r.learned = id, true

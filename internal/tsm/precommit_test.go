@@ -60,7 +60,7 @@ func TestCommitmentUsedOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &Step{Op: OpSignShare, KeyID: keyID, Scheme: EdDSA, Session: session, In: [][]byte{req}, Auth: &Auth{Node: phoneID}}
+		return &Step{Op: OpSignShareAhead, KeyID: keyID, Scheme: EdDSA, Session: session, In: [][]byte{req}, Auth: &Auth{Node: phoneID}}
 	}
 
 	mine := handOut(node)
@@ -76,6 +76,15 @@ func TestCommitmentUsedOnce(t *testing.T) {
 	st := request(mine, newSession())
 	if _, err := node.Step(t.Context(), st); !errors.Is(err, ErrNoCommitment) {
 		t.Fatalf("a request naming a used commitment: %v", err)
+	}
+
+	// sign/share (a coordinator from before commitments came ahead) uses one too, and its
+	// answer is the share alone.
+	old := handOut(node)
+	st = request(old, newSession())
+	st.Op = OpSignShare
+	if res, err := node.Step(t.Context(), st); err != nil || len(res.Out) != 1 {
+		t.Fatalf("sign/share on a commitment handed out: %v, %d messages", err, len(res.Out))
 	}
 
 	// Another requester cannot use the phone's.

@@ -158,7 +158,7 @@ func DecodeStep(r io.Reader) (*Step, error) {
 }
 
 var knownOps = map[Op]bool{OpInfo: true, OpCheck: true, OpKeyGenStart: true, OpKeyGenRound2: true, OpKeyGenFinish: true,
-	OpKeyGenDiscard: true, OpSignCommit: true, OpSignShare: true, OpRefreshStart: true, OpRefreshRound2: true,
+	OpKeyGenDiscard: true, OpSignCommit: true, OpSignShare: true, OpSignShareAhead: true, OpRefreshStart: true, OpRefreshRound2: true,
 	OpRefreshPrep: true, OpRefreshCommit: true, OpRefreshAbort: true, OpECDSASetupStart: true, OpECDSASetupAnswer: true,
 	OpECDSASetupFinish: true, OpECDSAStart: true, OpECDSARound2: true, OpECDSAFinish: true}
 

@@ -180,7 +180,7 @@ func TestHostileParties(t *testing.T) {
 		{"a refreshed key, asked with a proof of no share of it: not told it exists or its epoch", func() []byte {
 			return authorized(info(keyA), backupOf(dbB, keyB))
 		}, 403, "not-a-party"},
-		{"a replayed signing round (the node remembers every request of its window)", func() []byte { return rec.last(tsm.OpSignShare, c.Nodes[0].ID) }, 401, "unauthorized"},
+		{"a replayed signing round (the node remembers every request of its window)", func() []byte { return rec.last(tsm.OpSignShareAhead, c.Nodes[0].ID) }, 401, "unauthorized"},
 		{"a replayed refresh commit", func() []byte { return rec.last(tsm.OpRefreshCommit, c.Nodes[0].ID) }, 401, "unauthorized"},
 		{"a step for the other node, replayed to this one", func() []byte { return rec.last(tsm.OpSignCommit, c.Nodes[1].ID) }, 401, "unauthorized"},
 		{"a request altered in transit", func() []byte {

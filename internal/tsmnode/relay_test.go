@@ -225,7 +225,7 @@ func TestRelayCannotSplitAKey(t *testing.T) {
 	}
 
 	refreshOps := []tsm.Op{tsm.OpInfo, tsm.OpRefreshStart, tsm.OpRefreshRound2, tsm.OpRefreshPrep, tsm.OpRefreshCommit}
-	signOps := []tsm.Op{tsm.OpInfo, tsm.OpSignCommit, tsm.OpSignShare}
+	signOps := []tsm.Op{tsm.OpInfo, tsm.OpSignCommit, tsm.OpSignShareAhead}
 	type scenario struct {
 		node   int
 		faults []fault
