@@ -687,13 +687,9 @@ func (c *ECDSAClient) signECDSA(keyID string, roster []NodeID, ids []int, digest
 		if len(res.Out) != 1 {
 			return nil, fmt.Errorf("node %d answered %d partial signatures", i, len(res.Out))
 		}
-		b, err := unwrapEnvelope(nil, res.Out[0], r.session, 0, roster)
+		m, err := readEnvelope(i, res.Out[0], protocol.MsgECDSAPartial, r.session, roster, r.ids[i])
 		if err != nil {
-			return nil, fmt.Errorf("node %d: %w", i, err)
-		}
-		m, err := protocol.Unmarshal(b)
-		if err != nil || m.Type != protocol.MsgECDSAPartial || m.From != r.ids[i] {
-			return nil, fmt.Errorf("node %d answered another message than its partial signature", i)
+			return nil, err
 		}
 		p, err := dkls23.ParsePartial(m.From, m.Body)
 		if err != nil {

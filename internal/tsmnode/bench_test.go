@@ -108,17 +108,22 @@ func inProcess(b *testing.B) *tsm.Client {
 func acrossProcesses(b *testing.B) (*tsm.Client, *tsmnodetest.Cluster, *counting) {
 	c := tsmnodetest.Must(b, 2)
 	bytes := &counting{}
-	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: filepath.Join(b.TempDir(), "phone.db")}},
-		HTTPClient: &http.Client{Transport: bytes, Timeout: 30 * time.Second}}
+	return through(b, c, bytes), c, bytes
+}
+
+// through is a phone (a new embedded node) with the cluster's nodes, reached over rt.
+func through(t testing.TB, c *tsmnodetest.Cluster, rt http.RoundTripper) *tsm.Client {
+	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: filepath.Join(t.TempDir(), "phone.db")}},
+		HTTPClient: &http.Client{Transport: rt, Timeout: 30 * time.Second}}
 	for _, n := range c.Nodes {
 		cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{URL: n.URL, ID: n.ID.String()})
 	}
 	cl, err := tsm.NewClient(cfg)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	b.Cleanup(func() { cl.Close() })
-	return cl, c, bytes
+	t.Cleanup(func() { cl.Close() })
+	return cl
 }
 
 func eddsa(b *testing.B, cl *tsm.Client) func() error {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	decred "github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
@@ -168,17 +167,7 @@ func (c *tripCounter) take() (int, int) {
 func TestSignInOneRoundTrip(t *testing.T) {
 	c := tsmnodetest.Must(t, 2)
 	count := &tripCounter{}
-	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: filepath.Join(t.TempDir(), "phone.db")}},
-		HTTPClient: &http.Client{Transport: count, Timeout: 30 * time.Second}}
-	for _, n := range c.Nodes {
-		cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{URL: n.URL, ID: n.ID.String()})
-	}
-	cl, err := tsm.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	e := tsm.NewEDDSAClient(cl)
+	e := tsm.NewEDDSAClient(through(t, c, count))
 	keyID, err := e.GenerateKey("one round")
 	if err != nil {
 		t.Fatal(err)

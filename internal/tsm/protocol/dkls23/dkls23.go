@@ -77,19 +77,6 @@ var gadget = sync.OnceValue(func() []*secp256k1.Scalar {
 	return g
 })
 
-func randomScalar(rand io.Reader) (*secp256k1.Scalar, error) {
-	var b [32]byte
-	defer clear(b[:])
-	for {
-		if _, err := io.ReadFull(rand, b[:]); err != nil {
-			return nil, err
-		}
-		if s, err := secp256k1.NewScalarFromCanonicalBytes(&b); err == nil && s.IsZero() == 0 {
-			return s, nil
-		}
-	}
-}
-
 func base(s *secp256k1.Scalar) *secp256k1.Point {
 	return secp256k1.NewIdentityPoint().ScalarBaseMult(s)
 }
@@ -291,10 +278,10 @@ func Start(p Params, rand io.Reader) (_ *Signer, _ *Round1, _ map[int]*Round1Pri
 			s.Wipe()
 		}
 	}()
-	if s.r, err = randomScalar(rand); err != nil {
+	if s.r, err = ot.RandomScalar(rand); err != nil {
 		return nil, nil, nil, err
 	}
-	if s.phi, err = randomScalar(rand); err != nil {
+	if s.phi, err = ot.RandomScalar(rand); err != nil {
 		return nil, nil, nil, err
 	}
 	if _, err := io.ReadFull(rand, s.salt[:]); err != nil {
@@ -441,7 +428,7 @@ func (s *Signer) Round2(bc map[int]*Round1, priv map[int]*Round1Private, rand io
 		tweak := s.nonce[:]
 		v0, v1 := ext.Outputs(tweak, width*scalarOut)
 		m := &Round2Private{R: s.R, Salt: s.salt, Echo: s.echo, Psi: secp256k1.NewScalar().Subtract(s.phi, s.bobs[j].chi)}
-		etaHat, err := randomScalar(rand)
+		etaHat, err := ot.RandomScalar(rand)
 		if err != nil {
 			s.Wipe()
 			return nil, err

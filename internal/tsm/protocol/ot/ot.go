@@ -67,7 +67,8 @@ func (k *SenderKeys) Wipe() { *k = SenderKeys{} }
 // Wipe overwrites the keys and the choices.
 func (k *ReceiverKeys) Wipe() { *k = ReceiverKeys{} }
 
-func randomScalar(rand io.Reader) (*secp256k1.Scalar, error) {
+// RandomScalar draws a uniform non-zero scalar from rand, by rejection (no bias).
+func RandomScalar(rand io.Reader) (*secp256k1.Scalar, error) {
 	var b [32]byte
 	defer clear(b[:])
 	for {
@@ -97,11 +98,11 @@ func challenge(sid []byte, A, K []byte) *secp256k1.Scalar {
 // NewSender starts a batch in session sid (the caller makes it unique to the batch, the
 // pair and the direction) and returns the sender's message.
 func NewSender(sid []byte, rand io.Reader) (*Sender, []byte, error) {
-	a, err := randomScalar(rand)
+	a, err := RandomScalar(rand)
 	if err != nil {
 		return nil, nil, err
 	}
-	k, err := randomScalar(rand)
+	k, err := RandomScalar(rand)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -149,7 +150,7 @@ func Receive(sid, msg1 []byte, rand io.Reader) ([]byte, *ReceiverKeys, error) {
 	msg := make([]byte, 0, Msg2Len)
 	var idx [2]byte
 	for i := range Count {
-		b, err := randomScalar(rand)
+		b, err := RandomScalar(rand)
 		if err != nil {
 			out.Wipe()
 			return nil, nil, err
