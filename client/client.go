@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sharevault/sharevault/api"
 	"github.com/sharevault/sharevault/internal/envelope"
 	"github.com/sharevault/sharevault/internal/mnemonic"
 	"github.com/sharevault/sharevault/internal/recovery"
@@ -369,8 +370,18 @@ func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 			return err
 		}
 		// A phone left behind a reshare (another device ran it) must not upload its stale
-		// share over the current one.
-		switch err := p.checkEpoch(&opened{share: share, key: info}); {
+		// share over the current one. The nodes are asked while the vault lists the key's
+		// versions: one round trip for both.
+		var vl *api.VersionList
+		var vlErr error
+		listed := make(chan struct{})
+		go func() {
+			defer close(listed)
+			vl, vlErr = p.vault.versions(ctx, keys, keyID)
+		}()
+		err = p.checkEpoch(&opened{share: share, key: info})
+		<-listed
+		switch {
 		case errors.Is(err, ErrStale):
 			return fmt.Errorf("this phone's share is older than the key's (it was reshared on another device): restore the key from the vault instead: %w", err)
 		case errors.Is(err, tsm.ErrNodeUnreachable):
@@ -379,7 +390,7 @@ func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 		case err != nil:
 			return err
 		}
-		out, err = p.upload(ctx, keys, keyID, share)
+		out, err = p.uploadListed(ctx, keys, keyID, share, vl, vlErr)
 		return err
 	})
 	return out, err
@@ -388,17 +399,22 @@ func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 // upload seals a share backup and stores it as the vault's next version of keyID, with
 // the vault's compare-and-swap on the latest version.
 func (p *Phone) upload(ctx context.Context, keys *Keys, keyID string, share []byte) (*KeyInfo, error) {
-	// The header's key ID, scheme and epoch come from the backup bytes themselves, never from
-	// a separate read that a refresh could overtake.
-	info, err := tsm.InspectBackup(share)
-	if err != nil {
-		return nil, err
+	vl, err := p.vault.versions(ctx, keys, keyID)
+	return p.uploadListed(ctx, keys, keyID, share, vl, err)
+}
+
+// uploadListed is upload with the key's versions listed already (or the listing's error).
+// The header's key ID, scheme and epoch come from the backup bytes themselves, never from a
+// separate read that a refresh could overtake.
+func (p *Phone) uploadListed(ctx context.Context, keys *Keys, keyID string, share []byte, vl *api.VersionList, err error) (*KeyInfo, error) {
+	info, ierr := tsm.InspectBackup(share)
+	if ierr != nil {
+		return nil, ierr
 	}
 	if info.KeyID != keyID {
 		return nil, errors.New("the share is of another key")
 	}
 	seq, prev := uint64(1), ""
-	vl, err := p.vault.versions(ctx, keys, keyID)
 	switch {
 	case err == nil && len(vl.Versions) > 0:
 		last := vl.Versions[len(vl.Versions)-1]
