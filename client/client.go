@@ -542,12 +542,32 @@ func (p *Phone) Restore(keys *Keys, keyID string) (*KeyInfo, error) {
 func (p *Phone) accepted(keys *Keys, keyID string) (*opened, error) {
 	ctx, cancel := p.ctx()
 	defer cancel()
+	// The latest first, in one request: it is the one the nodes take but after an undone
+	// refresh or a device left behind; only then are the versions listed.
+	env, err := p.vault.latest(ctx, keys, keyID)
+	if err != nil {
+		return nil, err
+	}
+	latest, err := openEnvelope(keys, keyID, env)
+	if err != nil {
+		return nil, err
+	}
+	first := p.checkEpoch(latest)
+	if first == nil {
+		return latest, nil
+	}
+	clear(latest.share)
+	if !errors.Is(first, tsm.ErrNotAParty) && !errors.Is(first, ErrStale) {
+		return nil, first
+	}
 	vl, err := p.vault.versions(ctx, keys, keyID)
 	if err != nil {
 		return nil, err
 	}
-	var first error
 	for i := len(vl.Versions) - 1; i >= 0; i-- {
+		if vl.Versions[i].Sequence == latest.header.Sequence {
+			continue
+		}
 		env, err := p.vault.version(ctx, keys, keyID, vl.Versions[i].Sequence)
 		if err != nil {
 			return nil, err
@@ -558,22 +578,14 @@ func (p *Phone) accepted(keys *Keys, keyID string) (*opened, error) {
 		}
 		err = p.checkEpoch(o)
 		if err == nil {
-			if first != nil {
-				p.vault.step("version %d is of an undone refresh (the nodes do not take its share): using version %d",
-					vl.Versions[len(vl.Versions)-1].Sequence, o.header.Sequence)
-			}
+			p.vault.step("version %d is of an undone refresh (the nodes do not take its share): using version %d",
+				latest.header.Sequence, o.header.Sequence)
 			return o, nil
 		}
 		clear(o.share)
 		if !errors.Is(err, tsm.ErrNotAParty) && !errors.Is(err, ErrStale) {
 			return nil, err
 		}
-		if first == nil {
-			first = err
-		}
-	}
-	if first == nil {
-		return nil, ErrNotFound
 	}
 	return nil, fmt.Errorf("no backup of this key is accepted by the server nodes: %w", first)
 }
