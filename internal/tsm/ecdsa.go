@@ -149,7 +149,7 @@ func (p *party) ecdsaSetupStart(st *Step) (*StepResult, error) {
 		return nil, err
 	}
 	self := k.NodeIndex + 1
-	setup, m1, err := dkls23.NewSetup(st.Session, self, others2(set, self), rand.Reader)
+	setup, m1, err := dkls23.NewSetup(st.Session, self, without(set, self), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
@@ -423,8 +423,8 @@ func (p *party) ecdsaFinish(st *Step) (*StepResult, error) {
 	return &StepResult{Out: out}, err
 }
 
-// others2 is set without self.
-func others2(set []int, self int) []int {
+// without is set without self.
+func without(set []int, self int) []int {
 	return slices.DeleteFunc(slices.Clone(set), func(j int) bool { return j == self })
 }
 
