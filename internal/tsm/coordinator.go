@@ -319,6 +319,20 @@ func (s *schemeClient) states(keyID string) ([]*StepResult, *protocol.Public, er
 	return s.statesAfter(keyID, sts, acted, err)
 }
 
+// signers is states with the roster of the key's parties by the nodes' answers: what a
+// signature starts from.
+func (s *schemeClient) signers(keyID string) ([]*StepResult, *protocol.Public, []NodeID, error) {
+	sts, pub, err := s.states(keyID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	roster, err := s.roster(pub.Parties(), func(i int) int { return sts[i].Info.NodeIndex })
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return sts, pub, roster, nil
+}
+
 // statesLocked is states for a caller that holds the op lock.
 func (s *schemeClient) statesLocked(keyID string) ([]*StepResult, *protocol.Public, error) {
 	if err := s.multiNode(); err != nil {
@@ -726,11 +740,7 @@ func (c *EDDSAClient) Sign(keyID string, msg []byte) ([]byte, error) {
 	case !errors.Is(err, errNotAhead) && !errors.Is(err, ErrNoCommitment) && !errors.Is(err, ErrStaleEpoch):
 		return nil, err
 	}
-	sts, pub, err := c.states(keyID)
-	if err != nil {
-		return nil, err
-	}
-	roster, err := c.roster(pub.Parties(), func(i int) int { return sts[i].Info.NodeIndex })
+	sts, pub, roster, err := c.signers(keyID)
 	if err != nil {
 		return nil, err
 	}
