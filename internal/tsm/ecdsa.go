@@ -171,11 +171,7 @@ func (p *party) ecdsaSetupAnswer(st *Step) (_ *StepResult, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			s.wipe()
-		}
-	}()
+	defer wipeOnError(s, &err)
 	in, err := p.bodies(st, s, st.In, protocol.MsgOTSetup1)
 	if err != nil {
 		return nil, err
@@ -325,11 +321,7 @@ func (p *party) ecdsaRound2(st *Step) (_ *StepResult, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			s.wipe()
-		}
-	}()
+	defer wipeOnError(s, &err)
 	in, err := p.bodies(st, s, st.In, protocol.MsgECDSARound1, protocol.MsgECDSAExtend)
 	if err != nil {
 		return nil, err
@@ -517,11 +509,7 @@ func (c *ECDSAClient) Sign(keyID string, digest []byte, path []uint32) (*Signatu
 	if len(path) > bip32.MaxDepth {
 		return nil, fmt.Errorf("tsm: a path deeper than %d", bip32.MaxDepth)
 	}
-	sts, pub, err := c.states(keyID)
-	if err != nil {
-		return nil, err
-	}
-	roster, err := c.roster(pub.Parties(), func(i int) int { return sts[i].Info.NodeIndex })
+	sts, pub, roster, err := c.signers(keyID)
 	if err != nil {
 		return nil, err
 	}

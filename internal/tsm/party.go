@@ -216,6 +216,13 @@ func (p *party) seal(s *session, session []byte, ms ...*protocol.Message) ([][]b
 // kindOf is the protocol a step belongs to.
 func kindOf(op Op) string { return strings.SplitN(string(op), "/", 2)[0] }
 
+// wipeOnError wipes a step's session if the step ends with an error (deferred).
+func wipeOnError(s *session, err *error) {
+	if *err != nil {
+		s.wipe()
+	}
+}
+
 // take removes and returns the step's session (its requester's, of the step's protocol).
 func (p *party) take(st *Step) (*session, error) {
 	p.mu.Lock()
@@ -477,11 +484,7 @@ func (p *party) dkgRound2(st *Step) (_ *StepResult, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			s.wipe()
-		}
-	}()
+	defer wipeOnError(s, &err)
 	in, typ := protocol.MsgDKGRound1, protocol.MsgDKGRound2
 	if st.Op == OpRefreshRound2 {
 		in, typ = protocol.MsgRefreshRound1, protocol.MsgRefreshRound2
