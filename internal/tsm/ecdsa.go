@@ -156,14 +156,7 @@ func (p *party) ecdsaSetupStart(st *Step) (*StepResult, error) {
 	s := &session{kind: kindOf(st.Op), keyID: st.KeyID, scheme: st.Scheme, self: self, roster: st.Roster, requester: authNode(st),
 		signers: set, setup: setup, epoch: k.Epoch}
 	out, err := p.sealECDSA(s, st, protocol.MsgOTSetup1, m1)
-	if err == nil {
-		err = p.put(st.Session, s)
-	}
-	if err != nil {
-		s.wipe()
-		return nil, err
-	}
-	return &StepResult{Out: out}, nil
+	return p.opened(st, s, out, err)
 }
 
 func (p *party) ecdsaSetupAnswer(st *Step) (_ *StepResult, err error) {
@@ -306,14 +299,7 @@ func (p *party) ecdsaStart(st *Step) (*StepResult, error) {
 		o, err = p.sealECDSA(s, st, protocol.MsgECDSAExtend, bodies)
 		out = append(out, o...)
 	}
-	if err == nil {
-		err = p.put(st.Session, s)
-	}
-	if err != nil {
-		s.wipe()
-		return nil, err
-	}
-	return &StepResult{Out: out}, nil
+	return p.opened(st, s, out, err)
 }
 
 func (p *party) ecdsaRound2(st *Step) (_ *StepResult, err error) {

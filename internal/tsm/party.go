@@ -462,6 +462,12 @@ func (p *party) dkgStart(st *Step) (*StepResult, error) {
 	}
 	s.dkg = d
 	out, err := p.seal(s, st.Session, &protocol.Message{Type: typ, Session: st.Session, Curve: params.Curve, From: params.ID, Round1: r1})
+	return p.opened(st, s, out, err)
+}
+
+// opened ends a step that starts a session: it keeps s and answers out, or, if sealing out
+// (err) or keeping s failed, wipes s.
+func (p *party) opened(st *Step, s *session, out [][]byte, err error) (*StepResult, error) {
 	if err == nil {
 		err = p.put(st.Session, s)
 	}
@@ -618,15 +624,7 @@ func (p *party) signCommit(st *Step) (*StepResult, error) {
 	}
 	s := &session{kind: "sign", keyID: st.KeyID, scheme: st.Scheme, nonces: n, self: k.NodeIndex + 1, roster: st.Roster, requester: authNode(st)}
 	out, err := p.seal(s, st.Session, &protocol.Message{Type: protocol.MsgCommitment, Session: st.Session, Curve: protocol.Ed25519, From: k.NodeIndex + 1, Commitment: &n.Commitment})
-	if err != nil {
-		n.Wipe()
-		return nil, err
-	}
-	if err := p.put(st.Session, s); err != nil {
-		n.Wipe()
-		return nil, err
-	}
-	return &StepResult{Out: out}, nil
+	return p.opened(st, s, out, err) // s.wipe wipes n
 }
 
 func (p *party) signShare(st *Step) (*StepResult, error) {
