@@ -9,7 +9,6 @@ package tsm
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
@@ -68,6 +67,9 @@ func (s *schemeClient) stepProving(i int, st *Step, prover *keyState) (*StepResu
 	if err != nil {
 		return nil, fmt.Errorf("node %d: %s: %w", i, st.Op, err)
 	}
+	if p, here := s.c.peers[i].(*party); here {
+		res.vouched = p.key.ID()
+	}
 	return res, nil
 }
 
@@ -121,6 +123,11 @@ func (s *schemeClient) roster(n int, index func(i int) int) ([]NodeID, error) {
 // waits one round trip, not one per node), and returns the results in node order, or the
 // error of the first node in that order that failed.
 func (s *schemeClient) each(mk func(i int) *Step) ([]*StepResult, error) {
+	return s.eachProving(mk, nil)
+}
+
+// eachProving is each, proving to remote nodes the share prover (stepProving).
+func (s *schemeClient) eachProving(mk func(i int) *Step, prover *keyState) ([]*StepResult, error) {
 	out := make([]*StepResult, len(s.c.peers))
 	errs := make([]error, len(s.c.peers))
 	steps := make([]*Step, len(s.c.peers))
@@ -129,11 +136,22 @@ func (s *schemeClient) each(mk func(i int) *Step) ([]*StepResult, error) {
 	}
 	var wg sync.WaitGroup
 	panics := make([]any, len(s.c.peers))
-	for i := range s.c.peers {
-		wg.Go(func() {
-			defer func() { panics[i] = recover() }() // carried to the caller, as if it ran there
-			out[i], errs[i] = s.step(i, steps[i])
-		})
+	run := func(i int) {
+		defer func() { panics[i] = recover() }() // carried to the caller, as if it ran there
+		out[i], errs[i] = s.stepProving(i, steps[i], prover)
+	}
+	// Remote nodes' steps wait on the network: each on its own goroutine. The parties in
+	// this process compute: here, one after the other, while those wait (a goroutine of
+	// their own would grow a stack for SQLite's deep calls every time).
+	for i, p := range s.c.peers {
+		if _, remote := p.(*remotePeer); remote {
+			wg.Go(func() { run(i) })
+		}
+	}
+	for i, p := range s.c.peers {
+		if _, remote := p.(*remotePeer); !remote {
+			run(i)
+		}
 	}
 	wg.Wait()
 	for _, p := range panics {
@@ -331,6 +349,78 @@ func (s *schemeClient) signers(keyID string) ([]*StepResult, *protocol.Public, [
 		return nil, nil, nil, err
 	}
 	return sts, pub, roster, nil
+}
+
+// kept is a key's state as the client's last info round found it: what its signatures
+// start from, without an info round, while the phone's own share of the key is the one it
+// was kept with and nothing is pending there. The nodes' answers check it: a node at
+// another epoch refuses the phone's proof (ErrStaleEpoch), and a share or signature that
+// does not verify under the kept public package fails the signature.
+type kept struct {
+	sts    []*StepResult
+	pub    *protocol.Public
+	roster []NodeID
+	epoch  uint32 // the phone's
+}
+
+// signFrom runs sign from the key's kept state, if there is one for the phone's current
+// share, and from a new info round (with its recovery check) if not, or if the nodes say
+// the kept one has moved on (a refresh the phone has not seen, a key gone).
+func (s *schemeClient) signFrom(keyID string, sign func(sts []*StepResult, pub *protocol.Public, roster []NodeID) error) error {
+	if k := s.keptState(keyID); k != nil {
+		err := sign(k.sts, k.pub, k.roster)
+		if !errors.Is(err, ErrStaleEpoch) && !errors.Is(err, ErrKeyNotFound) {
+			return err
+		}
+		s.keep(keyID, nil)
+	}
+	sts, pub, roster, err := s.signers(keyID)
+	if err != nil {
+		return err
+	}
+	if li := s.localIndex(); li >= 0 {
+		s.keep(keyID, &kept{sts: sts, pub: pub, roster: roster, epoch: sts[li].Info.Epoch})
+	}
+	return sign(sts, pub, roster)
+}
+
+func (s *schemeClient) keep(keyID string, k *kept) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if k == nil {
+		delete(s.c.kept, string(s.scheme)+"/"+keyID)
+		return
+	}
+	if s.c.kept == nil || len(s.c.kept) >= maxKept {
+		s.c.kept = map[string]*kept{}
+	}
+	s.c.kept[string(s.scheme)+"/"+keyID] = k
+}
+
+// maxKept bounds the keys whose state a client keeps.
+const maxKept = 1024
+
+// keptState is the kept state of keyID if the phone's share is still the one it was kept
+// with (its epoch and public package) and no refresh is pending on the phone.
+func (s *schemeClient) keptState(keyID string) *kept {
+	s.c.mu.Lock()
+	k := s.c.kept[string(s.scheme)+"/"+keyID]
+	s.c.mu.Unlock()
+	if k == nil || s.c.local == nil {
+		return nil
+	}
+	me, err := s.c.local.n.key(keyID, s.scheme)
+	if err != nil {
+		return nil
+	}
+	defer me.wipe()
+	if me.Epoch != k.epoch || !bytes.Equal(me.PublicKey, k.pub.PublicKey) || !slices.EqualFunc(me.publicShares, k.pub.Shares, bytes.Equal) {
+		return nil
+	}
+	if pending, _, err := s.c.local.n.pendingEpoch(keyID); err != nil || pending != 0 {
+		return nil
+	}
+	return k
 }
 
 // statesLocked is states for a caller that holds the op lock.
@@ -740,24 +830,25 @@ func (c *EDDSAClient) Sign(keyID string, msg []byte) ([]byte, error) {
 	case !errors.Is(err, errNotAhead) && !errors.Is(err, ErrNoCommitment) && !errors.Is(err, ErrStaleEpoch):
 		return nil, err
 	}
-	sts, pub, roster, err := c.signers(keyID)
-	if err != nil {
-		return nil, err
-	}
-	session := newSession()
-	r1, err := c.each(func(int) *Step { return &Step{Op: OpSignCommit, KeyID: keyID, Session: session, Roster: roster} })
-	if err != nil {
-		return nil, err
-	}
-	cs := make([]protocol.Commitment, len(r1))
-	for i, r := range r1 {
-		m, err := c.readSigner(i, r, protocol.MsgCommitment, session, roster, sts[i].Info.NodeIndex+1)
+	var sig []byte
+	err := c.signFrom(keyID, func(sts []*StepResult, pub *protocol.Public, roster []NodeID) error {
+		session := newSession()
+		r1, err := c.each(func(int) *Step { return &Step{Op: OpSignCommit, KeyID: keyID, Session: session, Roster: roster} })
 		if err != nil {
-			return nil, err
+			return err
 		}
-		cs[i] = *m.Commitment
-	}
-	return c.shares(keyID, msg, session, roster, pub, cs, func(i int) int { return sts[i].Info.NodeIndex + 1 })
+		cs := make([]protocol.Commitment, len(r1))
+		for i, r := range r1 {
+			m, err := c.readSigner(i, r, protocol.MsgCommitment, session, roster, sts[i].Info.NodeIndex+1)
+			if err != nil {
+				return err
+			}
+			cs[i] = *m.Commitment
+		}
+		sig, err = c.shares(keyID, msg, session, roster, pub, cs, func(i int) int { return sts[i].Info.NodeIndex + 1 }, nil)
+		return err
+	})
+	return sig, err
 }
 
 // readSigner reads node i's first answered message, which must be from an envelope its
@@ -766,16 +857,15 @@ func (c *EDDSAClient) readSigner(i int, r *StepResult, typ protocol.MsgType, ses
 	if len(r.Out) < 1 || len(r.Out) > 2 {
 		return nil, fmt.Errorf("tsm: node %d answered %d messages", i, len(r.Out))
 	}
-	return readEnvelope(i, r.Out[0], typ, session, roster, from)
+	return readEnvelope(i, r.Out[0], typ, session, roster, from, r.vouched)
 }
 
-func readEnvelope(i int, env []byte, typ protocol.MsgType, session []byte, roster []NodeID, from int) (*protocol.Message, error) {
-	b, err := unwrapEnvelope(nil, env, session, 0, roster)
+func readEnvelope(i int, env []byte, typ protocol.MsgType, session []byte, roster []NodeID, from int, vouched NodeID) (*protocol.Message, error) {
+	m, err := unwrapEnvelope(nil, env, session, 0, roster, vouched)
 	if err != nil {
 		return nil, fmt.Errorf("tsm: node %d: %w", i, err)
 	}
-	m, err := protocol.Unmarshal(b)
-	if err != nil || m.Type != typ || m.From != from {
+	if m.Type != typ || m.From != from {
 		return nil, fmt.Errorf("tsm: node %d answered another message than its own", i)
 	}
 	return m, nil
@@ -783,8 +873,9 @@ func readEnvelope(i int, env []byte, typ protocol.MsgType, session []byte, roste
 
 // shares is round two: the signing request with every node's commitment cs[i], the shares,
 // their check and aggregation; the commitments the nodes hand out for the next signature
-// are kept. id(i) is node i's identifier.
-func (c *EDDSAClient) shares(keyID string, msg, session []byte, roster []NodeID, pub *protocol.Public, cs []protocol.Commitment, id func(i int) int) ([]byte, error) {
+// are kept. id(i) is node i's identifier. me is the phone's key as this signature read it
+// (nil: it is read where needed): the share it proves to the nodes, and its epoch.
+func (c *EDDSAClient) shares(keyID string, msg, session []byte, roster []NodeID, pub *protocol.Public, cs []protocol.Commitment, id func(i int) int, me *keyState) ([]byte, error) {
 	sorted := slices.Clone(cs)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
 	req, err := (&protocol.Message{Type: protocol.MsgSignRequest, Session: session, Curve: protocol.Ed25519,
@@ -792,7 +883,7 @@ func (c *EDDSAClient) shares(keyID string, msg, session []byte, roster []NodeID,
 	if err != nil {
 		return nil, err
 	}
-	r2, err := c.each(func(int) *Step { return &Step{Op: OpSignShareAhead, KeyID: keyID, Session: session, In: [][]byte{req}} })
+	r2, err := c.eachProving(func(int) *Step { return &Step{Op: OpSignShareAhead, KeyID: keyID, Session: session, In: [][]byte{req}} }, me)
 	if err != nil {
 		return nil, err
 	}
@@ -805,9 +896,11 @@ func (c *EDDSAClient) shares(keyID string, msg, session []byte, roster []NodeID,
 		shares[m.From] = m.SigShare
 		rp, remote := c.c.peers[i].(*remotePeer)
 		if len(r.Out) == 2 && remote && c.c.local != nil {
-			if next, err := readEnvelope(i, r.Out[1], protocol.MsgCommitment, session, roster, id(i)); err == nil {
+			if next, err := readEnvelope(i, r.Out[1], protocol.MsgCommitment, session, roster, id(i), r.vouched); err == nil {
 				epoch := uint32(0)
-				if k, err := c.c.local.n.key(keyID, EdDSA); err == nil {
+				if me != nil {
+					epoch = me.Epoch
+				} else if k, err := c.c.local.n.key(keyID, EdDSA); err == nil {
 					epoch = k.Epoch
 					k.wipe()
 				}
@@ -815,12 +908,9 @@ func (c *EDDSAClient) shares(keyID string, msg, session []byte, roster []NodeID,
 			}
 		}
 	}
-	sig, err := protocol.Aggregate(pub, msg, sorted, shares)
+	sig, err := protocol.Aggregate(pub, msg, sorted, shares) // verified there
 	if err != nil {
 		return nil, fmt.Errorf("tsm: sign: %w", err)
-	}
-	if !ed25519.Verify(pub.PublicKey, msg, sig) {
-		return nil, errors.New("tsm: the signature does not verify")
 	}
 	return sig, nil
 }

@@ -105,12 +105,7 @@ func (p *party) bodies(st *Step, s *session, in [][]byte, want ...protocol.MsgTy
 		out[t] = map[int][]byte{}
 	}
 	for _, b := range in {
-		msg, err := p.key.unwrap(b, st.Session, s.self, s.roster)
-		if err != nil {
-			return nil, err
-		}
-		m, err := protocol.Unmarshal(msg)
-		clear(msg)
+		m, err := p.key.unwrap(b, st.Session, s.self, s.roster)
 		if err != nil {
 			return nil, err
 		}
@@ -495,45 +490,49 @@ func (c *ECDSAClient) Sign(keyID string, digest []byte, path []uint32) (*Signatu
 	if len(path) > bip32.MaxDepth {
 		return nil, fmt.Errorf("tsm: a path deeper than %d", bip32.MaxDepth)
 	}
-	sts, pub, roster, err := c.signers(keyID)
-	if err != nil {
-		return nil, err
-	}
-	d, err := bip32.Derive(pub.PublicKey, sts[0].Info.ChainCode, path)
-	if err != nil {
-		return nil, fmt.Errorf("tsm: %w", err)
-	}
-	ids := make([]int, len(sts))
-	for i, st := range sts {
-		ids[i] = st.Info.NodeIndex + 1
-	}
-	// The phone knows its own seeds: when it lacks some (a new key, a restored phone, a
-	// refresh), the pairs are set up first, not after a round that would fail.
-	if li := c.localIndex(); li >= 0 {
-		if own, err := c.c.local.n.seeds(keyID, sts[li].Info.Epoch); err == nil {
-			missing := false
-			for _, j := range ids {
-				missing = missing || j != sts[li].Info.NodeIndex+1 && own[j] == nil
-			}
-			for _, x := range own {
-				x.Wipe()
-			}
-			if missing {
-				if err := c.setupECDSA(keyID, roster, ids); err != nil {
-					return nil, fmt.Errorf("tsm: set up the signers' OT seeds: %w", err)
+	var d *bip32.Derived
+	var sig *dkls23.Signature
+	err := c.signFrom(keyID, func(sts []*StepResult, pub *protocol.Public, roster []NodeID) error {
+		var err error
+		if d, err = bip32.Derive(pub.PublicKey, sts[0].Info.ChainCode, path); err != nil {
+			return fmt.Errorf("tsm: %w", err)
+		}
+		ids := make([]int, len(sts))
+		for i, st := range sts {
+			ids[i] = st.Info.NodeIndex + 1
+		}
+		// The phone knows its own seeds: when it lacks some (a new key, a restored phone, a
+		// refresh), the pairs are set up first, not after a round that would fail.
+		if li := c.localIndex(); li >= 0 {
+			if own, err := c.c.local.n.seeds(keyID, sts[li].Info.Epoch); err == nil {
+				missing := false
+				for _, j := range ids {
+					missing = missing || j != sts[li].Info.NodeIndex+1 && own[j] == nil
+				}
+				for _, x := range own {
+					x.Wipe()
+				}
+				if missing {
+					if err := c.setupECDSA(keyID, roster, ids); err != nil {
+						return fmt.Errorf("tsm: set up the signers' OT seeds: %w", err)
+					}
 				}
 			}
 		}
-	}
-	sig, err := c.signECDSA(keyID, roster, ids, digest, path)
-	if errors.Is(err, ErrNoSeeds) {
-		if err := c.setupECDSA(keyID, roster, ids); err != nil {
-			return nil, fmt.Errorf("tsm: set up the signers' OT seeds: %w", err)
-		}
 		sig, err = c.signECDSA(keyID, roster, ids, digest, path)
-	}
+		if errors.Is(err, ErrNoSeeds) {
+			if err := c.setupECDSA(keyID, roster, ids); err != nil {
+				return fmt.Errorf("tsm: set up the signers' OT seeds: %w", err)
+			}
+			sig, err = c.signECDSA(keyID, roster, ids, digest, path)
+		}
+		if err != nil {
+			return fmt.Errorf("tsm: sign: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("tsm: sign: %w", err)
+		return nil, err
 	}
 	pk, err := decred.ParsePubKey(d.PublicKey)
 	if err != nil {
@@ -661,7 +660,7 @@ func (c *ECDSAClient) signECDSA(keyID string, roster []NodeID, ids []int, digest
 		if len(res.Out) != 1 {
 			return nil, fmt.Errorf("node %d answered %d partial signatures", i, len(res.Out))
 		}
-		m, err := readEnvelope(i, res.Out[0], protocol.MsgECDSAPartial, r.session, roster, r.ids[i])
+		m, err := readEnvelope(i, res.Out[0], protocol.MsgECDSAPartial, r.session, roster, r.ids[i], res.vouched)
 		if err != nil {
 			return nil, err
 		}

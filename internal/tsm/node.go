@@ -8,6 +8,7 @@ package tsm
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -284,6 +285,8 @@ func storeError(err error) error {
 type node struct {
 	path string
 	db   *sql.DB
+
+	prepared map[string]*sql.Stmt // hotQueries, prepared at open
 }
 
 func openNode(path string) (*node, error) {
@@ -304,15 +307,28 @@ func openNode(path string) (*node, error) {
 		return nil, fmt.Errorf("tsm: open node database %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1) // one writer per process; readers wait for it rather than fail
-	n := &node{path: path, db: db}
+	n := &node{path: path, db: db, prepared: map[string]*sql.Stmt{}}
 	if err := n.migrate(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("tsm: node database %s: %w", path, err)
 	}
+	for _, q := range hotQueries {
+		s, err := db.Prepare(q)
+		if err != nil {
+			n.close()
+			return nil, fmt.Errorf("tsm: node database %s: %w", path, err)
+		}
+		n.prepared[q] = s
+	}
 	return n, nil
 }
 
-func (n *node) close() error { return n.db.Close() }
+func (n *node) close() error {
+	for _, s := range n.prepared {
+		s.Close()
+	}
+	return n.db.Close()
+}
 
 // nodeKey returns the node's identity kept in its database, made on first use.
 func (n *node) nodeKey() (*NodeKey, error) {
@@ -362,57 +378,99 @@ type querier interface {
 	Query(query string, args ...any) (*sql.Rows, error)
 }
 
-// key reads keyID of the given scheme; another scheme's key is not found.
-func (n *node) key(keyID string, scheme Scheme) (k *keyState, err error) {
-	err = n.view(func(q querier) error {
-		k, err = readKey(q, keyID, scheme)
-		return err
-	})
-	return k, err
+// key reads keyID of the given scheme; another scheme's key is not found. It is one
+// statement, so one state (SQLite reads a statement from one snapshot), and no transaction.
+func (n *node) key(keyID string, scheme Scheme) (*keyState, error) {
+	return readKey(preparedQ{n, n.db}, keyID, scheme)
 }
 
 // view runs fn in one read transaction, so that what it reads in several queries is one
-// state: never a key from before a switch with the public shares or pending row after it.
+// state: never a key from before a switch with the pending row after it.
 func (n *node) view(fn func(q querier) error) error {
-	tx, err := n.db.Begin()
+	tx, err := n.db.BeginTx(context.Background(), &sql.TxOptions{ReadOnly: true}) // a deferred BEGIN: no write lock
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	return fn(tx)
+	return fn(preparedQ{n, tx})
 }
 
+// preparedQ runs the hot queries (every signing step's) as statements prepared when the
+// node opened, on q (the database or a transaction): SQLite's parser costs more than
+// reading a key. Other queries go to q as they are.
+type preparedQ struct {
+	n *node
+	q querier
+}
+
+// hotQueries are prepared when the node opens. (Preparing later would need a second
+// connection, which a transaction holding the one does not leave.)
+var hotQueries = []string{queryKey}
+
+func (p preparedQ) stmt(query string) *sql.Stmt {
+	s := p.n.prepared[query]
+	if tx, ok := p.q.(*sql.Tx); ok && s != nil {
+		return tx.Stmt(s)
+	}
+	return s
+}
+
+func (p preparedQ) QueryRow(query string, args ...any) *sql.Row {
+	if s := p.stmt(query); s != nil {
+		return s.QueryRow(args...)
+	}
+	return p.q.QueryRow(query, args...)
+}
+
+func (p preparedQ) Query(query string, args ...any) (*sql.Rows, error) {
+	if s := p.stmt(query); s != nil {
+		return s.Query(args...)
+	}
+	return p.q.Query(query, args...)
+}
+
+// queryKey reads a key with its public shares, one row per share in their order; the
+// secret share is in the first row only (no copy of it per share).
+const queryKey = `SELECT k.key_id, k.scheme, k.curve, k.node_index, k.players, k.threshold, k.epoch, k.created,
+	CASE WHEN p.node_index = 0 THEN k.secret_share END, k.public_key, k.description, k.chain_code, p.node_index, p.point
+	FROM keys k JOIN public_shares p ON p.key_id = k.key_id WHERE k.key_id = ? ORDER BY p.node_index`
+
 func readKey(q querier, keyID string, scheme Scheme) (*keyState, error) {
-	k := &keyState{}
-	var created int64
-	err := q.QueryRow(`SELECT key_id, scheme, curve, node_index, players, threshold, epoch, created,
-		secret_share, public_key, description, chain_code FROM keys WHERE key_id = ?`, keyID).Scan(
-		&k.KeyID, &k.Scheme, &k.Curve, &k.NodeIndex, &k.Players, &k.Threshold, &k.Epoch, &created,
-		&k.share, &k.PublicKey, &k.Description, &k.ChainCode)
-	if errors.Is(err, sql.ErrNoRows) || err == nil && k.Scheme != scheme {
-		return nil, fmt.Errorf("%w: %s key %q", ErrKeyNotFound, scheme, keyID)
-	}
-	if err != nil {
-		return nil, err
-	}
-	k.Created = time.Unix(created, 0).UTC()
-	rows, err := q.Query(`SELECT node_index, point FROM public_shares WHERE key_id = ? ORDER BY node_index`, keyID)
+	rows, err := q.Query(queryKey, keyID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
+	k := &keyState{}
 	for rows.Next() {
+		var created int64
 		var i int
-		var p []byte
-		if err := rows.Scan(&i, &p); err != nil {
+		var share, point []byte
+		if err := rows.Scan(&k.KeyID, &k.Scheme, &k.Curve, &k.NodeIndex, &k.Players, &k.Threshold, &k.Epoch, &created,
+			&share, &k.PublicKey, &k.Description, &k.ChainCode, &i, &point); err != nil {
+			k.wipe()
+			clear(share)
 			return nil, err
 		}
 		if i != len(k.publicShares) {
+			k.wipe()
 			return nil, fmt.Errorf("key %q: public share %d missing", keyID, len(k.publicShares))
 		}
-		k.publicShares = append(k.publicShares, p)
+		if i == 0 {
+			k.share = share
+		}
+		k.Created = time.Unix(created, 0).UTC()
+		k.publicShares = append(k.publicShares, point)
 	}
-	return k, rows.Err()
+	if err := rows.Err(); err != nil {
+		k.wipe()
+		return nil, err
+	}
+	if len(k.publicShares) == 0 || k.Scheme != scheme {
+		k.wipe()
+		return nil, fmt.Errorf("%w: %s key %q", ErrKeyNotFound, scheme, keyID)
+	}
+	return k, nil
 }
 
 func insertKey(tx *sql.Tx, k *keyState) error {

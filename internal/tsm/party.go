@@ -75,6 +75,11 @@ type StepResult struct {
 	PendingOf    []byte   // OpInfo: that refresh's session
 	Done         uint8    // OpInfo with a session: how this node finished it (Committed, Aborted; 0 not)
 	Sig          []byte   // a node serving remote coordinators signs its answer (nodekey.go)
+
+	// vouched is, for the coordinator that got this answer, the node whose own it is as a
+	// whole (Out included): a remote node whose signature on it was checked, or a party in
+	// this process that returned it. Not encoded.
+	vouched NodeID
 }
 
 // Peer is how a coordinator reaches one party.
@@ -170,12 +175,7 @@ func (p *party) checkRoster(roster []NodeID, parties, self int) error {
 func (p *party) open(st *Step, s *session, want protocol.MsgType) ([]*protocol.Message, error) {
 	var out []*protocol.Message
 	for _, b := range st.In {
-		msg, err := p.key.unwrap(b, st.Session, s.self, s.roster)
-		if err != nil {
-			return nil, err
-		}
-		m, err := protocol.Unmarshal(msg)
-		clear(msg) // a private value, opened: the message holds its own copy
+		m, err := p.key.unwrap(b, st.Session, s.self, s.roster)
 		if err != nil {
 			return nil, err
 		}

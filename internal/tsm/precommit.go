@@ -218,11 +218,16 @@ func (c *EDDSAClient) signAhead(keyID string, msg []byte) ([]byte, error) {
 	if local == nil {
 		return nil, errNotAhead
 	}
+	for _, p := range c.c.peers {
+		if _, remote := p.(*remotePeer); !remote && p != Peer(local) {
+			return nil, errNotAhead // nodes in this process hand out nothing
+		}
+	}
 	k, err := local.n.key(keyID, EdDSA)
 	if err != nil {
 		return nil, errNotAhead
 	}
-	k.wipe()
+	defer k.wipe() // the share it proves with, and its epoch
 	if pending, _, err := local.n.pendingEpoch(keyID); err != nil || pending != 0 {
 		return nil, errNotAhead
 	}
@@ -231,11 +236,6 @@ func (c *EDDSAClient) signAhead(keyID string, msg []byte) ([]byte, error) {
 	cs := make([]protocol.Commitment, len(c.c.peers))
 	roster := make([]NodeID, k.Players)
 	taken := make([]cachedCommitment, len(c.c.peers))
-	for _, p := range c.c.peers {
-		if _, remote := p.(*remotePeer); !remote && p != Peer(local) {
-			return nil, errNotAhead // nodes in this process hand out nothing
-		}
-	}
 	for i, p := range c.c.peers {
 		rp, remote := p.(*remotePeer)
 		if !remote {
@@ -283,7 +283,7 @@ func (c *EDDSAClient) signAhead(keyID string, msg []byte) ([]byte, error) {
 		}
 		cs[i] = *m.Commitment
 	}
-	return c.shares(keyID, msg, session, roster, pub, cs, func(i int) int { return cs[i].ID })
+	return c.shares(keyID, msg, session, roster, pub, cs, func(i int) int { return cs[i].ID }, k)
 }
 
 // assume takes id as the node's identity without asking it, if the configuration or the

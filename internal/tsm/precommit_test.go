@@ -33,7 +33,7 @@ func TestCommitmentUsedOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := readEnvelope(1, env, protocol.MsgCommitment, sid, roster, 2)
+		m, err := readEnvelope(1, env, protocol.MsgCommitment, sid, roster, 2, NodeID{})
 		if err != nil {
 			t.Fatal(err)
 		}

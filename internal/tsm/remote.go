@@ -268,5 +268,6 @@ func (r *remotePeer) Step(ctx context.Context, st *Step) (*StepResult, error) {
 		}
 		return nil, fmt.Errorf("%w (%s, %s)", err, r.url, st.Op)
 	}
+	res.vouched = id
 	return res, nil
 }

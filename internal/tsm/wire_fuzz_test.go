@@ -53,7 +53,7 @@ func FuzzEnvelope(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		parseEnvelope(b)
 		if out, err := receiver.unwrap(b, session, 2, roster); err == nil {
-			t.Fatalf("opened %x to %x, which is not a protocol message", b, out)
+			t.Fatalf("opened %x to %v, which is not a protocol message", b, out)
 		}
 	})
 }

@@ -443,3 +443,67 @@ func TestFromAdditive(t *testing.T) {
 		t.Fatalf("converted shares do not sign: %v", err)
 	}
 }
+
+// TestBadCommitments: a commitment with a torsion component, or the identity, in a
+// signing request passes the parser (which takes a request's points by length) and is
+// refused by SignShare, naming its signer; the signer's own commitment altered is refused
+// too. The same commitments where Unmarshal checks points (a commitment message) do not
+// parse.
+func TestBadCommitments(t *testing.T) {
+	results, err := runDKG(t, Ed25519, 1, 3, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := keyShares(results)
+	orderTwo := make([]byte, 32) // (0, −1): y = p − 1
+	orderTwo[0], orderTwo[31] = 0xec, 0x7f
+	for i := 1; i < 31; i++ {
+		orderTwo[i] = 0xff
+	}
+	identity := make([]byte, 32)
+	identity[0] = 1
+	session := make([]byte, SessionLen)
+	for name, bad := range map[string]func(p []byte) []byte{
+		"torsion":  func(p []byte) []byte { q, _ := edw{}.AddPoints(p, orderTwo); return q },
+		"identity": func([]byte) []byte { return identity },
+	} {
+		for _, binding := range []bool{false, true} {
+			n1, _ := Commit(ks[0], rand.Reader)
+			n2, _ := Commit(ks[1], rand.Reader)
+			c2 := n2.Commitment
+			if binding {
+				c2.Binding = bad(c2.Binding)
+			} else {
+				c2.Hiding = bad(c2.Hiding)
+			}
+			req, err := (&Message{Type: MsgSignRequest, Session: session, Curve: Ed25519,
+				Request: &SignRequest{Message: []byte("m"), Commitments: []Commitment{n1.Commitment, c2}}}).Marshal()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			m, err := Unmarshal(req)
+			if err != nil {
+				t.Fatalf("%s: a request did not parse: %v", name, err)
+			}
+			_, err = SignShare(ks[0], n1, m.Request.Message, m.Request.Commitments)
+			var c *CulpritError
+			if !errors.As(err, &c) || c.Party != 2 {
+				t.Errorf("%s (binding %v): got %v, want signer 2 named", name, binding, err)
+			}
+			cm, err := (&Message{Type: MsgCommitment, Session: session, Curve: Ed25519, From: 2, Commitment: &c2}).Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Unmarshal(cm); err == nil {
+				t.Errorf("%s (binding %v): a commitment message with a bad point parsed", name, binding)
+			}
+		}
+	}
+	n1, _ := Commit(ks[0], rand.Reader)
+	n2, _ := Commit(ks[1], rand.Reader)
+	mine := n1.Commitment
+	mine.Binding = n2.Commitment.Binding
+	if _, err := SignShare(ks[0], n1, []byte("m"), []Commitment{mine, n2.Commitment}); err == nil {
+		t.Error("the signer's own commitment, altered, was accepted")
+	}
+}

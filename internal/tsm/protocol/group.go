@@ -14,6 +14,7 @@ import (
 	"io"
 
 	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
 	secp256k1 "gitlab.com/yawning/secp256k1-voi"
 )
 
@@ -286,13 +287,25 @@ func (edw) BaseMult(b []byte) []byte {
 	return new(edwards25519.Point).ScalarBaseMult(s).Bytes()
 }
 
+// edPoint decodes a canonical RFC 8032 encoding. filippo.io/edwards25519 also accepts the
+// two non-canonical kinds (a y of p or more; x zero with the sign bit set): those are
+// refused here by looking at y and x, which is cheaper than encoding the point again (an
+// inversion) and comparing.
 func edPoint(p []byte) (*edwards25519.Point, error) {
 	q, err := new(edwards25519.Point).SetBytes(p)
-	if err != nil || string(q.Bytes()) != string(p) {
-		return nil, errors.New("not a canonical Ed25519 point")
+	if err != nil {
+		return nil, errNotCanonical
+	}
+	y, _ := new(field.Element).SetBytes(p) // the top bit ignored, reduced mod p
+	yb := y.Bytes()
+	x, _, _, _ := q.ExtendedCoordinates()
+	if string(yb[:31]) != string(p[:31]) || yb[31] != p[31]&0x7f || p[31]&0x80 != 0 && x.Equal(new(field.Element)) == 1 {
+		return nil, errNotCanonical
 	}
 	return q, nil
 }
+
+var errNotCanonical = errors.New("not a canonical Ed25519 point")
 
 func (edw) ScalarMult(b, p []byte) ([]byte, error) {
 	s, ok := edScalar(b)
@@ -308,6 +321,37 @@ func (edw) ScalarMult(b, p []byte) ([]byte, error) {
 		return nil, errIdentity
 	}
 	return r.Bytes(), nil
+}
+
+// edGroupCommitment is RFC 9591 compute_group_commitment: R = Σ D_i + [ρ_i]E_i, each point
+// decoded once and the binding terms in one multi-scalar multiplication (public values:
+// variable time). A commitment that is the identity, or R the identity, is an error.
+func edGroupCommitment(cs []Commitment, rho map[int][]byte) ([]byte, error) {
+	sum := edwards25519.NewIdentityPoint()
+	scalars := make([]*edwards25519.Scalar, len(cs))
+	points := make([]*edwards25519.Point, len(cs))
+	for i, c := range cs {
+		d, err := edPoint(c.Hiding)
+		if err != nil {
+			return nil, err
+		}
+		if points[i], err = edPoint(c.Binding); err != nil {
+			return nil, err
+		}
+		if d.Equal(edwards25519.NewIdentityPoint()) == 1 || points[i].Equal(edwards25519.NewIdentityPoint()) == 1 {
+			return nil, culprit(c.ID, "a commitment is the identity")
+		}
+		var ok bool
+		if scalars[i], ok = edScalar(rho[c.ID]); !ok {
+			return nil, errors.New("not a canonical scalar")
+		}
+		sum.Add(sum, d)
+	}
+	sum.Add(sum, new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points))
+	if sum.Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return nil, errIdentity
+	}
+	return sum.Bytes(), nil
 }
 
 // edMinusOne is ℓ−1: [ℓ−1]P + P = [ℓ]P, the identity exactly for P in the prime-order

@@ -12,16 +12,16 @@
 // identifier, 1..n) holds s_i = f(i), the key is s = f(0), and any t+1 parties sign.
 // Everyone knows the public key Y = s·G and every public share Y_i = s_i·G.
 //
-// # Out of scope
-//
-// Threshold ECDSA signing: secp256k1 keys get the DKG, refresh and share checks, but no
-// signing protocol.
+// Threshold ECDSA signing of secp256k1 keys from the same DKG is package dkls23.
 package protocol
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // MaxParties bounds n.
@@ -76,8 +76,53 @@ func (p *Public) Equal(q *Public) bool {
 }
 
 // Check validates the package: its sizes, every point, and that the public shares lie on
-// one polynomial of degree t whose value at 0 is the public key.
+// one polynomial of degree t whose value at 0 is the public key. A package that passed
+// once in this process passes again without the arithmetic (a coordinator sees its key's
+// package before every signature): the check is a function of the bytes alone.
 func (p *Public) Check() error {
+	h := p.digest()
+	checked.Lock()
+	ok := checked.m[h]
+	checked.Unlock()
+	if ok {
+		return nil
+	}
+	if err := p.check(); err != nil {
+		return err
+	}
+	checked.Lock()
+	defer checked.Unlock()
+	if len(checked.m) >= maxChecked {
+		clear(checked.m)
+	}
+	checked.m[h] = true
+	return nil
+}
+
+// checked holds the digests of the packages that passed Check, up to maxChecked.
+var checked = struct {
+	sync.Mutex
+	m map[[32]byte]bool
+}{m: map[[32]byte]bool{}}
+
+const maxChecked = 4096
+
+// digest is SHA-256 over the package's fields, each prefixed with its length: two packages
+// that differ in anything have different digests.
+func (p *Public) digest() [32]byte {
+	h := sha256.New()
+	b := []byte{byte(p.Curve)}
+	b = binary.BigEndian.AppendUint64(b, uint64(p.Threshold))
+	for _, part := range append([][]byte{p.PublicKey}, p.Shares...) {
+		b = binary.BigEndian.AppendUint64(b, uint64(len(part)))
+		h.Write(b)
+		h.Write(part)
+		b = b[:0]
+	}
+	return [32]byte(h.Sum(nil))
+}
+
+func (p *Public) check() error {
 	g := GroupOf(p.Curve)
 	n := len(p.Shares)
 	switch {

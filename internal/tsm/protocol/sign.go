@@ -4,9 +4,10 @@ package protocol
 // each signer draws a hiding and a binding nonce and publishes their commitments. Round
 // two: given the message and the commitments of the signing set, each signer computes the
 // binding factors, the group commitment and the challenge, and answers its signature
-// share. The coordinator (whoever carries the messages; it learns nothing secret) checks
-// every share against the signer's public share, naming a cheater, and aggregates. The
-// result is an RFC 8032 Ed25519 signature.
+// share. The coordinator (whoever carries the messages; it learns nothing secret)
+// aggregates and verifies the signature; if it does not verify, it checks every share
+// against the signer's public share, naming a cheater. The result is an RFC 8032 Ed25519
+// signature.
 
 import (
 	"bytes"
@@ -15,8 +16,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-
-	"filippo.io/edwards25519"
 )
 
 // Commitment is a signer's round-one broadcast: D = d·G and E = e·G.
@@ -75,15 +74,10 @@ func commitWith(k *KeyShare, hidingRandom, bindingRandom []byte) *Nonces {
 	return n
 }
 
-// checkCommitments: sorted by identifier, each once, in 1..n, at least t+1 of them, and
-// every point a canonical encoding of a point other than the identity. The full check of
-// RFC 9591's DeserializeElement (the prime-order subgroup) is done once, where a
-// commitment arrives: Unmarshal.
+// checkCommitments: sorted by identifier, each once, in 1..n, and at least t+1 of them.
+// Their points are checked where they arrive (Unmarshal, and SignShare for a signing
+// request) and decoded by edGroupCommitment, which refuses the identity.
 func checkCommitments(p *Public, cs []Commitment) error {
-	usable := func(b []byte) bool {
-		q, err := edPoint(b)
-		return err == nil && q.Equal(edwards25519.NewIdentityPoint()) == 0
-	}
 	if len(cs) < p.Threshold+1 || len(cs) > p.Parties() {
 		return fmt.Errorf("%d signers; this key needs %d to %d", len(cs), p.Threshold+1, p.Parties())
 	}
@@ -93,8 +87,6 @@ func checkCommitments(p *Public, cs []Commitment) error {
 			return fmt.Errorf("signer %d is not a party of this key", c.ID)
 		case i > 0 && c.ID <= cs[i-1].ID:
 			return errors.New("commitments are not sorted by identifier, each once")
-		case !usable(c.Hiding) || !usable(c.Binding):
-			return culprit(c.ID, "a commitment is not a valid point")
 		}
 	}
 	return nil
@@ -103,19 +95,22 @@ func checkCommitments(p *Public, cs []Commitment) error {
 // signingState is what every signer and the coordinator derive from the message and the
 // commitments: the binding factors, the group commitment R and the challenge c.
 type signingState struct {
-	ids     []int
-	rho     map[int][]byte
-	r       []byte
-	c       []byte
-	lambdas map[int][]byte
+	ids []int
+	rho map[int][]byte
+	r   []byte
+	c   []byte
 }
 
+// lambda is signer id's Lagrange coefficient in the signing set (an inversion: each is
+// computed only where it is used).
+func (st *signingState) lambda(id int) ([]byte, error) { return lagrange(edw{}, st.ids, id, 0) }
+
 // deriveSigning is RFC 9591 compute_binding_factors, compute_group_commitment and
-// compute_challenge, with the Lagrange coefficients of the signing set.
+// compute_challenge.
 func deriveSigning(p *Public, msg []byte, cs []Commitment) (*signingState, error) {
 	g := edw{}
 	var enc []byte // encode_group_commitment_list
-	st := &signingState{rho: map[int][]byte{}, lambdas: map[int][]byte{}}
+	st := &signingState{rho: map[int][]byte{}}
 	for _, c := range cs {
 		enc = append(enc, g.ScalarFromInt(c.ID)...)
 		enc = append(enc, c.Hiding...)
@@ -123,36 +118,22 @@ func deriveSigning(p *Public, msg []byte, cs []Commitment) (*signingState, error
 		st.ids = append(st.ids, c.ID)
 	}
 	prefix := append(append(bytes.Clone(p.PublicKey), frostH4(msg)...), frostH5(enc)...)
-	terms := make([][]byte, 0, len(cs))
 	for _, c := range cs {
-		rho := frostH1(append(bytes.Clone(prefix), g.ScalarFromInt(c.ID)...))
-		st.rho[c.ID] = rho
-		terms = append(terms, c.Hiding)
-		if g.ValidScalar(rho) { // ρ = 0 would make [ρ]E the identity: leave the term out
-			e, err := g.ScalarMult(rho, c.Binding)
-			if err != nil {
-				return nil, err
-			}
-			terms = append(terms, e)
-		}
+		st.rho[c.ID] = frostH1(append(bytes.Clone(prefix), g.ScalarFromInt(c.ID)...))
 	}
 	var err error
-	if st.r, err = g.AddPoints(terms...); err != nil {
+	if st.r, err = edGroupCommitment(cs, st.rho); err != nil {
 		return nil, fmt.Errorf("group commitment: %w", err)
 	}
 	st.c = frostH2(append(append(bytes.Clone(st.r), p.PublicKey...), msg...))
-	for _, id := range st.ids {
-		if st.lambdas[id], err = lagrange(g, st.ids, id, 0); err != nil {
-			return nil, err
-		}
-	}
 	return st, nil
 }
 
 // SignShare is round two for signer k: its share z_i = d_i + e_i·ρ_i + λ_i·s_i·c of the
 // signature of msg by the signing set whose commitments are cs. It uses the nonces once
-// and wipes them; its own commitment must be in cs as it made it. The commitments must
-// have passed RFC 9591's element validation, which Unmarshal does where they arrive.
+// and wipes them; its own commitment must be in cs as it made it. Every other commitment
+// gets RFC 9591's element validation here (a signing request's points are taken by length
+// where it arrives); the signer's own is the one it made.
 func SignShare(k *KeyShare, n *Nonces, msg []byte, cs []Commitment) ([]byte, error) {
 	if n.hiding == nil || !(edw{}).ValidScalar(n.hiding) || !(edw{}).ValidScalar(n.binding) {
 		return nil, errors.New("these nonces were used already")
@@ -165,20 +146,30 @@ func SignShare(k *KeyShare, n *Nonces, msg []byte, cs []Commitment) ([]byte, err
 	if i < 0 || !bytes.Equal(cs[i].Hiding, n.Commitment.Hiding) || !bytes.Equal(cs[i].Binding, n.Commitment.Binding) {
 		return nil, errors.New("this signer's commitment is not in the signing set as it made it")
 	}
+	for _, c := range cs {
+		if c.ID != k.ID && (!(edw{}).ValidPoint(c.Hiding) || !(edw{}).ValidPoint(c.Binding)) {
+			return nil, culprit(c.ID, "a commitment is not a valid point")
+		}
+	}
 	st, err := deriveSigning(&k.Public, msg, cs)
 	if err != nil {
 		return nil, err
 	}
 	g := edw{}
 	z := g.AddScalars(n.hiding, g.MulScalars(n.binding, st.rho[k.ID]))
-	ls := g.MulScalars(st.lambdas[k.ID], k.Secret)
+	lambda, err := st.lambda(k.ID)
+	if err != nil {
+		return nil, err
+	}
+	ls := g.MulScalars(lambda, k.Secret)
 	defer clear(ls)
 	return g.AddScalars(z, g.MulScalars(ls, st.c)), nil
 }
 
-// Aggregate checks each signature share against its signer's public share
-// ([z_i]G = D_i + [ρ_i]E_i + [c·λ_i]Y_i; a bad one is a CulpritError naming the signer)
-// and returns the signature R || z, which crypto/ed25519 verifies.
+// Aggregate sums the signature shares into the signature R || z and checks it with
+// crypto/ed25519 (one verification, where checking each share would take one per signer).
+// If it does not verify, each share is checked against its signer's public share
+// ([z_i]G = D_i + [ρ_i]E_i + [c·λ_i]Y_i), and a bad one is a CulpritError naming the signer.
 func Aggregate(p *Public, msg []byte, cs []Commitment, shares map[int][]byte) ([]byte, error) {
 	if p.Curve != Ed25519 {
 		return nil, errors.New("signing is built for Ed25519 keys only")
@@ -197,19 +188,23 @@ func Aggregate(p *Public, msg []byte, cs []Commitment, shares map[int][]byte) ([
 		if !ok || !g.CanonicalScalar(zi) {
 			return nil, culprit(c.ID, "no signature share, or not a scalar")
 		}
-		if !verifyShare(st, c, zi, p.Shares[c.ID-1]) {
-			return nil, culprit(c.ID, "its signature share does not verify")
-		}
 		z = g.AddScalars(z, zi)
 	}
 	if len(shares) != len(cs) {
 		return nil, errors.New("signature shares from parties outside the signing set")
 	}
 	sig := append(bytes.Clone(st.r), z...)
-	if !ed25519.Verify(p.PublicKey, msg, sig) {
-		return nil, errors.New("the aggregate signature does not verify")
+	if ed25519.Verify(p.PublicKey, msg, sig) {
+		return sig, nil
 	}
-	return sig, nil
+	// RFC 9591 section 5.3: the aggregate verifies if every share does; when it does not,
+	// the shares are checked one by one to name whoever sent a bad one.
+	for _, c := range cs {
+		if !verifyShare(st, c, shares[c.ID], p.Shares[c.ID-1]) {
+			return nil, culprit(c.ID, "its signature share does not verify")
+		}
+	}
+	return nil, errors.New("the aggregate signature does not verify")
 }
 
 // verifyShare is RFC 9591 verify_signature_share: [z]G == D + [ρ]E + [c·λ]Y_i.
@@ -223,7 +218,11 @@ func verifyShare(st *signingState, c Commitment, z, y []byte) bool {
 		}
 		terms = append(terms, e)
 	}
-	cy, err := g.ScalarMult(g.MulScalars(st.c, st.lambdas[c.ID]), y)
+	lambda, err := st.lambda(c.ID)
+	if err != nil {
+		return false
+	}
+	cy, err := g.ScalarMult(g.MulScalars(st.c, lambda), y)
 	if err != nil {
 		return false
 	}

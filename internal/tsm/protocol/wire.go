@@ -90,7 +90,8 @@ type SignRequest struct {
 
 var errMalformed = errors.New("malformed protocol message")
 
-// Marshal encodes m. It fails for a message whose fields break the format.
+// Marshal encodes m. It fails for a message whose fields break the format. Its points are
+// not checked again: each is one this process computed, or one Unmarshal checked.
 func (m *Message) Marshal() ([]byte, error) {
 	g := GroupOf(m.Curve)
 	if g == nil || len(m.Session) != SessionLen || m.From < 0 || m.From > MaxParties || m.To < 0 || m.To > MaxParties {
@@ -160,15 +161,23 @@ func (m *Message) Marshal() ([]byte, error) {
 	default:
 		return nil, errMalformed
 	}
-	if _, err := Unmarshal(b); err != nil { // the parser is the one authority on the format
+	if _, err := parse(b, false); err != nil { // the parser is the one authority on the format
 		return nil, err
 	}
 	return b, nil
 }
 
 // Unmarshal parses a message strictly: the header, then exactly the body of its type,
-// every point and scalar canonical for its curve.
-func Unmarshal(b []byte) (*Message, error) {
+// every point and scalar canonical for its curve, every point in the prime-order subgroup
+// and not the identity. This is where an untrusted point enters, so it is checked here
+// once and not again by whoever uses the message; the one exception is a signing
+// request's commitments, which SignShare checks (all but the signer's own).
+func Unmarshal(b []byte) (*Message, error) { return parse(b, true) }
+
+// parse is Unmarshal; with untrusted false it takes points by their length alone, as
+// Marshal does for the points of this process's own messages (each computed here, or
+// checked where it arrived): the subgroup check is a scalar multiplication per point.
+func parse(b []byte, untrusted bool) (*Message, error) {
 	if len(b) < headerLen || string(b[:4]) != wireMagic {
 		return nil, fmt.Errorf("%w: no SVTP header", errMalformed)
 	}
@@ -186,7 +195,7 @@ func Unmarshal(b []byte) (*Message, error) {
 	r := &reader{b: b[headerLen:]}
 	point := func() []byte {
 		p := r.take(g.PointLen())
-		if r.err == nil && !g.ValidPoint(p) {
+		if r.err == nil && untrusted && !g.ValidPoint(p) {
 			r.err = errors.New("a point is not valid")
 		}
 		return bytes.Clone(p)
@@ -230,8 +239,10 @@ func Unmarshal(b []byte) (*Message, error) {
 			r.err = errors.New("signer count out of range")
 		}
 		for i := 0; i < n && r.err == nil; i++ {
+			// Taken by length: SignShare checks every commitment of the request but the
+			// signer's own, which it compares with the one it made.
 			c := Commitment{ID: r.byte()}
-			c.Hiding, c.Binding = point(), point()
+			c.Hiding, c.Binding = bytes.Clone(r.take(32)), bytes.Clone(r.take(32))
 			if r.err == nil && (c.ID < 1 || c.ID > MaxParties || i > 0 && c.ID <= m.Request.Commitments[i-1].ID) {
 				r.err = errors.New("signers not sorted by identifier, each once")
 			}
