@@ -1,21 +1,16 @@
 package tsmnode_test
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"filippo.io/edwards25519"
 	"github.com/sharevault/sharevault/internal/tsm"
-	"github.com/sharevault/sharevault/internal/tsm/protocol"
 	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
 )
 
@@ -42,12 +37,6 @@ func (c *counting) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // benchSign runs sign in a loop and reports the p50 and p99 of its latency; with a
 // cluster, the CPU of each node process and of this one (the phone) per signature, and the
 // HTTP bytes both ways per signature. beside, if not nil, runs after each signature, apart
@@ -58,7 +47,7 @@ func benchSign(b *testing.B, sign func() error, c *tsmnodetest.Cluster, bytes *c
 	}
 	var ds []time.Duration
 	cpu := func() []time.Duration {
-		out := []time.Duration{selfCPU()}
+		out := []time.Duration{tsmnodetest.SelfCPU()}
 		if c != nil {
 			for _, n := range c.Nodes {
 				d, err := n.CPU()
@@ -84,9 +73,9 @@ func benchSign(b *testing.B, sign func() error, c *tsmnodetest.Cluster, bytes *c
 		ds = append(ds, time.Since(start))
 		if beside != nil {
 			b.StopTimer()
-			t := selfCPU()
+			t := tsmnodetest.SelfCPU()
 			beside()
-			besides += selfCPU() - t
+			besides += tsmnodetest.SelfCPU() - t
 			b.StartTimer()
 		}
 	}
@@ -161,51 +150,18 @@ func ecdsaSign(b *testing.B, cl *tsm.Client) func() error {
 }
 
 // BenchmarkSignInProcess: the phone and two server nodes in one process (the baseline).
-// It reports the CPU of a signature beside its floor, run after every signature (frostFloor).
+// It reports the CPU of a signature beside its floor, run after every signature
+// (tsmnodetest.FROSTFloor).
 func BenchmarkSignInProcess(b *testing.B) {
-	cpu, floor := benchSign(b, eddsa(b, inProcess(b)), nil, nil, frostFloor(b, 3))
+	floor := tsmnodetest.FROSTFloor(3)
+	cpu, floorCPU := benchSign(b, eddsa(b, inProcess(b)), nil, nil, func() {
+		if err := floor(); err != nil {
+			b.Fatal(err)
+		}
+	})
 	b.ReportMetric(float64(cpu.Microseconds()), "cpu-µs")
-	b.ReportMetric(float64(floor.Microseconds()), "floor-µs")
-	b.ReportMetric(float64(cpu)/float64(floor), "cpu/floor")
-}
-
-// frostFloor returns the scalar multiplications that a FROST signature of s signers and a
-// coordinator needs (RFC 9591), to run: 2s base multiplications (the commitments); s+1
-// group commitments, each an s-term multi-scalar multiplication (every signer's, and the
-// coordinator's); one Ed25519 verification (the coordinator's, of the aggregate); and 2s²
-// subgroup checks (every signer checks the 2(s−1) points of the others' commitments, the
-// coordinator the 2s it receives). docs/tsm-protocol.md, "Cost".
-func frostFloor(b *testing.B, s int) func() {
-	g := protocol.GroupOf(protocol.Ed25519)
-	scalar := func() *edwards25519.Scalar {
-		var w [64]byte
-		rand.Read(w[:])
-		x, _ := edwards25519.NewScalar().SetUniformBytes(w[:])
-		return x
-	}
-	scalars, points := make([]*edwards25519.Scalar, s), make([]*edwards25519.Point, s)
-	for i := range s {
-		scalars[i], points[i] = scalar(), new(edwards25519.Point).ScalarBaseMult(scalar())
-	}
-	enc := points[0].Bytes()
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	sig := ed25519.Sign(priv, []byte("m"))
-	return func() {
-		for range 2 * s {
-			new(edwards25519.Point).ScalarBaseMult(scalars[0]).Bytes()
-		}
-		for range s + 1 {
-			new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points).Bytes()
-		}
-		if !ed25519.Verify(pub, []byte("m"), sig) {
-			b.Fatal("no verification")
-		}
-		for range 2 * s * s {
-			if !g.ValidPoint(enc) {
-				b.Fatal("no valid point")
-			}
-		}
-	}
+	b.ReportMetric(float64(floorCPU.Microseconds()), "floor-µs")
+	b.ReportMetric(float64(cpu)/float64(floorCPU), "cpu/floor")
 }
 
 // BenchmarkSignAcrossProcesses: the phone here, two tsmnode processes over loopback.
