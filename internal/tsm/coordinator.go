@@ -351,7 +351,7 @@ func (s *schemeClient) signers(keyID string) ([]*StepResult, *protocol.Public, [
 	return sts, pub, roster, nil
 }
 
-// kept is a key's state as the client's last info round found it: what its signatures
+// kept is a key's state as the last info round of a client found it: what its signatures
 // start from, without an info round, while the phone's own share of the key is the one it
 // was kept with and nothing is pending there. The nodes' answers check it: a node at
 // another epoch refuses the phone's proof (ErrStaleEpoch), and a share or signature that
@@ -384,29 +384,54 @@ func (s *schemeClient) signFrom(keyID string, sign func(sts []*StepResult, pub *
 	return sign(sts, pub, roster)
 }
 
-func (s *schemeClient) keep(keyID string, k *kept) {
-	s.c.mu.Lock()
-	defer s.c.mu.Unlock()
-	if k == nil {
-		delete(s.c.kept, string(s.scheme)+"/"+keyID)
-		return
+// keptStates holds kept states in this process's memory, for every client (an app opens a
+// client per operation): by keptKey, at most maxKept.
+var keptStates = struct {
+	sync.Mutex
+	m map[string]*kept
+}{m: map[string]*kept{}}
+
+// maxKept bounds the keys whose state the process keeps.
+const maxKept = 1024
+
+// keptKey names a key's state for this client's nodes: the phone's node, the scheme, the
+// key, and each node in order (a remote one by URL, one in this process by its node ID).
+func (s *schemeClient) keptKey(keyID string) string {
+	k := s.c.local.key.ID().String() + "/" + string(s.scheme) + "/" + keyID
+	for _, p := range s.c.peers {
+		switch p := p.(type) {
+		case *remotePeer:
+			k += "/" + p.url
+		case *party:
+			k += "/" + p.key.ID().String()
+		}
 	}
-	if s.c.kept == nil || len(s.c.kept) >= maxKept {
-		s.c.kept = map[string]*kept{}
-	}
-	s.c.kept[string(s.scheme)+"/"+keyID] = k
+	return k
 }
 
-// maxKept bounds the keys whose state a client keeps.
-const maxKept = 1024
+func (s *schemeClient) keep(keyID string, k *kept) {
+	keptStates.Lock()
+	defer keptStates.Unlock()
+	if k == nil {
+		delete(keptStates.m, s.keptKey(keyID))
+		return
+	}
+	if len(keptStates.m) >= maxKept {
+		clear(keptStates.m)
+	}
+	keptStates.m[s.keptKey(keyID)] = k
+}
 
 // keptState is the kept state of keyID if the phone's share is still the one it was kept
 // with (its epoch and public package) and no refresh is pending on the phone.
 func (s *schemeClient) keptState(keyID string) *kept {
-	s.c.mu.Lock()
-	k := s.c.kept[string(s.scheme)+"/"+keyID]
-	s.c.mu.Unlock()
-	if k == nil || s.c.local == nil {
+	if s.c.local == nil {
+		return nil
+	}
+	keptStates.Lock()
+	k := keptStates.m[s.keptKey(keyID)]
+	keptStates.Unlock()
+	if k == nil {
 		return nil
 	}
 	me, err := s.c.local.n.key(keyID, s.scheme)

@@ -47,7 +47,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
@@ -180,9 +179,6 @@ type Client struct {
 	nodes []*node // the embedded nodes (nil where peers[i] is remote)
 	peers []Peer  // every node as a party
 	local *party  // the first embedded node: it proves to remote nodes who asks
-
-	mu   sync.Mutex
-	kept map[string]*kept // by scheme and key ID: what signatures start from
 }
 
 // NewClient opens every embedded node of cfg; remote nodes are reached when first used.
