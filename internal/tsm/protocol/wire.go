@@ -242,7 +242,7 @@ func parse(b []byte, untrusted bool) (*Message, error) {
 			// Taken by length: SignShare checks every commitment of the request but the
 			// signer's own, which it compares with the one it made.
 			c := Commitment{ID: r.byte()}
-			c.Hiding, c.Binding = bytes.Clone(r.take(32)), bytes.Clone(r.take(32))
+			c.Hiding, c.Binding = bytes.Clone(r.take(g.PointLen())), bytes.Clone(r.take(g.PointLen()))
 			if r.err == nil && (c.ID < 1 || c.ID > MaxParties || i > 0 && c.ID <= m.Request.Commitments[i-1].ID) {
 				r.err = errors.New("signers not sorted by identifier, each once")
 			}
