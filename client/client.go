@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sharevault/sharevault/api"
@@ -184,8 +185,9 @@ func (p *Phone) withNodes(servers []tsm.NodeConfig, fn func(c *tsm.Client) error
 
 type schemeOps interface {
 	GenerateKeyThreshold(description string, threshold int) (string, error)
-	ReshareWithBackup(keyID string, keep func(backup []byte) error) error
+	ReshareWithBackup(keyID string, keep func(backup []byte) error, decided func()) error
 	VerifyShare(keyID string) error
+	Recover(keyID string) error
 	CurrentEpoch(backup []byte) (uint32, error)
 	KeyInfo(keyID string) (tsm.KeyInfo, error)
 	tsm.ShareBackup
@@ -249,41 +251,87 @@ func (p *Phone) Reshare(keys *Keys, keyID string) (*KeyInfo, error) {
 	}
 	ctx, cancel := p.ctx()
 	defer cancel()
+	// The vault lists the key's versions while the refresh runs: the new share's upload
+	// needs the latest, and the older versions are deleted once the refresh is decided,
+	// beside the other nodes' switch.
+	var vl *api.VersionList
+	var vlErr error
+	listed := make(chan struct{})
+	go func() {
+		defer close(listed)
+		vl, vlErr = p.vault.versions(ctx, keys, keyID)
+	}()
+	defer func() { <-listed }()
 	var up *KeyInfo
+	relisted, decided := false, false
+	var pruneErr error
+	prune := func() error {
+		if relisted || vlErr != nil {
+			var err error
+			if vl, err = p.vault.versions(ctx, keys, keyID); err != nil {
+				return err
+			}
+		}
+		return p.prune(ctx, keys, keyID, vl, uint64(up.Sequence))
+	}
 	err = p.withAll(func(c *tsm.Client) error {
 		return ops(s, c).ReshareWithBackup(keyID, func(share []byte) error {
+			<-listed
 			var err error
-			up, err = p.upload(ctx, keys, keyID, share)
+			up, err = p.uploadListed(ctx, keys, keyID, share, vl, vlErr)
+			if errors.Is(err, ErrConflict) { // another upload since the listing
+				relisted = true
+				up, err = p.upload(ctx, keys, keyID, share)
+			}
 			if err == nil && testHookAfterReshareUpload != nil {
 				testHookAfterReshareUpload()
 			}
 			return err
+		}, func() {
+			decided = true
+			pruneErr = prune()
 		})
 	})
+	if err != nil && up != nil && !decided {
+		// The decision may have landed with its answer lost: recover now; if that leaves the
+		// phone at the new epoch, the refresh is done, and the older versions go.
+		rerr := p.withAll(func(c *tsm.Client) error { return ops(s, c).Recover(keyID) })
+		if info, kerr := ops(s, p.node).KeyInfo(keyID); rerr == nil && kerr == nil && int64(info.Epoch) == up.Epoch {
+			err, pruneErr = nil, prune()
+		}
+	}
 	if err != nil {
 		if errors.Is(err, tsm.ErrStaleEpoch) {
 			return nil, ErrStale
 		}
 		return nil, err
 	}
-	if err := p.prune(ctx, keys, keyID, uint64(up.Sequence)); err != nil {
-		return up, fmt.Errorf("reshared and backed up as version %d, but older versions are still in the vault: %w", up.Sequence, err)
+	if pruneErr != nil {
+		return up, fmt.Errorf("reshared and backed up as version %d, but older versions are still in the vault: %w", up.Sequence, pruneErr)
 	}
 	return up, nil
 }
 
-// prune deletes every version of keyID before seq: after a refresh to seq's epoch, none of
-// them holds a share that signs.
-func (p *Phone) prune(ctx context.Context, keys *Keys, keyID string, seq uint64) error {
-	vl, err := p.vault.versions(ctx, keys, keyID)
-	if err != nil {
-		return err
-	}
-	for _, v := range vl.Versions {
+// prune deletes every version of keyID in vl before seq, all at once: after a refresh to
+// seq's epoch, none of them holds a share that signs.
+func (p *Phone) prune(ctx context.Context, keys *Keys, keyID string, vl *api.VersionList, seq uint64) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(vl.Versions))
+	for i, v := range vl.Versions {
 		if v.Sequence >= seq {
 			continue
 		}
-		if err := p.vault.deleteVersion(ctx, keys, keyID, v.Sequence); err != nil && !errors.Is(err, ErrNotFound) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.vault.deleteVersion(ctx, keys, keyID, v.Sequence); !errors.Is(err, ErrNotFound) {
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
 	}
@@ -498,6 +546,9 @@ func (p *Phone) checkEpoch(o *opened) error {
 		return err
 	})
 	if errors.Is(err, tsm.ErrStaleEpoch) {
+		if cur <= o.key.Epoch { // a node refused it without telling its epoch
+			return fmt.Errorf("%w (backup at epoch %d, the key is past it)", ErrStale, o.key.Epoch)
+		}
 		return fmt.Errorf("%w (backup at epoch %d, the key is at %d)", ErrStale, o.key.Epoch, cur)
 	}
 	return err

@@ -3,6 +3,10 @@ package client
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/sharevault/sharevault/internal/tsm"
@@ -52,5 +56,29 @@ func TestDeviceLeftBehindAReshare(t *testing.T) {
 	}
 	if _, err := c.Sign(keyID, "restored past a stale version"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStaleWithoutAnEpoch: a node that refuses a backup's share as stale without telling
+// its epoch (a refusal is not signed, so a relay can make one up) gives the stale error
+// naming the backup's epoch only, never "the key is at 0".
+func TestStaleWithoutAnEpoch(t *testing.T) {
+	p := testPhones(t)("phone.db")
+	keyID, err := p.KeyGen("eddsa", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusConflict)
+		io.WriteString(w, `{"type":"urn:sharevault:tsm:problem:stale-epoch","title":"Conflict","status":409,"detail":"made up"}`)
+	}))
+	t.Cleanup(fake.Close)
+	p.AddRemoteNode(fake.URL, tsm.GenerateNodeKey().ID().String())
+	words, _ := NewWords(12)
+	keys, _ := words.Keys("")
+	_, err = p.Backup(keys, keyID)
+	if !errors.Is(err, ErrStale) || strings.Contains(err.Error(), "is at 0") || !strings.Contains(err.Error(), "backup at epoch 0, the key is past it") {
+		t.Fatalf("a stale refusal without an epoch: %v", err)
 	}
 }

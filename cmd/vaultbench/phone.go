@@ -38,6 +38,7 @@ type waves struct {
 	inflight int
 	trips    atomic.Int64
 	requests atomic.Int64
+	trace    io.Writer // each request's round trip, method and path, when not nil
 }
 
 // waveLeg is one transport (the vault's, or the nodes') counted by w.
@@ -56,6 +57,9 @@ func (w *waves) roundTrip(base http.RoundTripper, req *http.Request) (*http.Resp
 		w.trips.Add(1)
 	}
 	w.inflight++
+	if w.trace != nil {
+		fmt.Fprintf(w.trace, "  trip %d: %s %s%s\n", w.trips.Load(), req.Method, req.URL.Host, req.URL.Path)
+	}
 	w.mu.Unlock()
 	w.requests.Add(1)
 	resp, err := base.RoundTrip(req)
@@ -113,6 +117,7 @@ func phoneBench(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	out := fs.String("out", "docs/benchmarks-phone.md", "Markdown file to write")
 	latency := fs.Duration("latency", 40*time.Millisecond, "one-way latency of the phone's link")
 	kbps := fs.Int64("kbps", 10000, "bandwidth of the phone's link each way, kbit/s")
+	trace := fs.Bool("trace", false, "print each request of the flows, with its round trip, on stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -160,6 +165,9 @@ func phoneBench(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	client.WrapTransport(func(rt http.RoundTripper) http.RoundTripper {
 		if w == nil {
 			w = &waves{}
+			if *trace {
+				w.trace = stderr
+			}
 		}
 		// One counter for both: the vault's and the nodes' requests are the same link's.
 		return &waveLeg{w: w, base: rt}
@@ -213,15 +221,15 @@ func phoneBench(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fn    func() error
 	}{
 		{"keygen (EdDSA, 3-of-3)", 3, "the DKG's three steps, to both nodes at once", func() (err error) { ed, err = p.KeyGen("eddsa", "bench"); return }},
-		{"backup", 1, "one upload (the epoch check rides with it)", func() error { _, err := p.Backup(keys, ed); return err }},
-		{"sign (EdDSA), the key's first", 2, "FROST's two rounds", func() error { _, err := p.Sign(ed, "pay bob 1 coin"); return err }},
+		{"backup", 2, "the nodes' epoch with the vault's listing, then the upload: its sequence and compare-and-swap come from the listing, and a share goes up only once the nodes confirmed its epoch", func() error { _, err := p.Backup(keys, ed); return err }},
+		{"sign (EdDSA), the key's first", 1, "one request to each node, on the commitments the backup's epoch check brought", func() error { _, err := p.Sign(ed, "pay bob 1 coin"); return err }},
 		{"sign (EdDSA), on commitments handed out ahead", 1, "one request to each node, at once", func() error { _, err := p.Sign(ed, "pay bob 2 coins"); return err }},
 		{"keygen (ECDSA, 3-of-3)", 3, "the DKG's three steps", func() (err error) { ec, err = p.KeyGen("ecdsa", "bench"); return }},
 		{"first ECDSA signature (sets the pairs up)", 6, "setup's three steps, then DKLs23's three rounds", func() error {
 			_, err := p.SignDigest(ec, hex.EncodeToString(digest[:]), "")
 			return err
 		}},
-		{"sign (ECDSA)", 3, "DKLs23's three rounds (one with rounds one and two done ahead)", func() error {
+		{"sign (ECDSA)", 3, "DKLs23's three rounds (one, with rounds one and two done ahead: not built)", func() error {
 			_, err := p.SignDigest(ec, hex.EncodeToString(digest[:]), "")
 			return err
 		}},
@@ -249,7 +257,7 @@ func phoneBench(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer p2.Close()
-	if err := measure("restore, one word mistyped, to the first signature", 5, "the typo query, the download, the nodes' epoch, FROST's two rounds", func() error {
+	if err := measure("restore, one word mistyped, to the first signature", 5, "the typo query, the key list, the download, the nodes' epoch (which brings commitments), one signing round", func() error {
 		found, err := client.FindKeys(vault, strings.Join(sheet, " "), "")
 		if err != nil {
 			return err

@@ -128,6 +128,12 @@ func (s *schemeClient) each(mk func(i int) *Step) ([]*StepResult, error) {
 
 // eachProving is each, proving to remote nodes the share prover (stepProving).
 func (s *schemeClient) eachProving(mk func(i int) *Step, prover *keyState) ([]*StepResult, error) {
+	return s.atOnce(mk, prover, nil)
+}
+
+// atOnce is eachProving for the nodes i whose mk(i) is not nil (the others' results are
+// nil); beside, if not nil, runs on the caller's goroutine while the steps are in flight.
+func (s *schemeClient) atOnce(mk func(i int) *Step, prover *keyState, beside func()) ([]*StepResult, error) {
 	out := make([]*StepResult, len(s.c.peers))
 	errs := make([]error, len(s.c.peers))
 	steps := make([]*Step, len(s.c.peers))
@@ -144,14 +150,17 @@ func (s *schemeClient) eachProving(mk func(i int) *Step, prover *keyState) ([]*S
 	// this process compute: here, one after the other, while those wait (a goroutine of
 	// their own would grow a stack for SQLite's deep calls every time).
 	for i, p := range s.c.peers {
-		if _, remote := p.(*remotePeer); remote {
+		if _, remote := p.(*remotePeer); remote && steps[i] != nil {
 			wg.Go(func() { run(i) })
 		}
 	}
 	for i, p := range s.c.peers {
-		if _, remote := p.(*remotePeer); !remote {
+		if _, remote := p.(*remotePeer); !remote && steps[i] != nil {
 			run(i)
 		}
+	}
+	if beside != nil {
+		beside()
 	}
 	wg.Wait()
 	for _, p := range panics {
@@ -284,8 +293,12 @@ func (s *schemeClient) GenerateKeyThreshold(description string, threshold int) (
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := agreeOn(done); err != nil {
+	pub, err := agreeOn(done)
+	if err != nil {
 		return fail(err)
+	}
+	if li := s.localIndex(); li >= 0 {
+		s.keep(keyID, &kept{sts: done, pub: pub, roster: roster, epoch: done[li].Info.Epoch})
 	}
 	return keyID, nil
 }
@@ -559,17 +572,21 @@ func (s *schemeClient) recoverStates(keyID string) ([]*StepResult, bool, error) 
 		if word.Done == 0 {
 			// Open: switch the decider if it has this refresh prepared and this phone already
 			// holds its new share (restored from the backup it uploaded, or switched under an
-			// earlier release, which switched the phone first; the decider checks the phone's
-			// proof against its pending shares); otherwise undo it, prepared there or not.
+			// earlier release, which switched the phone first): the decider's signed word
+			// names the public shares it prepared, and a share at the refresh's epoch with
+			// others is another refresh's, undone. Otherwise undo it, prepared there or not.
+			// Nothing is decided on a refusal, which is not signed: a refused switch is
+			// retried by the next recovery, never turned into an undo.
 			op := OpRefreshAbort
 			if word.Pending != 0 && bytes.Equal(word.PendingOf, session) && sts[li].Pending == 0 && sts[li].Info.Epoch == word.Pending {
-				op = OpRefreshCommit
+				if len(word.PendingShares) == 0 {
+					return nil, true, errors.New("tsm: the refresh's decider does not name the shares it prepared (a node of an earlier release): update it, then use the key again")
+				}
+				if slices.EqualFunc(sts[li].PublicShares, word.PendingShares, bytes.Equal) {
+					op = OpRefreshCommit
+				}
 			}
 			_, err := s.step(d, &Step{Op: op, KeyID: keyID, Session: session})
-			if op == OpRefreshCommit && errors.Is(err, ErrNotAParty) {
-				// This phone's share is not this refresh's (it is another one's, undone): undo.
-				_, err = s.step(d, &Step{Op: OpRefreshAbort, KeyID: keyID, Session: session})
-			}
 			if err != nil {
 				return nil, true, fmt.Errorf("tsm: deciding an interrupted refresh: %w", err)
 			}
@@ -631,43 +648,112 @@ func (s *schemeClient) CurrentEpoch(backup []byte) (uint32, error) {
 		defer sh.wipe()
 		k = sh
 	}
+	// Every node is asked at once: a phone far from its nodes waits one round trip. A remote
+	// node of an EdDSA key also hands out a commitment for the phone's next signature, if
+	// the phone holds none of it (a restore then signs in one round trip).
+	session := newSession()
+	sts := make([]*StepResult, len(s.c.peers))
+	errs := make([]error, len(s.c.peers))
+	var wg sync.WaitGroup
+	for i, p := range s.c.peers {
+		if p == Peer(s.c.local) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			op := OpInfo
+			if rp, remote := p.(*remotePeer); remote && k.Scheme == EdDSA && s.c.local != nil &&
+				!haveCommitment(s.c.local.key.ID(), k.KeyID, rp.url, k.Epoch) {
+				op = OpInfoAhead
+			}
+			sts[i], errs[i] = s.askEpoch(p, k, op, session)
+		}()
+	}
+	wg.Wait()
 	var epoch uint32
 	asked := 0
 	for i, p := range s.c.peers {
 		if p == Peer(s.c.local) {
 			continue
 		}
-		st := &Step{Op: OpInfo, KeyID: k.KeyID, Scheme: k.Scheme}
-		ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
-		target, err := p.ID(ctx)
-		if err == nil {
-			err = s.c.authorize(st, target, k)
+		if errs[i] != nil {
+			return 0, fmt.Errorf("node %d: %w", i, errs[i])
 		}
-		if lp, local := p.(*party); local && err == nil {
-			_, err = lp.checkProof(st) // an in-process node checks the proof as a remote one does
-			if errors.Is(err, ErrStaleEpoch) {
-				err = nil // and tells the epoch, below
-			}
-		}
-		if err != nil {
-			cancel()
-			return 0, fmt.Errorf("node %d: %w", i, err)
-		}
-		res, err := p.Step(ctx, st)
-		cancel()
-		if err != nil {
-			return 0, fmt.Errorf("node %d: %w", i, err)
-		}
-		epoch = max(epoch, res.Info.Epoch)
+		epoch = max(epoch, sts[i].Info.Epoch)
 		asked++
 	}
 	if asked == 0 {
 		return 0, errors.New("tsm: no other node to ask")
 	}
+	if epoch == k.Epoch {
+		s.keepBackup(k, sts, session)
+	}
 	if epoch > k.Epoch {
 		return epoch, fmt.Errorf("%w (backup at epoch %d, the key is at %d)", ErrStaleEpoch, k.Epoch, epoch)
 	}
 	return epoch, nil
+}
+
+// askEpoch asks node p the state of the key a backup holds a share of, proving with it
+// (op is OpInfo, or OpInfoAhead in session).
+func (s *schemeClient) askEpoch(p Peer, k *keyState, op Op, session []byte) (*StepResult, error) {
+	st := &Step{Op: op, KeyID: k.KeyID, Scheme: k.Scheme}
+	if op == OpInfoAhead {
+		st.Session = session
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	target, err := p.ID(ctx)
+	if err == nil {
+		err = s.c.authorize(st, target, k)
+	}
+	if lp, local := p.(*party); local && err == nil {
+		_, err = lp.checkProof(st) // an in-process node checks the proof as a remote one does
+		if errors.Is(err, ErrStaleEpoch) {
+			err = nil // and tells the epoch
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p.Step(ctx, st)
+}
+
+// keepBackup keeps the state the nodes answered for the key of backup k, at its epoch, as
+// the state a signature of the phone starts from once k is its share (a restore, or the
+// phone's own share backed up): the phone's place is k's own, and the kept state is used
+// only while the phone's share is k's (keptState), if nothing is pending anywhere. The
+// commitments the nodes handed out in session are kept for the phone's next signature.
+func (s *schemeClient) keepBackup(k *keyState, sts []*StepResult, session []byte) {
+	li := s.localIndex()
+	if li < 0 {
+		return
+	}
+	full := slices.Clone(sts)
+	info := k.KeyInfo
+	full[li] = &StepResult{Info: &info, PublicShares: k.publicShares}
+	pub, err := agreeOn(full)
+	if err != nil {
+		return
+	}
+	roster, err := s.roster(pub.Parties(), func(i int) int { return full[i].Info.NodeIndex })
+	if err != nil {
+		return
+	}
+	for i, st := range full {
+		rp, remote := s.c.peers[i].(*remotePeer)
+		if !remote || len(st.Out) != 1 {
+			continue
+		}
+		from := st.Info.NodeIndex + 1
+		if m, err := readEnvelope(i, st.Out[0], protocol.MsgCommitment, session, roster, from, st.vouched); err == nil {
+			cacheCommitment(s.c.local.key.ID(), k.KeyID, cachedCommitment{epoch: k.Epoch, url: rp.url, node: roster[from-1], c: *m.Commitment})
+		}
+	}
+	if !slices.ContainsFunc(full, func(st *StepResult) bool { return st.Pending != 0 }) {
+		s.keep(k.KeyID, &kept{sts: full, pub: pub, roster: roster, epoch: k.Epoch})
+	}
 }
 
 // VerifyShare proves that the shares of keyID work. On a client with one node it checks
@@ -687,8 +773,8 @@ func (s *schemeClient) VerifyShare(keyID string) error {
 }
 
 // Reshare refreshes every node's share of keyID (proactive secret sharing) with no backup
-// of the new share: ReshareWithBackup(keyID, nil).
-func (s *schemeClient) Reshare(keyID string) error { return s.ReshareWithBackup(keyID, nil) }
+// of the new share: ReshareWithBackup(keyID, nil, nil).
+func (s *schemeClient) Reshare(keyID string) error { return s.ReshareWithBackup(keyID, nil, nil) }
 
 // ReshareWithBackup refreshes every node's share of keyID (proactive secret sharing): the
 // public key stays, the epoch goes up by one, and shares from earlier epochs become stale.
@@ -703,17 +789,41 @@ func (s *schemeClient) Reshare(keyID string) error { return s.ReshareWithBackup(
 //  3. the key's decider (its first server party) switches, asked with a proof of the
 //     phone's new share: from then on the refresh is decided, and Recover (run before every
 //     operation) finishes it on any party a crash or a lost message left behind;
-//  4. the phone, then every other node, switches on the decider's signed word.
-func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) error) error {
+//  4. every other party switches on the decider's signed word (its answer to the switch);
+//     decided, if not nil, runs then, beside their switch, and ReshareWithBackup returns
+//     after it.
+//
+// It starts from the key's kept state if the phone has one (no info round): the nodes'
+// answers to the refresh's start tell what an info round would, a node at another epoch
+// refusing the phone's proof and one with another refresh prepared saying so, and the
+// refresh then starts again from an info round and its recovery.
+func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) error, decided func()) error {
 	unlock, err := s.c.opLock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if k := s.keptState(keyID); k != nil {
+		err := s.reshare(keyID, k.sts, true, keep, decided)
+		if !errors.Is(err, errRecheck) {
+			return err
+		}
+		s.keep(keyID, nil)
+	}
 	sts, _, err := s.statesLocked(keyID)
 	if err != nil {
 		return err
 	}
+	return s.reshare(keyID, sts, false, keep, decided)
+}
+
+// errRecheck: a refresh started from the kept state found it out of date, before anything
+// was prepared; it starts again from an info round.
+var errRecheck = errors.New("tsm: the key's kept state is out of date")
+
+// reshare is ReshareWithBackup from the parties' states sts (kept: the kept state, which
+// the start's answers check, if fromKept).
+func (s *schemeClient) reshare(keyID string, sts []*StepResult, fromKept bool, keep func(backup []byte) error, decided func()) error {
 	if len(sts) != sts[0].Info.Players {
 		return fmt.Errorf("tsm: a refresh needs all %d parties of the key; the client has %d", sts[0].Info.Players, len(sts))
 	}
@@ -751,6 +861,10 @@ func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) 
 		return err
 	}
 	r1, err := s.each(func(int) *Step { return &Step{Op: OpRefreshStart, KeyID: keyID, Session: session, Roster: roster} })
+	if fromKept && (errors.Is(err, ErrStaleEpoch) || errors.Is(err, ErrKeyNotFound) ||
+		err == nil && slices.ContainsFunc(r1, func(r *StepResult) bool { return r.Pending != 0 })) {
+		return errRecheck // nothing is prepared: the started sessions end on their timer
+	}
 	if err != nil {
 		return abort(err)
 	}
@@ -811,28 +925,39 @@ func (s *schemeClient) ReshareWithBackup(keyID string, keep func(backup []byte) 
 	if err != nil || next == nil {
 		return fmt.Errorf("tsm: refresh: this phone's next share is gone (%v); the next use of the key undoes the refresh", err)
 	}
-	_, err = s.stepProving(d, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}, next)
+	commit := &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session}
+	res, err := s.stepProving(d, commit, next)
 	next.wipe()
 	if err != nil {
 		return fmt.Errorf("tsm: refresh: the decision did not come back (the next use of the key finishes or undoes it): %w", err)
 	}
-	word, ev, err := s.word(d, keyID, session)
-	if err == nil && word.Done != Committed {
-		err = errors.New("the decider does not say it committed")
+	// The decider's signed answer to the switch is its word; a node of an earlier release
+	// answers nothing in it, and is asked.
+	var ev []byte
+	if res.Done == Committed {
+		ev, err = EncodeEvidence(commit, res)
+	} else {
+		var word *StepResult
+		word, ev, err = s.word(d, keyID, session)
+		if err == nil && word.Done != Committed {
+			err = errors.New("the decider does not say it committed")
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("tsm: refresh: the decider's word did not come back (the next use of the key finishes the refresh): %w", err)
 	}
-	order := []int{li} // the phone first, then the other nodes, each on the decider's word
-	for i := range s.c.peers {
-		if i != li && i != d {
-			order = append(order, i)
+	// Every other party at once, each on the decider's word.
+	_, err = s.atOnce(func(i int) *Step {
+		if i == d {
+			return nil
 		}
+		return &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session, In: [][]byte{ev}}
+	}, nil, decided)
+	if err != nil {
+		return fmt.Errorf("tsm: refresh decided but not yet switched on every party (it finishes on the next use of the key): %w", err)
 	}
-	for _, i := range order {
-		if _, err := s.step(i, &Step{Op: OpRefreshCommit, KeyID: keyID, Session: session, In: [][]byte{ev}}); err != nil {
-			return fmt.Errorf("tsm: refresh decided but not yet switched on every party (it finishes on the next use of the key): %w", err)
-		}
+	if pub, err := agreeOn(prepared); err == nil {
+		s.keep(keyID, &kept{sts: prepared, pub: pub, roster: roster, epoch: prepared[li].Info.Epoch})
 	}
 	return nil
 }
@@ -937,7 +1062,20 @@ func (c *EDDSAClient) shares(keyID string, msg, session []byte, roster []NodeID,
 	if err != nil {
 		return nil, fmt.Errorf("tsm: sign: %w", err)
 	}
+	c.afterSign(keyID, r2)
 	return sig, nil
+}
+
+// afterSign: when the answers rs of a signature say that a refresh of keyID is prepared on
+// some node (the recovery check that rode with the signature), the refresh is finished or
+// undone, as an info round's recovery would have done before the signature. The signature
+// stands either way (a prepared share does not touch the current ones); a recovery that
+// fails is run again after the next signature, whose answers say the same. (The kept state
+// stays: if the recovery switches the phone, its epoch no longer matches it.)
+func (s *schemeClient) afterSign(keyID string, rs []*StepResult) {
+	if slices.ContainsFunc(rs, func(r *StepResult) bool { return r != nil && r.Pending != 0 }) {
+		s.Recover(keyID)
+	}
 }
 
 // Exclusive runs fn while no refresh or recovery runs on this client's embedded node (the

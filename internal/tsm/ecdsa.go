@@ -670,5 +670,9 @@ func (c *ECDSAClient) signECDSA(keyID string, roster []NodeID, ids []int, digest
 		}
 		parts = append(parts, p)
 	}
-	return dkls23.Combine(parts)
+	sig, err := dkls23.Combine(parts)
+	if err == nil {
+		c.afterSign(keyID, res)
+	}
+	return sig, err
 }

@@ -207,6 +207,13 @@ func (n *node) pin(url, id string) (string, error) {
 	return have, err
 }
 
+// pinned returns the node ID pinned for url, if there is one.
+func (n *node) pinned(url string) (string, bool) {
+	var have string
+	err := n.db.QueryRow(`SELECT node_id FROM node_pins WHERE url = ?`, url).Scan(&have)
+	return have, err == nil
+}
+
 // repin replaces the pin for url with id (the configuration named it).
 func (n *node) repin(url, id string) error {
 	_, err := n.db.Exec(`INSERT INTO node_pins (url, node_id) VALUES (?, ?) ON CONFLICT (url) DO UPDATE SET node_id = excluded.node_id`, url, id)
@@ -405,7 +412,7 @@ type preparedQ struct {
 
 // hotQueries are prepared when the node opens. (Preparing later would need a second
 // connection, which a transaction holding the one does not leave.)
-var hotQueries = []string{queryKey}
+var hotQueries = []string{queryKey, queryPendingEpoch}
 
 func (p preparedQ) stmt(query string) *sql.Stmt {
 	s := p.n.prepared[query]
@@ -575,13 +582,15 @@ func concat(ps [][]byte) []byte { return bytes.Join(ps, nil) }
 
 // pendingEpoch returns the epoch and session of the key's prepared refresh, or 0 and nil.
 func (n *node) pendingEpoch(keyID string) (uint32, []byte, error) {
-	return readPendingEpoch(n.db, keyID)
+	return readPendingEpoch(preparedQ{n, n.db}, keyID)
 }
+
+const queryPendingEpoch = `SELECT epoch, session FROM pending WHERE key_id = ?`
 
 func readPendingEpoch(q querier, keyID string) (uint32, []byte, error) {
 	var e uint32
 	var session []byte
-	err := q.QueryRow(`SELECT epoch, session FROM pending WHERE key_id = ?`, keyID).Scan(&e, &session)
+	err := q.QueryRow(queryPendingEpoch, keyID).Scan(&e, &session)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, nil
 	}

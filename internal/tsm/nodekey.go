@@ -350,24 +350,46 @@ func verifyAuth(stepDigest []byte, a *Auth, k *keyState, old [][]byte) error {
 	if a.Epoch < k.Epoch {
 		shares = old
 	} else if a.Epoch != k.Epoch {
-		return ErrNotAParty
+		shares = nil
 	}
-	g := protocol.GroupOf(protocol.Curve(k.Curve))
-	if a.Party < 0 || a.Party >= k.Players || a.Party >= len(shares) || !g.ValidPoint(a.ProofR) || !g.ValidScalar(a.ProofZ) {
-		return ErrNotAParty
-	}
-	c := g.Challenge(authDomain, authDigest(stepDigest, a), shares[a.Party], a.ProofR)
-	cy, err := g.ScalarMult(c, shares[a.Party])
-	if err != nil {
-		return ErrNotAParty
-	}
-	if rhs, err := g.AddPoints(a.ProofR, cy); err != nil || subtle.ConstantTimeCompare(g.BaseMult(a.ProofZ), rhs) != 1 {
+	if !proofHolds(protocol.Curve(k.Curve), stepDigest, a, k.Players, shares) {
 		return ErrNotAParty
 	}
 	if a.Epoch < k.Epoch {
 		return fmt.Errorf("%w (the request proves epoch %d, the key is at %d)", ErrStaleEpoch, a.Epoch, k.Epoch)
 	}
 	return nil
+}
+
+// proofHolds checks a's proof of possession against party a.Party's public share in shares.
+// Without one to check it against (no such key, another epoch, no such party) it does the
+// same work against a decoy point and is false: how long a refusal takes does not tell
+// whether the key exists, or its epoch.
+func proofHolds(curve protocol.Curve, stepDigest []byte, a *Auth, players int, shares [][]byte) bool {
+	g := protocol.GroupOf(curve)
+	if g == nil {
+		return false
+	}
+	y, real := decoys[curve], false
+	if a.Party >= 0 && a.Party < players && a.Party < len(shares) {
+		y, real = shares[a.Party], true
+	}
+	if !g.ValidPoint(a.ProofR) || !g.ValidScalar(a.ProofZ) {
+		return false
+	}
+	c := g.Challenge(authDomain, authDigest(stepDigest, a), y, a.ProofR)
+	cy, err := g.ScalarMult(c, y)
+	if err != nil {
+		return false
+	}
+	rhs, err := g.AddPoints(a.ProofR, cy)
+	return err == nil && subtle.ConstantTimeCompare(g.BaseMult(a.ProofZ), rhs) == 1 && real
+}
+
+// decoys are the points proofHolds checks against when it has none: the generators.
+var decoys = map[protocol.Curve][]byte{
+	protocol.Ed25519:   protocol.GroupOf(protocol.Ed25519).BaseMult(protocol.GroupOf(protocol.Ed25519).ScalarFromInt(1)),
+	protocol.Secp256k1: protocol.GroupOf(protocol.Secp256k1).BaseMult(protocol.GroupOf(protocol.Secp256k1).ScalarFromInt(1)),
 }
 
 // Answers (docs/tsm-api.md, "Answers"): a node signs every successful answer with its node
@@ -410,6 +432,13 @@ func answerDigest(stepDigest []byte, a *Auth, r *StepResult) []byte {
 	binary.Write(h, binary.BigEndian, r.Pending)
 	field(r.PendingOf)
 	field([]byte{r.Done})
+	if len(r.PendingShares) > 0 { // after the fields of version 1's answers, only when there
+		field([]byte("pending public shares"))
+		binary.Write(h, binary.BigEndian, uint32(len(r.PendingShares)))
+		for _, p := range r.PendingShares {
+			field(p)
+		}
+	}
 	return h.Sum(nil)
 }
 

@@ -34,6 +34,10 @@ const (
 	OpKeyGenDiscard Op = "keygen/discard" // remove a key a failed key generation left
 	OpSignCommit    Op = "sign/commit"    // → FROST round one commitment
 	OpSignShare     Op = "sign/share"     // signing request → signature share
+	// OpInfoAhead is OpInfo whose answer, to the key's owner proven at its epoch (an EdDSA
+	// key), also brings a commitment for its next signature, as sign/share-ahead's does: a
+	// restore's check of its backup leaves the phone ready to sign in one round trip.
+	OpInfoAhead Op = "info/ahead"
 	// OpSignShareAhead is OpSignShare whose answer also brings a commitment for the
 	// requester's next signature (precommit.go).
 	OpSignShareAhead Op = "sign/share-ahead"
@@ -74,7 +78,10 @@ type StepResult struct {
 	Pending      uint32   // OpInfo: the epoch of a prepared refresh, 0 if none
 	PendingOf    []byte   // OpInfo: that refresh's session
 	Done         uint8    // OpInfo with a session: how this node finished it (Committed, Aborted; 0 not)
-	Sig          []byte   // a node serving remote coordinators signs its answer (nodekey.go)
+	// OpInfo with a session this node has prepared: the public shares of its next state,
+	// by which the phone tells, from a signed answer, whether its own share is that one.
+	PendingShares [][]byte
+	Sig           []byte // a node serving remote coordinators signs its answer (nodekey.go)
 
 	// vouched is, for the coordinator that got this answer, the node whose own it is as a
 	// whole (Out included): a remote node whose signature on it was checked, or a party in
@@ -339,11 +346,33 @@ func (p *party) put(id []byte, s *session) error {
 	return nil
 }
 
+// tellsPending are the steps whose answers say, as info's do, whether a refresh of the key
+// is prepared here (Pending, PendingOf): a signature's last step and a refresh's first, which
+// may start from the phone's kept state, so that the recovery check rides with them.
+var tellsPending = map[Op]bool{OpSignShareAhead: true, OpECDSAFinish: true, OpRefreshStart: true}
+
 // Step runs one step on the party's node.
 func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
+	if !tellsPending[st.Op] {
+		return p.step(st)
+	}
+	pending, of, err := p.n.pendingEpoch(st.KeyID) // read first: a failure opens no session
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.step(st)
+	if err == nil {
+		res.Pending, res.PendingOf = pending, of
+	}
+	return res, err
+}
+
+func (p *party) step(st *Step) (*StepResult, error) {
 	switch st.Op {
 	case OpInfo:
 		return p.info(st.KeyID, st.Scheme, st.Session)
+	case OpInfoAhead:
+		return p.infoAhead(st)
 	case OpCheck:
 		k, err := p.n.key(st.KeyID, st.Scheme)
 		if err != nil {
@@ -367,11 +396,13 @@ func (p *party) Step(_ context.Context, st *Step) (*StepResult, error) {
 	case OpRefreshPrep:
 		return p.refreshPrepare(st)
 	case OpRefreshCommit:
-		err := p.n.commitPending(st.KeyID, st.Session)
-		if err == nil {
-			p.dropPrecommits(st.KeyID) // nonces of the old share's commitments
+		if err := p.n.commitPending(st.KeyID, st.Session); err != nil {
+			return nil, err
 		}
-		return &StepResult{}, err
+		p.dropPrecommits(st.KeyID) // nonces of the old share's commitments
+		// The answer says the refresh is committed here: the decider's, signed, is its word
+		// to the other parties (Node.checkDecision), as an info answer naming the session is.
+		return &StepResult{Done: Committed}, nil
 	case OpECDSASetupStart:
 		return p.ecdsaSetupStart(st)
 	case OpECDSASetupAnswer:
@@ -406,9 +437,18 @@ func (p *party) info(keyID string, s Scheme, session []byte) (*StepResult, error
 			return err
 		}
 		res = &StepResult{Info: &k.KeyInfo, PublicShares: k.publicShares, Pending: pending, PendingOf: of}
-		if session != nil {
-			res.Done, err = refreshOutcome(q, keyID, session)
+		if session == nil {
+			return nil
 		}
+		if pending != 0 && bytes.Equal(of, session) {
+			next, err := readPending(q, keyID, s)
+			if err != nil {
+				return err
+			}
+			next.wipe()
+			res.PendingShares = next.publicShares
+		}
+		res.Done, err = refreshOutcome(q, keyID, session)
 		return err
 	})
 	return res, err

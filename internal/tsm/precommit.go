@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -153,6 +154,32 @@ func (p *party) dropPrecommits(keyID string) {
 	}
 }
 
+// infoAhead is info with, for the key's owner proven at the key's epoch (an EdDSA key), a
+// commitment for its next signature (Out[0]) under the key's roster with the requester at
+// the owner's place. The info stands if none can be made.
+func (p *party) infoAhead(st *Step) (*StepResult, error) {
+	res, err := p.info(st.KeyID, st.Scheme, nil)
+	if err != nil || st.Scheme != EdDSA || st.Auth == nil || st.Auth.Epoch != res.Info.Epoch || len(st.Session) != protocol.SessionLen {
+		return res, err
+	}
+	owner, roster, err := readParties(p.n.db, st.KeyID)
+	if err != nil || owner < 0 || owner >= len(roster) {
+		return res, nil
+	}
+	k, err := p.n.key(st.KeyID, EdDSA)
+	if err != nil {
+		return res, nil
+	}
+	defer k.wipe()
+	roster = slices.Clone(roster)
+	roster[owner] = authNode(st)
+	s := &session{kind: "sign", keyID: st.KeyID, scheme: EdDSA, roster: roster, requester: authNode(st)}
+	if next, err := p.handOut(st, k, s); err == nil {
+		res.Out = [][]byte{next}
+	}
+	return res, nil
+}
+
 // ---- the coordinator's side ----
 
 // cachedCommitment is a server node's commitment for this phone's next signature with a
@@ -199,6 +226,13 @@ func takeCommitment(phone NodeID, keyID, url string, epoch uint32) (cachedCommit
 		}
 	}
 	return cachedCommitment{}, false
+}
+
+// haveCommitment: the phone holds a commitment of the node at url for keyID at epoch.
+func haveCommitment(phone NodeID, keyID, url string, epoch uint32) bool {
+	commitCache.Lock()
+	defer commitCache.Unlock()
+	return slices.ContainsFunc(commitCache.m[cacheKey(phone, keyID, url)], func(c cachedCommitment) bool { return c.epoch == epoch })
 }
 
 // ErrNoCommitment: a signing request names a commitment this node did not hand out, or

@@ -110,6 +110,12 @@ func (r *remotePeer) ID(ctx context.Context) (NodeID, error) {
 		return r.id, nil
 	}
 	id, known := learnedID(r.url)
+	if !known {
+		// The ID the configuration gives, or the one the phone pinned for this URL, is taken
+		// without asking (a round trip on a phone's link): every answer is verified against
+		// it, and a refusal or an answer that does not verify asks the node (changed).
+		id, known = r.pinned()
+	}
 	r.learned = known
 	if !known {
 		var err error
@@ -132,6 +138,23 @@ func (r *remotePeer) ID(ctx context.Context) (NodeID, error) {
 	r.id = id
 	learnID(r.url, id)
 	return id, nil
+}
+
+// pinned is the ID the configuration gives for this peer, else the one the phone pinned
+// for its URL, if either is.
+func (r *remotePeer) pinned() (NodeID, bool) {
+	if r.pin.Sign != nil {
+		return r.pin, true
+	}
+	if r.pins == nil {
+		return NodeID{}, false
+	}
+	have, ok := r.pins.pinned(r.url)
+	if !ok {
+		return NodeID{}, false
+	}
+	id, err := ParseNodeID(have)
+	return id, err == nil
 }
 
 // learned keeps, for this process, the node ID each URL answered with (every check above
@@ -251,7 +274,11 @@ func (r *remotePeer) Step(ctx context.Context, st *Step) (*StepResult, error) {
 	}
 	b, err := r.do(ctx, "POST", "/v1/step", body)
 	if err != nil {
-		if !errors.Is(err, ErrNodeUnreachable) {
+		// A refusal the protocol's flow expects (which only the node the step is for gives,
+		// past its check of the target) is answered by asking again another way, not by
+		// asking the node who it is: a round trip on a phone's link.
+		flow := errors.Is(err, ErrNoCommitment) || errors.Is(err, ErrStaleEpoch) || errors.Is(err, ErrNoSeeds)
+		if !errors.Is(err, ErrNodeUnreachable) && !flow {
 			if cerr := r.changed(ctx, id); cerr != nil {
 				return nil, cerr
 			}

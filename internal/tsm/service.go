@@ -237,7 +237,7 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 		// A party proven at an older epoch may still ask the key's state (a restore asks
 		// whether its backup is current, and is told the epoch, signed); nothing else.
 		owner, err := n.p.checkProof(st)
-		if err != nil && !(errors.Is(err, ErrStaleEpoch) && st.Op == OpInfo && owner) {
+		if err != nil && !(errors.Is(err, ErrStaleEpoch) && (st.Op == OpInfo || st.Op == OpInfoAhead) && owner) {
 			return nil, err
 		}
 		if !owner {
@@ -315,7 +315,9 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 		defer next.wipe()
 	}
 	if errors.Is(err, ErrKeyNotFound) {
-		return false, ErrNotAParty // the same answer as to a request that proves nothing
+		// The same answer as to a request that proves nothing, after the same work.
+		verifyAuth(st.digest(), a, &keyState{KeyInfo: KeyInfo{Curve: curveOf(st.Scheme)}}, nil)
+		return false, ErrNotAParty
 	}
 	if err != nil {
 		return false, err
@@ -393,7 +395,10 @@ func (n *Node) checkDecision(st *Step) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrForbidden, err)
 	}
-	if ev.Op != OpInfo || ev.KeyID != st.KeyID || ev.Scheme != st.Scheme || !bytes.Equal(ev.Session, st.Session) ||
+	// The word is the decider's answer to info naming the session, or, for a switch, to the
+	// switch it took (which answers Committed).
+	word := ev.Op == OpInfo || ev.Op == OpRefreshCommit && want == Committed
+	if !word || ev.KeyID != st.KeyID || ev.Scheme != st.Scheme || !bytes.Equal(ev.Session, st.Session) ||
 		!slices.ContainsFunc(deciders, ev.Auth.Target.Equal) {
 		return fmt.Errorf("%w: the decider's word is about another step, or not the decider's", ErrForbidden)
 	}

@@ -127,7 +127,7 @@ func TestTwoPhonesRecoverTogether(t *testing.T) {
 			ed.ReshareWithBackup(keyID, func(b []byte) error {
 				uploaded = bytes.Clone(b)
 				panic(crash{"phone", "after the upload"})
-			})
+			}, nil)
 		}()
 		p2 := filepath.Join(c.dir, "phone2.db")
 		if _, err := NewEDDSAClient(c.open(p2)).RestoreShare(uploaded); err != nil {

@@ -157,19 +157,20 @@ func DecodeStep(r io.Reader) (*Step, error) {
 	return s, nil
 }
 
-var knownOps = map[Op]bool{OpInfo: true, OpCheck: true, OpKeyGenStart: true, OpKeyGenRound2: true, OpKeyGenFinish: true,
+var knownOps = map[Op]bool{OpInfo: true, OpInfoAhead: true, OpCheck: true, OpKeyGenStart: true, OpKeyGenRound2: true, OpKeyGenFinish: true,
 	OpKeyGenDiscard: true, OpSignCommit: true, OpSignShare: true, OpSignShareAhead: true, OpRefreshStart: true, OpRefreshRound2: true,
 	OpRefreshPrep: true, OpRefreshCommit: true, OpRefreshAbort: true, OpECDSASetupStart: true, OpECDSASetupAnswer: true,
 	OpECDSASetupFinish: true, OpECDSAStart: true, OpECDSARound2: true, OpECDSAFinish: true}
 
 type resultJSON struct {
-	Out          [][]byte     `json:"out,omitempty"`
-	Info         *keyInfoJSON `json:"info,omitempty"`
-	PublicShares [][]byte     `json:"public_shares,omitempty"`
-	Pending      uint32       `json:"pending,omitempty"`
-	PendingOf    []byte       `json:"pending_session,omitempty"`
-	Done         uint8        `json:"session_done,omitempty"`
-	Sig          []byte       `json:"sig,omitempty"`
+	Out           [][]byte     `json:"out,omitempty"`
+	Info          *keyInfoJSON `json:"info,omitempty"`
+	PublicShares  [][]byte     `json:"public_shares,omitempty"`
+	Pending       uint32       `json:"pending,omitempty"`
+	PendingOf     []byte       `json:"pending_session,omitempty"`
+	Done          uint8        `json:"session_done,omitempty"`
+	PendingShares [][]byte     `json:"pending_public_shares,omitempty"`
+	Sig           []byte       `json:"sig,omitempty"`
 }
 
 type keyInfoJSON struct {
@@ -188,7 +189,7 @@ type keyInfoJSON struct {
 
 // EncodeResult returns the JSON body of r.
 func EncodeResult(r *StepResult) ([]byte, error) {
-	j := resultJSON{Out: r.Out, PublicShares: r.PublicShares, Pending: r.Pending, PendingOf: r.PendingOf, Done: r.Done, Sig: r.Sig}
+	j := resultJSON{Out: r.Out, PublicShares: r.PublicShares, Pending: r.Pending, PendingOf: r.PendingOf, Done: r.Done, PendingShares: r.PendingShares, Sig: r.Sig}
 	if i := r.Info; i != nil {
 		j.Info = &keyInfoJSON{i.KeyID, i.Scheme, i.Curve, i.NodeIndex, i.Players, i.Threshold, i.Epoch, i.Created.Unix(), i.PublicKey, i.Description, i.ChainCode}
 	}
@@ -203,7 +204,7 @@ func DecodeResult(r io.Reader) (*StepResult, error) {
 	if err := d.Decode(&j); err != nil {
 		return nil, fmt.Errorf("not a step result: %w", err)
 	}
-	out := &StepResult{Out: j.Out, PublicShares: j.PublicShares, Pending: j.Pending, PendingOf: j.PendingOf, Done: j.Done, Sig: j.Sig}
+	out := &StepResult{Out: j.Out, PublicShares: j.PublicShares, Pending: j.Pending, PendingOf: j.PendingOf, Done: j.Done, PendingShares: j.PendingShares, Sig: j.Sig}
 	if i := j.Info; i != nil {
 		out.Info = &KeyInfo{KeyID: i.KeyID, Scheme: i.Scheme, Curve: i.Curve, NodeIndex: i.NodeIndex, Players: i.Players,
 			Threshold: i.Threshold, Epoch: i.Epoch, Created: time.Unix(i.Created, 0).UTC(), PublicKey: i.PublicKey,

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -66,6 +67,21 @@ func genStepVectors(t *testing.T) []stepVector {
 		mk("refresh/commit; the answer is empty but for its signature",
 			&Step{Op: OpRefreshCommit, KeyID: "abcdefghijklmnopqrstuvwxyz", Scheme: ECDSA, Session: session},
 			&StepResult{}),
+		// Appended later (the ones above are unchanged).
+		mk("info naming a refresh this node prepared; the answer names the public shares it prepared",
+			&Step{Op: OpInfo, KeyID: "abcdefghijklmnopqrstuvwxyz", Scheme: EdDSA, Session: session},
+			&StepResult{Info: &KeyInfo{KeyID: "abcdefghijklmnopqrstuvwxyz", Scheme: EdDSA, Curve: Ed25519, NodeIndex: 1, Players: 2, Threshold: 1,
+				Epoch: 3, Created: at, PublicKey: bytes.Repeat([]byte{0x55}, 32), Description: "wallet", ChainCode: bytes.Repeat([]byte{0x44}, 32)},
+				PublicShares: [][]byte{bytes.Repeat([]byte{0x66}, 32), bytes.Repeat([]byte{0x77}, 32)}, Pending: 4, PendingOf: session,
+				PendingShares: [][]byte{bytes.Repeat([]byte{0x88}, 32), bytes.Repeat([]byte{0x99}, 32)}}),
+		mk("refresh/commit; the answer says the refresh is committed here (a decider's, its word)",
+			&Step{Op: OpRefreshCommit, KeyID: "abcdefghijklmnopqrstuvwxyz", Scheme: EdDSA, Session: session},
+			&StepResult{Done: Committed}),
+		mk("info/ahead; the answer carries the key's state and a commitment's envelope",
+			&Step{Op: OpInfoAhead, KeyID: "abcdefghijklmnopqrstuvwxyz", Scheme: EdDSA, Session: session},
+			&StepResult{Out: [][]byte{[]byte("an envelope's bytes")}, Info: &KeyInfo{KeyID: "abcdefghijklmnopqrstuvwxyz", Scheme: EdDSA, Curve: Ed25519,
+				NodeIndex: 1, Players: 2, Threshold: 1, Epoch: 3, Created: at, PublicKey: bytes.Repeat([]byte{0x55}, 32), Description: "wallet",
+				ChainCode: bytes.Repeat([]byte{0x44}, 32)}, PublicShares: [][]byte{bytes.Repeat([]byte{0x66}, 32), bytes.Repeat([]byte{0x77}, 32)}}),
 	}
 }
 
@@ -74,21 +90,31 @@ func genStepVectors(t *testing.T) []stepVector {
 // nonce) or changed in any field does not.
 func TestStepVectors(t *testing.T) {
 	const path = "testdata/step-v1.json"
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && *genVectors {
-		b, _ := json.MarshalIndent(struct {
-			Vectors []stepVector `json:"vectors"`
-		}{genStepVectors(t)}, "", " ")
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	var f struct {
+		Vectors []stepVector `json:"vectors"`
 	}
 	b, err := os.ReadFile(path)
-	if err != nil {
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+	case !errors.Is(err, os.ErrNotExist) || !*genVectors:
 		t.Fatal(err)
 	}
-	var f struct{ Vectors []stepVector }
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
+	if *genVectors { // vectors new by name are appended; pinned ones never change
+		n := len(f.Vectors)
+		for _, v := range genStepVectors(t) {
+			if !slices.ContainsFunc(f.Vectors[:n], func(o stepVector) bool { return o.Name == v.Name }) {
+				f.Vectors = append(f.Vectors, v)
+			}
+		}
+		if len(f.Vectors) > n {
+			b, _ := json.MarshalIndent(f, "", " ")
+			if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if len(f.Vectors) == 0 {
 		t.Fatal("no vectors")
@@ -140,6 +166,11 @@ func TestStepVectors(t *testing.T) {
 		changed.Pending++
 		if verifyAnswer(node.ID(), st.digest(), st.Auth, &changed) == nil {
 			t.Errorf("%s: a changed answer verifies", v.Name)
+		}
+		changed = *res
+		changed.PendingShares = append(slices.Clone(res.PendingShares), bytes.Repeat([]byte{0xee}, 32))
+		if verifyAnswer(node.ID(), st.digest(), st.Auth, &changed) == nil {
+			t.Errorf("%s: an answer with other pending shares verifies", v.Name)
 		}
 		if !ed25519.Verify(node.ID().Sign, mustHexT(t, v.AnswerDigest), res.Sig) {
 			t.Errorf("%s: the signature is not over the pinned answer digest", v.Name)

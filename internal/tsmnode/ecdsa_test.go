@@ -160,10 +160,10 @@ func (c *tripCounter) take() (int, int) {
 	return most, r
 }
 
-// TestSignInOneRoundTrip: the first FROST signature is two rounds after the states; every
-// one after it is one request to each node, at once, on the commitments the last one's
-// answers handed out; a node restarted in between has none, and the signature takes two
-// rounds again and succeeds.
+// TestSignInOneRoundTrip: the first FROST signature is two rounds from the state the key's
+// generation kept on the phone; every one after it is one request to each node, at once,
+// on the commitments the last one's answers handed out; a node restarted in between has
+// none, and the signature takes two rounds again and succeeds.
 func TestSignInOneRoundTrip(t *testing.T) {
 	c := tsmnodetest.Must(t, 2)
 	count := &tripCounter{}
@@ -182,8 +182,8 @@ func TestSignInOneRoundTrip(t *testing.T) {
 		}
 		return count.take()
 	}
-	if trips, _ := sign("first"); trips != 3 {
-		t.Errorf("the first signature: %d round trips, want 3 (states, commitments, shares)", trips)
+	if trips, _ := sign("first"); trips != 2 {
+		t.Errorf("the first signature: %d round trips, want 2 (commitments, shares, from the state its generation kept)", trips)
 	}
 	for i := range 3 {
 		if trips, requests := sign(fmt.Sprint("ahead ", i)); trips != 1 || requests != 2 {

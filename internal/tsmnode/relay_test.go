@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +47,7 @@ var faultKinds = []string{
 	"forge-answer",  // the node's real answer, changed
 	"impersonate",   // an answer made up in the node's place, without asking it
 	"forge-refusal", // a refusal made up in the node's place (stale epoch)
+	"forge-no",      // a refusal made up in the node's place (not a party: "your share is not this key's")
 	"duplicate",     // the step delivered twice; the phone gets the second answer
 }
 
@@ -130,6 +132,9 @@ func (r *relay) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	case "forge-refusal":
 		answer(http.StatusConflict, []byte(`{"type":"urn:sharevault:tsm:problem:stale-epoch","title":"Conflict","status":409,"detail":"forged"}`))
+		return
+	case "forge-no":
+		answer(http.StatusForbidden, []byte(`{"type":"urn:sharevault:tsm:problem:not-a-party","title":"Forbidden","status":403,"detail":"forged"}`))
 		return
 	}
 	status, b, err := r.forward(req.URL.Path, body)
@@ -264,6 +269,9 @@ func TestRelayCannotSplitAKey(t *testing.T) {
 		} else {
 			opErr = all.Reshare(keyID)
 		}
+		relays[sc.node].mu.Lock()
+		usedByOp := slices.Clone(relays[sc.node].used) // the faults the operation itself met
+		relays[sc.node].mu.Unlock()
 		// Whatever the relay does next to the recovery, until its faults are used up.
 		for range 4 {
 			if len(relays[sc.node].faults) == 0 {
@@ -290,7 +298,7 @@ func TestRelayCannotSplitAKey(t *testing.T) {
 		case !sc.sign && after[0] != before[0] && after[0] != before[0]+1:
 			t.Fatalf("%s: epochs %v after %v", name, after, before)
 		}
-		for _, u := range used {
+		for _, u := range usedByOp {
 			if (strings.HasSuffix(u, ":forge-answer") || strings.HasSuffix(u, ":impersonate") || strings.HasSuffix(u, ":replay")) &&
 				len(sc.faults) == 1 && opErr != nil && !errors.Is(opErr, tsm.ErrForgedAnswer) && !errors.Is(opErr, tsm.ErrNodeUnreachable) {
 				t.Errorf("%s: a changed answer was refused for another reason: %v", name, opErr)
@@ -305,6 +313,88 @@ func TestRelayCannotSplitAKey(t *testing.T) {
 		}
 	}
 	t.Logf("%d scenarios, key at epoch %v", len(scenarios), epochs())
+}
+
+// TestForgedRefusalUndoesNothing: a refresh whose switch at the decider was lost, its new
+// share restored on a second device from the backup the refresh uploaded, and that device's
+// recovery switch at the decider answered by a relay with a made-up refusal ("not a party").
+// A refusal is not signed, so recovery decides nothing on it: the refresh stays open (it was
+// undone here before, leaving the second device at the new epoch and the nodes at the old).
+// Once the relay is gone, the second device's recovery switches every node, and both
+// devices sign.
+func TestForgedRefusalUndoesNothing(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	r1 := newRelay(t, c.Nodes[0].URL)
+	through := func(db string) *tsm.EDDSAClient {
+		cl, err := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: db},
+			{URL: r1.srv.URL, ID: c.Nodes[0].ID.String()}, {URL: c.Nodes[1].URL, ID: c.Nodes[1].ID.String()}},
+			EdDSA: tsm.ProtocolConfig{EnableShareBackup: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		return tsm.NewEDDSAClient(cl)
+	}
+	dir := t.TempDir()
+	dbA, dbB := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
+	a := through(dbA)
+	keyID, err := a.GenerateKey("two devices")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := a.PublicKey(keyID)
+	var uploaded []byte
+	r1.arm(fault{tsm.OpRefreshCommit, "drop"})
+	if err := a.ReshareWithBackup(keyID, func(b []byte) error { uploaded = bytes.Clone(b); return nil }, nil); err == nil || uploaded == nil {
+		t.Fatalf("the refresh with its switch dropped: %v", err)
+	}
+	one, err := tsm.NewClient(tsm.Config{Nodes: []tsm.NodeConfig{{Database: dbB}}, EdDSA: tsm.ProtocolConfig{EnableShareBackup: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tsm.NewEDDSAClient(one).RestoreShare(uploaded); err != nil {
+		t.Fatal(err)
+	}
+	one.Close()
+	b := through(dbB)
+	// Each node's state, asked directly with the second device's share (epoch 1).
+	state := func() (out []string) {
+		key, err := tsm.EmbeddedNodeKey(dbB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n := range 2 {
+			st := &tsm.Step{Op: tsm.OpInfo, KeyID: keyID, Scheme: tsm.EdDSA}
+			switch status, res := asker(t, c, key, uploaded)(n, st); {
+			case status == http.StatusForbidden:
+				out = append(out, "the new share refused (the refresh undone)")
+			case status != http.StatusOK || tsm.VerifyAnswer(c.Nodes[n].ID, st, res) != nil:
+				t.Fatalf("node %d: info: %d", n+1, status)
+			default:
+				out = append(out, fmt.Sprintf("epoch %d pending %d", res.Info.Epoch, res.Pending))
+			}
+		}
+		return out
+	}
+	r1.arm(fault{tsm.OpRefreshCommit, "forge-no"})
+	if err := b.Recover(keyID); err == nil {
+		t.Fatal("the recovery went on past a refused switch")
+	}
+	if got := state(); !slices.Equal(got, []string{"epoch 0 pending 1", "epoch 0 pending 1"}) {
+		t.Fatalf("after a forged refusal of the switch, the nodes are at %v, want the refresh still open", got)
+	}
+	r1.arm()
+	if err := b.Recover(keyID); err != nil {
+		t.Fatalf("the recovery once the relay is gone: %v", err)
+	}
+	if got := state(); !slices.Equal(got, []string{"epoch 1 pending 0", "epoch 1 pending 0"}) {
+		t.Fatalf("after the recovery, the nodes are at %v", got)
+	}
+	for name, dev := range map[string]*tsm.EDDSAClient{"the second device": b, "the first": a} {
+		if sig, err := dev.Sign(keyID, []byte(name)); err != nil || !ed25519.Verify(pub, []byte(name), sig) {
+			t.Fatalf("%s does not sign: %v", name, err)
+		}
+	}
 }
 
 // epochOf reads a party's epoch of keyID: the phone's (n = -1) from its database, a node's
@@ -405,7 +495,7 @@ func TestRelayReplaysRequests(t *testing.T) {
 	r.requests = nil
 	r.mu.Unlock()
 	r.arm(fault{tsm.OpRefreshCommit, "drop"})
-	if err := all.ReshareWithBackup(keyID, func([]byte) error { return nil }); err == nil {
+	if err := all.ReshareWithBackup(keyID, func([]byte) error { return nil }, nil); err == nil {
 		t.Fatal("the refresh finished without its decision")
 	}
 	if err := all.VerifyShare(keyID); err != nil { // recovery undoes the refresh at the decider
@@ -551,7 +641,7 @@ func TestShareHoldersCannotDecide(t *testing.T) {
 			t.Errorf("the current share's discard at node 2 without the decider's word: %d", status)
 		}
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		t.Fatalf("the refresh beside the thief: %v", err)
 	}
