@@ -70,6 +70,25 @@ func (p *Phone) SignDigest(keyID, digestHex, path string) (string, error) {
 	return hex.EncodeToString(sig.Compact()), nil
 }
 
+// PresignECDSA runs, ahead, the rounds of keyID's next signature that do not depend on the
+// digest, with the phone and every server node (two round trips): the next signature with
+// the key in this process, within ten minutes, is then one round trip. An app calls it when
+// it expects to sign (a wallet screen opened); it changes nothing if unused.
+func (p *Phone) PresignECDSA(keyID string) error {
+	s, err := p.node.SchemeOf(keyID)
+	if err != nil {
+		return err
+	}
+	if s != tsm.ECDSA {
+		return fmt.Errorf("%s is an %s key: only ECDSA signatures are made ahead (EdDSA's are one round trip already)", keyID, s)
+	}
+	err = p.withAll(func(c *tsm.Client) error { return tsm.NewECDSAClient(c).Presign(keyID) })
+	if errors.Is(err, tsm.ErrStaleEpoch) {
+		return ErrStale
+	}
+	return err
+}
+
 func (p *Phone) signDigest(keyID string, digest []byte, path string) (*tsm.Signature, error) {
 	_, idx, err := p.child(keyID, path)
 	if err != nil {

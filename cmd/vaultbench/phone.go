@@ -229,7 +229,12 @@ func phoneBench(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			_, err := p.SignDigest(ec, hex.EncodeToString(digest[:]), "")
 			return err
 		}},
-		{"sign (ECDSA)", 3, "DKLs23's three rounds (one, with rounds one and two done ahead: not built)", func() error {
+		{"sign (ECDSA)", 3, "DKLs23's three rounds", func() error {
+			_, err := p.SignDigest(ec, hex.EncodeToString(digest[:]), "")
+			return err
+		}},
+		{"ECDSA presignature, ahead (no digest)", 2, "DKLs23's rounds one and two", func() error { return p.PresignECDSA(ec) }},
+		{"sign (ECDSA) on a presignature", 1, "round three, to each node at once", func() error {
 			_, err := p.SignDigest(ec, hex.EncodeToString(digest[:]), "")
 			return err
 		}},

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"time"
 
 	decred "github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
@@ -482,7 +484,9 @@ func (s *Signature) Compact() []byte {
 // Sign signs a 32-byte digest with keyID, or with its BIP-32 child at path (non-hardened
 // indices), among the client's nodes, which must be at least threshold+1 parties of the key.
 // The signature is verified with decred's ecdsa before it is returned. Pairs of signers
-// without OT seeds in common are set up first (a new key, a restored phone, a refresh).
+// without OT seeds in common are set up first (a new key, a restored phone, a refresh). On a
+// presignature (Presign) it is one round trip; if that fails (a node restarted, its half
+// expired), it signs in three.
 func (c *ECDSAClient) Sign(keyID string, digest []byte, path []uint32) (*Signature, error) {
 	if len(digest) != 32 {
 		return nil, fmt.Errorf("tsm: an ECDSA digest is 32 bytes, not %d", len(digest))
@@ -490,49 +494,91 @@ func (c *ECDSAClient) Sign(keyID string, digest []byte, path []uint32) (*Signatu
 	if len(path) > bip32.MaxDepth {
 		return nil, fmt.Errorf("tsm: a path deeper than %d", bip32.MaxDepth)
 	}
-	var d *bip32.Derived
-	var sig *dkls23.Signature
-	err := c.signFrom(keyID, func(sts []*StepResult, pub *protocol.Public, roster []NodeID) error {
-		var err error
-		if d, err = bip32.Derive(pub.PublicKey, sts[0].Info.ChainCode, path); err != nil {
-			return fmt.Errorf("tsm: %w", err)
+	if ps := c.takePresigned(keyID); ps != nil {
+		if sig, err := c.finishSigned(ps, digest, path); err == nil {
+			return sig, nil
 		}
-		ids := make([]int, len(sts))
-		for i, st := range sts {
-			ids[i] = st.Info.NodeIndex + 1
-		}
-		// The phone knows its own seeds: when it lacks some (a new key, a restored phone, a
-		// refresh), the pairs are set up first, not after a round that would fail.
-		if li := c.localIndex(); li >= 0 {
-			if own, err := c.c.local.n.seeds(keyID, sts[li].Info.Epoch); err == nil {
-				missing := false
-				for _, j := range ids {
-					missing = missing || j != sts[li].Info.NodeIndex+1 && own[j] == nil
-				}
-				for _, x := range own {
-					x.Wipe()
-				}
-				if missing {
-					if err := c.setupECDSA(keyID, roster, ids); err != nil {
-						return fmt.Errorf("tsm: set up the signers' OT seeds: %w", err)
-					}
-				}
-			}
-		}
-		sig, err = c.signECDSA(keyID, roster, ids, digest, path)
-		if errors.Is(err, ErrNoSeeds) {
-			if err := c.setupECDSA(keyID, roster, ids); err != nil {
-				return fmt.Errorf("tsm: set up the signers' OT seeds: %w", err)
-			}
-			sig, err = c.signECDSA(keyID, roster, ids, digest, path)
-		}
-		if err != nil {
-			return fmt.Errorf("tsm: sign: %w", err)
-		}
-		return nil
+	}
+	var ps *presigned
+	err := c.signFrom(keyID, func(sts []*StepResult, pub *protocol.Public, roster []NodeID) (err error) {
+		ps, err = c.presign(keyID, sts, pub, roster)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return c.finishSigned(ps, digest, path)
+}
+
+// Presign runs, ahead, the rounds of the next signature with keyID that do not depend on
+// the digest (DKLs23's rounds one and two, two round trips), among all the client's nodes:
+// the next Sign in this process, within presignTTL, finishes it in one round trip. The
+// phone's half is kept in this process's memory and each node's in its own (one per key
+// here; a new one replaces it); each is used at most once, and a refresh ends them. The
+// signature's nonce is re-randomized by the digest and path it signs (docs/tsm-protocol.md,
+// "Signing ahead").
+func (c *ECDSAClient) Presign(keyID string) error {
+	return c.signFrom(keyID, func(sts []*StepResult, pub *protocol.Public, roster []NodeID) error {
+		ps, err := c.presign(keyID, sts, pub, roster)
+		if err == nil {
+			c.keepPresigned(keyID, ps)
+		}
+		return err
+	})
+}
+
+// presign runs rounds one and two from the key's states sts, setting the pairs' OT seeds up
+// first when the phone lacks some.
+func (c *ECDSAClient) presign(keyID string, sts []*StepResult, pub *protocol.Public, roster []NodeID) (*presigned, error) {
+	ids := make([]int, len(sts))
+	for i, st := range sts {
+		ids[i] = st.Info.NodeIndex + 1
+	}
+	// The phone knows its own seeds: when it lacks some (a new key, a restored phone, a
+	// refresh), the pairs are set up first, not after a round that would fail.
+	if li := c.localIndex(); li >= 0 {
+		if own, err := c.c.local.n.seeds(keyID, sts[li].Info.Epoch); err == nil {
+			missing := false
+			for _, j := range ids {
+				missing = missing || j != sts[li].Info.NodeIndex+1 && own[j] == nil
+			}
+			for _, x := range own {
+				x.Wipe()
+			}
+			if missing {
+				if err := c.setupECDSA(keyID, roster, ids); err != nil {
+					return nil, fmt.Errorf("tsm: set up the signers' OT seeds: %w", err)
+				}
+			}
+		}
+	}
+	ps, err := c.rounds12(keyID, roster, ids)
+	if errors.Is(err, ErrNoSeeds) {
+		if err := c.setupECDSA(keyID, roster, ids); err != nil {
+			return nil, fmt.Errorf("tsm: set up the signers' OT seeds: %w", err)
+		}
+		ps, err = c.rounds12(keyID, roster, ids)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tsm: sign: %w", err)
+	}
+	ps.publicKey, ps.chainCode, ps.made = pub.PublicKey, sts[0].Info.ChainCode, time.Now()
+	if li := c.localIndex(); li >= 0 {
+		ps.epoch = sts[li].Info.Epoch
+	}
+	return ps, nil
+}
+
+// finishSigned is round three on ps with the digest and path, the combined signature
+// checked with decred's ecdsa.
+func (c *ECDSAClient) finishSigned(ps *presigned, digest []byte, path []uint32) (*Signature, error) {
+	d, err := bip32.Derive(ps.publicKey, ps.chainCode, path)
+	if err != nil {
+		return nil, fmt.Errorf("tsm: %w", err)
+	}
+	sig, err := c.round3(ps, digest, path)
+	if err != nil {
+		return nil, fmt.Errorf("tsm: sign: %w", err)
 	}
 	pk, err := decred.ParsePubKey(d.PublicKey)
 	if err != nil {
@@ -545,6 +591,60 @@ func (c *ECDSAClient) Sign(keyID string, digest []byte, path []uint32) (*Signatu
 		return nil, errors.New("tsm: the signature does not verify (a signer's share of it was wrong)")
 	}
 	return &Signature{R: sig.R, S: sig.S, RecoveryID: sig.RecoveryID, PublicKey: d.PublicKey}, nil
+}
+
+// presigned is a signature's rounds one and two, done: the run and what each party got in
+// round two (envelopes, by identifier), with the key's public key, chain code and the
+// phone's epoch at the time.
+type presigned struct {
+	run       *ecdsaRun
+	in        map[int][][]byte
+	publicKey []byte
+	chainCode []byte
+	epoch     uint32
+	made      time.Time
+}
+
+// presignTTL is how long a presignature waits for its digest: a node keeps an ECDSA
+// signing session this long (session.life); the phone takes one only well within it.
+const presignTTL = 10 * time.Minute
+
+// presignatures holds, in this process's memory, one presignature per key and the client's
+// nodes (keptKey), at most maxKept.
+var presignatures = struct {
+	sync.Mutex
+	m map[string]*presigned
+}{m: map[string]*presigned{}}
+
+func (c *ECDSAClient) keepPresigned(keyID string, ps *presigned) {
+	presignatures.Lock()
+	defer presignatures.Unlock()
+	if len(presignatures.m) >= maxKept {
+		clear(presignatures.m)
+	}
+	presignatures.m[c.keptKey(keyID)] = ps
+}
+
+// takePresigned takes keyID's presignature out (it is used at most once), if it is of the
+// phone's current epoch, nothing is pending on the phone, and it is young enough.
+func (c *ECDSAClient) takePresigned(keyID string) *presigned {
+	presignatures.Lock()
+	ps := presignatures.m[c.keptKey(keyID)]
+	delete(presignatures.m, c.keptKey(keyID))
+	presignatures.Unlock()
+	if ps == nil || time.Since(ps.made) > presignTTL-time.Minute || c.c.local == nil {
+		return nil
+	}
+	k, err := c.c.local.n.key(keyID, ECDSA)
+	if err != nil {
+		return nil
+	}
+	k.wipe()
+	if pending, _, err := c.c.local.n.pendingEpoch(keyID); err != nil || pending != 0 || k.Epoch != ps.epoch {
+		return nil
+	}
+	ps.run.c = c // the client of this signature (an app opens one per operation)
+	return ps
 }
 
 // ecdsaRounds runs steps whose results are envelopes: each node's step is built by mk from
@@ -635,7 +735,8 @@ func (c *ECDSAClient) setupECDSA(keyID string, roster []NodeID, ids []int) error
 	return err
 }
 
-func (c *ECDSAClient) signECDSA(keyID string, roster []NodeID, ids []int, digest []byte, path []uint32) (*dkls23.Signature, error) {
+// rounds12 is a signature's rounds one and two, which do not depend on the digest.
+func (c *ECDSAClient) rounds12(keyID string, roster []NodeID, ids []int) (*presigned, error) {
 	r, err := c.newRun(keyID, roster, ids)
 	if err != nil {
 		return nil, err
@@ -647,11 +748,18 @@ func (c *ECDSAClient) signECDSA(keyID string, roster []NodeID, ids []int, digest
 	if in, _, err = r.round(OpECDSARound2, func(id int) [][]byte { return in[id] }, nil, 0, true); err != nil {
 		return nil, err
 	}
+	return &presigned{run: r, in: in}, nil
+}
+
+// round3 is round three on ps: the digest and path to every signer, their partial
+// signatures combined.
+func (c *ECDSAClient) round3(ps *presigned, digest []byte, path []uint32) (*dkls23.Signature, error) {
+	r := ps.run
 	req, err := (&protocol.Message{Type: protocol.MsgECDSADigest, Session: r.session, Curve: protocol.Secp256k1, Digest: digest, Path: path}).Marshal()
 	if err != nil {
 		return nil, err
 	}
-	_, res, err := r.round(OpECDSAFinish, func(id int) [][]byte { return in[id] }, func() []byte { return req }, 1, false)
+	_, res, err := r.round(OpECDSAFinish, func(id int) [][]byte { return ps.in[id] }, func() []byte { return req }, 1, false)
 	if err != nil {
 		return nil, err
 	}
@@ -660,7 +768,7 @@ func (c *ECDSAClient) signECDSA(keyID string, roster []NodeID, ids []int, digest
 		if len(res.Out) != 1 {
 			return nil, fmt.Errorf("node %d answered %d partial signatures", i, len(res.Out))
 		}
-		m, err := readEnvelope(i, res.Out[0], protocol.MsgECDSAPartial, r.session, roster, r.ids[i], res.vouched)
+		m, err := readEnvelope(i, res.Out[0], protocol.MsgECDSAPartial, r.session, r.roster, r.ids[i], res.vouched)
 		if err != nil {
 			return nil, err
 		}
@@ -672,7 +780,7 @@ func (c *ECDSAClient) signECDSA(keyID string, roster []NodeID, ids []int, digest
 	}
 	sig, err := dkls23.Combine(parts)
 	if err == nil {
-		c.afterSign(keyID, res)
+		c.afterSign(r.keyID, res)
 	}
 	return sig, err
 }

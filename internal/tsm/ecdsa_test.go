@@ -211,3 +211,82 @@ func TestECDSARefusedExtension(t *testing.T) {
 		t.Fatalf("after the refusal: %v", err)
 	}
 }
+
+// TestPresign: a presignature (rounds one and two ahead) signs whatever digest and path
+// come after it, once: the signature takes it, and round three on it again finds no half
+// on any node. A refresh ends every party's halves, and the signature after it signs in
+// three rounds.
+func TestPresign(t *testing.T) {
+	c := newCluster(t)
+	e := NewECDSAClient(c.all)
+	keyID, err := e.GenerateKey("ahead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := e.PublicKey(keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func() *presigned {
+		presignatures.Lock()
+		defer presignatures.Unlock()
+		return presignatures.m[e.keptKey(keyID)]
+	}
+	if err := e.Presign(keyID); err != nil {
+		t.Fatal(err)
+	}
+	ps := held()
+	if ps == nil {
+		t.Fatal("no presignature kept")
+	}
+	digest := sha256.Sum256([]byte("chosen after the presignature"))
+	sig, err := e.Sign(keyID, digest[:], []uint32{0, 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := bip32.Derive(pub, ps.chainCode, []uint32{0, 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyECDSA(t, child.PublicKey, digest[:], sig)
+	if held() != nil {
+		t.Fatal("the presignature is still held after its signature")
+	}
+	other := sha256.Sum256([]byte("another digest on the same nonces"))
+	if _, err := e.round3(ps, other[:], nil); err == nil {
+		t.Fatal("a presignature signed twice")
+	}
+	ecdsaSessions := func() (n int) {
+		for _, peer := range c.all.peers {
+			p := peer.(*party)
+			p.mu.Lock()
+			for _, s := range p.sessions {
+				if s.keyID == keyID && s.kind == "ecdsa" {
+					n++
+				}
+			}
+			p.mu.Unlock()
+		}
+		return n
+	}
+	if err := e.Presign(keyID); err != nil {
+		t.Fatal(err)
+	}
+	if n := ecdsaSessions(); n != 3 {
+		t.Fatalf("%d halves of a presignature on the parties, want 3", n)
+	}
+	if err := e.Reshare(keyID); err != nil {
+		t.Fatal(err)
+	}
+	if n := ecdsaSessions(); n != 0 {
+		t.Fatalf("after a refresh, %d halves of a presignature are left", n)
+	}
+	if e.takePresigned(keyID) != nil {
+		t.Fatal("the phone takes a presignature from before the refresh")
+	}
+	sig, err = e.Sign(keyID, digest[:], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyECDSA(t, pub, digest[:], sig)
+}

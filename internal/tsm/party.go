@@ -97,8 +97,17 @@ type Peer interface {
 }
 
 // sessionTTL bounds how long a party keeps a session's secrets: a timer wipes them then,
-// whether or not another step arrives.
+// whether or not another step arrives. An ECDSA signature's waits longer for its digest
+// (presignTTL), as a presignature (docs/tsm-protocol.md, "Signing ahead").
 var sessionTTL = 2 * time.Minute
+
+// life is how long s is kept.
+func (s *session) life() time.Duration {
+	if s.kind == "ecdsa" {
+		return max(presignTTL, sessionTTL)
+	}
+	return sessionTTL
+}
 
 // Bounds on the sessions a party keeps at once (docs/tsm-api.md, "Limits"): in all, started
 // by one requesting node, on one key, and of key generations (which anyone may start, with
@@ -236,12 +245,17 @@ func (p *party) take(st *Step) (*session, error) {
 	defer p.mu.Unlock()
 	k := sessionKey(authNode(st), st.Session)
 	s := p.sessions[k]
-	if s == nil || s.kind != kindOf(st.Op) || time.Since(s.started) > sessionTTL {
-		return nil, fmt.Errorf("%s: no such session on this node (expired, used, or the node restarted)", st.Op)
+	if s == nil || s.kind != kindOf(st.Op) || time.Since(s.started) > s.life() {
+		return nil, fmt.Errorf("%s: %w", st.Op, ErrNoSession)
 	}
 	delete(p.sessions, k)
 	return s, nil
 }
+
+// ErrNoSession: a step continues a session this node does not have (expired, used, or the
+// node restarted since it began); the coordinator starts again (an ECDSA signature on a
+// presignature signs in three rounds).
+var ErrNoSession = errors.New("no such session on this node (expired, used, or the node restarted)")
 
 // drop wipes and forgets the step's session, if its requester has one of the step's
 // protocol waiting.
@@ -252,6 +266,19 @@ func (p *party) drop(st *Step) {
 	if s := p.sessions[k]; s != nil && s.kind == kindOf(st.Op) {
 		delete(p.sessions, k)
 		s.wipe()
+	}
+}
+
+// dropSessions wipes and forgets every session of kind on keyID (a refresh ends the old
+// share's presignatures).
+func (p *party) dropSessions(keyID, kind string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, s := range p.sessions {
+		if s.keyID == keyID && s.kind == kind {
+			delete(p.sessions, k)
+			s.wipe()
+		}
 	}
 }
 
@@ -338,8 +365,8 @@ func (p *party) put(id []byte, s *session) error {
 			old.wipe()
 		}
 		s.started = time.Now()
-		time.AfterFunc(sessionTTL, func() { p.expire(k, s) })
-	} else if time.Since(s.started) > sessionTTL {
+		time.AfterFunc(s.life(), func() { p.expire(k, s) })
+	} else if time.Since(s.started) > s.life() {
 		return errors.New("the session expired")
 	}
 	p.sessions[k] = s
@@ -399,7 +426,8 @@ func (p *party) step(st *Step) (*StepResult, error) {
 		if err := p.n.commitPending(st.KeyID, st.Session); err != nil {
 			return nil, err
 		}
-		p.dropPrecommits(st.KeyID) // nonces of the old share's commitments
+		p.dropPrecommits(st.KeyID) // nonces of the old share's commitments, and presignatures
+		p.dropSessions(st.KeyID, "ecdsa")
 		// The answer says the refresh is committed here: the decider's, signed, is its word
 		// to the other parties (Node.checkDecision), as an info answer naming the session is.
 		return &StepResult{Done: Committed}, nil

@@ -23,6 +23,7 @@ var problemErrors = map[string]error{
 	"stale-epoch":   ErrStaleEpoch,
 	"no-seeds":      ErrNoSeeds,
 	"no-commitment": ErrNoCommitment,
+	"no-session":    ErrNoSession,
 	"key-not-found": ErrKeyNotFound,
 	"not-a-party":   ErrNotAParty,
 	"unauthorized":  ErrUnauthorized,
@@ -277,7 +278,7 @@ func (r *remotePeer) Step(ctx context.Context, st *Step) (*StepResult, error) {
 		// A refusal the protocol's flow expects (which only the node the step is for gives,
 		// past its check of the target) is answered by asking again another way, not by
 		// asking the node who it is: a round trip on a phone's link.
-		flow := errors.Is(err, ErrNoCommitment) || errors.Is(err, ErrStaleEpoch) || errors.Is(err, ErrNoSeeds)
+		flow := errors.Is(err, ErrNoCommitment) || errors.Is(err, ErrStaleEpoch) || errors.Is(err, ErrNoSeeds) || errors.Is(err, ErrNoSession)
 		if !errors.Is(err, ErrNodeUnreachable) && !flow {
 			if cerr := r.changed(ctx, id); cerr != nil {
 				return nil, cerr

@@ -2,6 +2,7 @@ package tsmnode_test
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -173,5 +174,49 @@ func TestRestoreSignsInOneRoundTrip(t *testing.T) {
 	}
 	if most, requests := count.take(); most != 1 || requests != 2 {
 		t.Errorf("the restored phone's first signature: %d round trips, %d requests; want 1 and 2", most, requests)
+	}
+}
+
+// TestECDSAPresignOneRoundTrip: across processes, a presignature takes two round trips and
+// the signature on it one; after a node restarted (its half gone), the signature on a
+// presignature made before takes its three rounds again, and succeeds.
+func TestECDSAPresignOneRoundTrip(t *testing.T) {
+	c := tsmnodetest.Must(t, 2)
+	count := &tripCounter{}
+	e := tsm.NewECDSAClient(through(t, c, count))
+	keyID, err := e.GenerateKey("ahead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("pay bob 1 coin"))
+	if _, err := e.Sign(keyID, digest[:], nil); err != nil { // the pairs' setup, once
+		t.Fatal(err)
+	}
+	count.take()
+	if err := e.Presign(keyID); err != nil {
+		t.Fatal(err)
+	}
+	if most, _ := count.take(); most != 2 {
+		t.Errorf("a presignature: %d round trips, want 2", most)
+	}
+	if _, err := e.Sign(keyID, digest[:], nil); err != nil {
+		t.Fatal(err)
+	}
+	if most, requests := count.take(); most != 1 || requests != 2 {
+		t.Errorf("a signature on a presignature: %d round trips, %d requests; want 1 and 2", most, requests)
+	}
+	if err := e.Presign(keyID); err != nil {
+		t.Fatal(err)
+	}
+	c.Nodes[1].Kill()
+	if err := c.Nodes[1].Start(); err != nil {
+		t.Fatal(err)
+	}
+	count.take()
+	if _, err := e.Sign(keyID, digest[:], nil); err != nil {
+		t.Fatalf("a signature on a presignature a restart ended: %v", err)
+	}
+	if most, _ := count.take(); most != 4 {
+		t.Errorf("a signature on a presignature a restart ended: %d round trips, want 4 (the refused one, then three)", most)
 	}
 }

@@ -147,6 +147,8 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, "no-seeds"
 	case errors.Is(err, tsm.ErrNoCommitment):
 		return http.StatusConflict, "no-commitment"
+	case errors.Is(err, tsm.ErrNoSession):
+		return http.StatusConflict, "no-session"
 	case errors.Is(err, tsm.ErrForbidden):
 		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, tsm.ErrNotAParty):
