@@ -546,9 +546,6 @@ func (p *Phone) checkEpoch(o *opened) error {
 		return err
 	})
 	if errors.Is(err, tsm.ErrStaleEpoch) {
-		if cur <= o.key.Epoch { // a node refused it without telling its epoch
-			return fmt.Errorf("%w (backup at epoch %d, the key is past it)", ErrStale, o.key.Epoch)
-		}
 		return fmt.Errorf("%w (backup at epoch %d, the key is at %d)", ErrStale, o.key.Epoch, cur)
 	}
 	return err

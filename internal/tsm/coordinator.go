@@ -579,10 +579,9 @@ func (s *schemeClient) recoverStates(keyID string) ([]*StepResult, bool, error) 
 			// retried by the next recovery, never turned into an undo.
 			op := OpRefreshAbort
 			if word.Pending != 0 && bytes.Equal(word.PendingOf, session) && sts[li].Pending == 0 && sts[li].Info.Epoch == word.Pending {
-				if len(word.PendingShares) == 0 {
-					return nil, true, errors.New("tsm: the refresh's decider does not name the shares it prepared (a node of an earlier release): update it, then use the key again")
-				}
-				if slices.EqualFunc(sts[li].PublicShares, word.PendingShares, bytes.Equal) {
+				// A decider of an earlier release names none: the switch is asked, which it
+				// takes only from a proof of its pending share (and a refusal undoes nothing).
+				if len(word.PendingShares) == 0 || slices.EqualFunc(sts[li].PublicShares, word.PendingShares, bytes.Equal) {
 					op = OpRefreshCommit
 				}
 			}
@@ -717,7 +716,13 @@ func (s *schemeClient) askEpoch(p Peer, k *keyState, op Op, session []byte) (*St
 	if err != nil {
 		return nil, err
 	}
-	return p.Step(ctx, st)
+	res, err := p.Step(ctx, st)
+	if errors.Is(err, ErrStaleEpoch) {
+		// A node tells the owner's stale backup its epoch, signed; a refusal instead is a
+		// relay's, or another server's at the URL.
+		return nil, fmt.Errorf("refused the backup's share as stale without telling its epoch, which a TSM node does not do (a relay, or another server at its URL): %s", err)
+	}
+	return res, err
 }
 
 // keepBackup keeps the state the nodes answered for the key of backup k, at its epoch, as

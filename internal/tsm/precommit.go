@@ -23,6 +23,7 @@ import (
 // how long one waits for its signature.
 const (
 	maxPrecommitsKey       = 2
+	maxPrecommitsOfKey     = 8 // of one key, whoever asked (a restored phone asks under a new node ID)
 	maxPrecommitsRequester = 64
 	maxPrecommits          = 8192
 	precommitTTL           = 10 * time.Minute
@@ -61,12 +62,17 @@ func (p *party) handOut(st *Step, k *keyState, s *session) ([]byte, error) {
 	if p.precommits == nil {
 		p.precommits = map[string]*precommit{}
 	}
-	var oldKey, oldMine, oldest string
-	key, mine := 0, 0
+	var oldKey, oldMine, oldOfKey, oldest string
+	key, mine, ofKey := 0, 0, 0
 	for id, o := range p.precommits {
 		older := func(than string) bool { return than == "" || o.made.Before(p.precommits[than].made) }
 		if older(oldest) {
 			oldest = id
+		}
+		if o.keyID == pc.keyID {
+			if ofKey++; older(oldOfKey) {
+				oldOfKey = id
+			}
 		}
 		if o.requester.Equal(pc.requester) {
 			if mine++; older(oldMine) {
@@ -83,6 +89,8 @@ func (p *party) handOut(st *Step, k *keyState, s *session) ([]byte, error) {
 	switch {
 	case key >= maxPrecommitsKey:
 		evict = oldKey
+	case ofKey >= maxPrecommitsOfKey: // one key's owner cannot fill the table under many node IDs
+		evict = oldOfKey
 	case mine >= maxPrecommitsRequester:
 		evict = oldMine
 	case len(p.precommits) >= maxPrecommits:
@@ -159,7 +167,7 @@ func (p *party) dropPrecommits(keyID string) {
 // the owner's place. The info stands if none can be made.
 func (p *party) infoAhead(st *Step) (*StepResult, error) {
 	res, err := p.info(st.KeyID, st.Scheme, nil)
-	if err != nil || st.Scheme != EdDSA || st.Auth == nil || st.Auth.Epoch != res.Info.Epoch || len(st.Session) != protocol.SessionLen {
+	if err != nil || st.Scheme != EdDSA || st.Auth == nil || len(st.Session) != protocol.SessionLen {
 		return res, err
 	}
 	owner, roster, err := readParties(p.n.db, st.KeyID)
@@ -171,6 +179,9 @@ func (p *party) infoAhead(st *Step) (*StepResult, error) {
 		return res, nil
 	}
 	defer k.wipe()
+	if st.Auth.Epoch != k.Epoch { // the epoch the commitment is made at, proven
+		return res, nil
+	}
 	roster = slices.Clone(roster)
 	roster[owner] = authNode(st)
 	s := &session{kind: "sign", keyID: st.KeyID, scheme: EdDSA, roster: roster, requester: authNode(st)}

@@ -117,3 +117,31 @@ func TestCommitmentUsedOnce(t *testing.T) {
 		t.Fatalf("%d commitments kept across the refresh", n)
 	}
 }
+
+// TestCommitmentsOfAKeyBounded: commitments of one key handed out under many requester IDs
+// (its owner restoring again and again, each time under a new node ID) stay at
+// maxPrecommitsOfKey, the oldest replaced: one key cannot fill the node's table.
+func TestCommitmentsOfAKeyBounded(t *testing.T) {
+	c := newCluster(t)
+	keyID, err := NewEDDSAClient(c.all).GenerateKey("many phones")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := c.all.peers[1].(*party)
+	k, err := node.n.key(keyID, EdDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.wipe()
+	for range 3 * maxPrecommitsOfKey {
+		if _, err := node.handOut(&Step{Session: newSession()}, k, &session{requester: GenerateNodeKey().ID(), roster: c.roster()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node.mu.Lock()
+	n := len(node.precommits)
+	node.mu.Unlock()
+	if n != maxPrecommitsOfKey {
+		t.Fatalf("%d commitments of one key held, want %d", n, maxPrecommitsOfKey)
+	}
+}

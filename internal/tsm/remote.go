@@ -277,8 +277,10 @@ func (r *remotePeer) Step(ctx context.Context, st *Step) (*StepResult, error) {
 	if err != nil {
 		// A refusal the protocol's flow expects (which only the node the step is for gives,
 		// past its check of the target) is answered by asking again another way, not by
-		// asking the node who it is: a round trip on a phone's link.
+		// asking the node who it is: a round trip on a phone's link. (A node refuses no
+		// info of the key's owner as stale: it tells the epoch, signed.)
 		flow := errors.Is(err, ErrNoCommitment) || errors.Is(err, ErrStaleEpoch) || errors.Is(err, ErrNoSeeds) || errors.Is(err, ErrNoSession)
+		flow = flow && st.Op != OpInfo && st.Op != OpInfoAhead
 		if !errors.Is(err, ErrNodeUnreachable) && !flow {
 			if cerr := r.changed(ctx, id); cerr != nil {
 				return nil, cerr
