@@ -521,6 +521,9 @@ func (c *ECDSAClient) Presign(keyID string) error {
 	return c.signFrom(keyID, func(sts []*StepResult, pub *protocol.Public, roster []NodeID) error {
 		ps, err := c.presign(keyID, sts, pub, roster)
 		if err == nil {
+			if c.c.local != nil { // the phone's half, kept with the rest (a step here has no Auth)
+				ps.mine = c.c.local.lift(NodeID{}, ps.run.session)
+			}
 			c.keepPresigned(keyID, ps)
 		}
 		return err
@@ -599,6 +602,7 @@ func (c *ECDSAClient) finishSigned(ps *presigned, digest []byte, path []uint32) 
 type presigned struct {
 	run       *ecdsaRun
 	in        map[int][][]byte
+	mine      *session // the phone's own half, while it is kept here
 	publicKey []byte
 	chainCode []byte
 	epoch     uint32
@@ -617,12 +621,34 @@ var presignatures = struct {
 }{m: map[string]*presigned{}}
 
 func (c *ECDSAClient) keepPresigned(keyID string, ps *presigned) {
+	k := c.keptKey(keyID)
 	presignatures.Lock()
 	defer presignatures.Unlock()
 	if len(presignatures.m) >= maxKept {
+		for _, o := range presignatures.m {
+			o.wipe()
+		}
 		clear(presignatures.m)
 	}
-	presignatures.m[c.keptKey(keyID)] = ps
+	if o := presignatures.m[k]; o != nil {
+		o.wipe()
+	}
+	presignatures.m[k] = ps
+	time.AfterFunc(presignTTL, func() { // unused: the phone's half is wiped with its time
+		presignatures.Lock()
+		defer presignatures.Unlock()
+		if presignatures.m[k] == ps {
+			delete(presignatures.m, k)
+			ps.wipe()
+		}
+	})
+}
+
+// wipe wipes the phone's half of ps.
+func (ps *presigned) wipe() {
+	if ps.mine != nil {
+		ps.mine.wipe()
+	}
 }
 
 // takePresigned takes keyID's presignature out (it is used at most once), if it is of the
@@ -632,15 +658,24 @@ func (c *ECDSAClient) takePresigned(keyID string) *presigned {
 	ps := presignatures.m[c.keptKey(keyID)]
 	delete(presignatures.m, c.keptKey(keyID))
 	presignatures.Unlock()
-	if ps == nil || time.Since(ps.made) > presignTTL-time.Minute || c.c.local == nil {
+	if ps == nil {
+		return nil
+	}
+	if time.Since(ps.made) > presignTTL-time.Minute || c.c.local == nil || ps.mine == nil {
+		ps.wipe()
 		return nil
 	}
 	k, err := c.c.local.n.key(keyID, ECDSA)
 	if err != nil {
+		ps.wipe()
 		return nil
 	}
 	k.wipe()
 	if pending, _, err := c.c.local.n.pendingEpoch(keyID); err != nil || pending != 0 || k.Epoch != ps.epoch {
+		ps.wipe()
+		return nil
+	}
+	if c.c.local.adopt(ps.run.session, ps.mine) != nil { // the phone's half, to this client's party
 		return nil
 	}
 	ps.run.c = c // the client of this signature (an app opens one per operation)

@@ -272,9 +272,10 @@ func TestPresign(t *testing.T) {
 	if err := e.Presign(keyID); err != nil {
 		t.Fatal(err)
 	}
-	if n := ecdsaSessions(); n != 3 {
-		t.Fatalf("%d halves of a presignature on the parties, want 3", n)
+	if n := ecdsaSessions(); n != 2 || held() == nil || held().mine == nil {
+		t.Fatalf("%d halves of a presignature on the server parties (want 2), and the phone's kept: %v", n, held() != nil)
 	}
+	mine := held().mine
 	if err := e.Reshare(keyID); err != nil {
 		t.Fatal(err)
 	}
@@ -283,6 +284,9 @@ func TestPresign(t *testing.T) {
 	}
 	if e.takePresigned(keyID) != nil {
 		t.Fatal("the phone takes a presignature from before the refresh")
+	}
+	if !mine.signer.Wiped() {
+		t.Fatal("the phone's half of a presignature from before the refresh is not wiped")
 	}
 	sig, err = e.Sign(keyID, digest[:], nil)
 	if err != nil {

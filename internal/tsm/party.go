@@ -252,6 +252,34 @@ func (p *party) take(st *Step) (*session, error) {
 	return s, nil
 }
 
+// lift takes requester's session id out of the table as it is, for the caller to keep: a
+// presignature's phone half, which outlives the client that made it (an app opens a client
+// per operation, each with its own party of the phone's node).
+func (p *party) lift(requester NodeID, id []byte) *session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := sessionKey(requester, id)
+	s := p.sessions[k]
+	delete(p.sessions, k)
+	return s
+}
+
+// adopt puts s, lifted from another party of the same node, in this one's table for what
+// is left of its life (wiping it if nothing is).
+func (p *party) adopt(id []byte, s *session) error {
+	left := s.life() - time.Since(s.started)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := sessionKey(s.requester, id)
+	if left <= 0 || p.sessions[k] != nil {
+		s.wipe()
+		return errors.New("the session expired, or another is in its place")
+	}
+	p.sessions[k] = s
+	time.AfterFunc(left, func() { p.expire(k, s) })
+	return nil
+}
+
 // ErrNoSession: a step continues a session this node does not have (expired, used, or the
 // node restarted since it began); the coordinator starts again (an ECDSA signature on a
 // presignature signs in three rounds).

@@ -178,12 +178,26 @@ func TestRestoreSignsInOneRoundTrip(t *testing.T) {
 }
 
 // TestECDSAPresignOneRoundTrip: across processes, a presignature takes two round trips and
-// the signature on it one; after a node restarted (its half gone), the signature on a
-// presignature made before takes its three rounds again, and succeeds.
+// the signature on it one, on another client of the phone (an app opens one per operation);
+// after a node restarted (its half gone), the signature on a presignature made before takes
+// its three rounds again, and succeeds.
 func TestECDSAPresignOneRoundTrip(t *testing.T) {
 	c := tsmnodetest.Must(t, 2)
 	count := &tripCounter{}
-	e := tsm.NewECDSAClient(through(t, c, count))
+	db := filepath.Join(t.TempDir(), "phone.db")
+	open := func() *tsm.ECDSAClient {
+		cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}}, HTTPClient: &http.Client{Transport: count, Timeout: 30 * time.Second}}
+		for _, n := range c.Nodes {
+			cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{URL: n.URL, ID: n.ID.String()})
+		}
+		cl, err := tsm.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		return tsm.NewECDSAClient(cl)
+	}
+	e := open()
 	keyID, err := e.GenerateKey("ahead")
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +213,7 @@ func TestECDSAPresignOneRoundTrip(t *testing.T) {
 	if most, _ := count.take(); most != 2 {
 		t.Errorf("a presignature: %d round trips, want 2", most)
 	}
-	if _, err := e.Sign(keyID, digest[:], nil); err != nil {
+	if _, err := open().Sign(keyID, digest[:], nil); err != nil {
 		t.Fatal(err)
 	}
 	if most, requests := count.take(); most != 1 || requests != 2 {

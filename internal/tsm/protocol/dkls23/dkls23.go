@@ -635,6 +635,9 @@ func (s *Signer) Wipe() {
 	clear(s.salt[:])
 }
 
+// Wiped reports whether Wipe has run.
+func (s *Signer) Wiped() bool { return s.round == -1 }
+
 // Signature is a finished ECDSA signature: r and s (low-S) with the recovery ID that gives
 // back the public key (bit 0: R's y is odd, bit 1: x(R) is at least n).
 type Signature struct {
