@@ -752,7 +752,7 @@ func (s *schemeClient) keepBackup(k *keyState, sts []*StepResult, session []byte
 			continue
 		}
 		from := st.Info.NodeIndex + 1
-		if m, err := readEnvelope(i, st.Out[0], protocol.MsgCommitment, session, roster, from, st.vouched); err == nil {
+		if m, err := readAhead(i, st.Out[0], session, roster, from, st.vouched); err == nil {
 			cacheCommitment(s.c.local.key.ID(), k.KeyID, cachedCommitment{epoch: k.Epoch, url: rp.url, node: roster[from-1], c: *m.Commitment})
 		}
 	}
@@ -1016,7 +1016,18 @@ func (c *EDDSAClient) readSigner(i int, r *StepResult, typ protocol.MsgType, ses
 }
 
 func readEnvelope(i int, env []byte, typ protocol.MsgType, session []byte, roster []NodeID, from int, vouched NodeID) (*protocol.Message, error) {
-	m, err := unwrapEnvelope(nil, env, session, 0, roster, vouched)
+	return readWith(protocol.Unmarshal, i, env, typ, session, roster, from, vouched)
+}
+
+// readAhead is readEnvelope for a commitment handed out for the phone's next signature: its
+// points are checked at that signature, by every signer's SignShare (the phone's too), so
+// not here as well.
+func readAhead(i int, env []byte, session []byte, roster []NodeID, from int, vouched NodeID) (*protocol.Message, error) {
+	return readWith(protocol.UnmarshalDeferred, i, env, protocol.MsgCommitment, session, roster, from, vouched)
+}
+
+func readWith(parse func([]byte) (*protocol.Message, error), i int, env []byte, typ protocol.MsgType, session []byte, roster []NodeID, from int, vouched NodeID) (*protocol.Message, error) {
+	m, err := unwrapWith(parse, nil, env, session, 0, roster, vouched)
 	if err != nil {
 		return nil, fmt.Errorf("tsm: node %d: %w", i, err)
 	}
@@ -1051,7 +1062,7 @@ func (c *EDDSAClient) shares(keyID string, msg, session []byte, roster []NodeID,
 		shares[m.From] = m.SigShare
 		rp, remote := c.c.peers[i].(*remotePeer)
 		if len(r.Out) == 2 && remote && c.c.local != nil {
-			if next, err := readEnvelope(i, r.Out[1], protocol.MsgCommitment, session, roster, id(i), r.vouched); err == nil {
+			if next, err := readAhead(i, r.Out[1], session, roster, id(i), r.vouched); err == nil {
 				epoch := uint32(0)
 				if me != nil {
 					epoch = me.Epoch

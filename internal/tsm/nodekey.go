@@ -14,7 +14,6 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -207,6 +206,11 @@ func (k *NodeKey) unwrap(b, session []byte, self int, roster []NodeID) (*protoco
 // on its whole answer, checked, covers the envelope; a party in this process returned it
 // to a direct call. Checking again costs a scalar multiplication and proves nothing.)
 func unwrapEnvelope(k *NodeKey, b, session []byte, self int, roster []NodeID, vouched NodeID) (*protocol.Message, error) {
+	return unwrapWith(protocol.Unmarshal, k, b, session, self, roster, vouched)
+}
+
+// unwrapWith is unwrapEnvelope with the message parsed by parse.
+func unwrapWith(parse func([]byte) (*protocol.Message, error), k *NodeKey, b, session []byte, self int, roster []NodeID, vouched NodeID) (*protocol.Message, error) {
 	e, err := parseEnvelope(b)
 	if err != nil {
 		return nil, err
@@ -233,7 +237,7 @@ func unwrapEnvelope(k *NodeKey, b, session []byte, self int, roster []NodeID, vo
 			return nil, fmt.Errorf("party %d: the sealed envelope does not open", e.from)
 		}
 	}
-	m, err := protocol.Unmarshal(msg)
+	m, err := parse(msg)
 	clear(msg) // a private value, opened: the message holds its own copy
 	if err != nil {
 		return nil, fmt.Errorf("party %d: %w", e.from, err)
@@ -374,16 +378,11 @@ func proofHolds(curve protocol.Curve, stepDigest []byte, a *Auth, players int, s
 	if a.Party >= 0 && a.Party < players && a.Party < len(shares) {
 		y, real = shares[a.Party], true
 	}
-	if !g.ValidPoint(a.ProofR) || !g.ValidScalar(a.ProofZ) {
+	if !g.ValidScalar(a.ProofZ) {
 		return false
 	}
 	c := g.Challenge(authDomain, authDigest(stepDigest, a), y, a.ProofR)
-	cy, err := g.ScalarMult(c, y)
-	if err != nil {
-		return false
-	}
-	rhs, err := g.AddPoints(a.ProofR, cy)
-	return err == nil && subtle.ConstantTimeCompare(g.BaseMult(a.ProofZ), rhs) == 1 && real
+	return g.SchnorrHolds(a.ProofZ, c, y, a.ProofR) && real
 }
 
 // decoys are the points proofHolds checks against when it has none: the generators.

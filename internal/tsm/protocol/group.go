@@ -53,6 +53,9 @@ type Group interface {
 	AddPoints(ps ...[]byte) ([]byte, error)
 	// Challenge hashes a domain and parts (each length-prefixed) to a scalar.
 	Challenge(domain string, parts ...[]byte) []byte
+	// SchnorrHolds: r is a valid point and z·G = r + c·y, for a valid point y, a canonical
+	// scalar z and a challenge c. For public values only (variable time).
+	SchnorrHolds(z, c, y, r []byte) bool
 }
 
 // GroupOf returns the group of c, or nil.
@@ -194,6 +197,18 @@ func (secp) ValidPoint(p []byte) bool {
 	// group of prime order. It also refuses x at or above the field prime.
 	_, err := secpPoint(p)
 	return err == nil
+}
+
+func (g secp) SchnorrHolds(z, c, y, r []byte) bool {
+	if !g.ValidPoint(r) {
+		return false
+	}
+	cy, err := g.ScalarMult(c, y)
+	if err != nil {
+		return false
+	}
+	rhs, err := g.AddPoints(r, cy)
+	return err == nil && string(g.BaseMult(z)) == string(rhs)
 }
 
 func (secp) AddPoints(ps ...[]byte) ([]byte, error) {
@@ -370,6 +385,21 @@ func (edw) ValidPoint(p []byte) bool {
 	}
 	l := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(edMinusOne, q, edwards25519.NewScalar()) // P is public
 	return l.Add(l, q).Equal(edwards25519.NewIdentityPoint()) == 1
+}
+
+// SchnorrHolds computes z·G − c·y in one double multiplication and compares its encoding
+// with r: equal only if r is that point's canonical encoding, a point of the prime-order
+// group (as G and y are), so r needs no check of its own; the identity is refused, as
+// ValidPoint refuses it.
+func (edw) SchnorrHolds(z, c, y, r []byte) bool {
+	zs, ok := edScalar(z)
+	cs, ok2 := edScalar(c)
+	q, err := edPoint(y)
+	if !ok || !ok2 || err != nil {
+		return false
+	}
+	p := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(new(edwards25519.Scalar).Negate(cs), q, zs)
+	return p.Equal(edwards25519.NewIdentityPoint()) == 0 && string(p.Bytes()) == string(r)
 }
 
 func (edw) AddPoints(ps ...[]byte) ([]byte, error) {

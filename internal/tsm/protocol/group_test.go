@@ -63,3 +63,60 @@ func TestEdPointCanonical(t *testing.T) {
 		t.Fatalf("only %d encodings accepted: the cases do not exercise the valid path", accepted)
 	}
 }
+
+// TestSchnorrHolds: on both curves, SchnorrHolds agrees with the check it replaces (r a
+// valid point, and z·G = r + c·y) on good proofs, on proofs for another key or challenge,
+// and, on Ed25519, on an r with a torsion component, the identity, and a non-canonical r.
+func TestSchnorrHolds(t *testing.T) {
+	reference := func(g Group, z, c, y, r []byte) bool {
+		if !g.ValidPoint(r) {
+			return false
+		}
+		cy, err := g.ScalarMult(c, y)
+		if err != nil {
+			return false
+		}
+		rhs, err := g.AddPoints(r, cy)
+		return err == nil && string(g.BaseMult(z)) == string(rhs)
+	}
+	orderTwo := make([]byte, 32) // (0, −1): y = p − 1
+	orderTwo[0], orderTwo[31] = 0xec, 0x7f
+	for i := 1; i < 31; i++ {
+		orderTwo[i] = 0xff
+	}
+	for _, g := range []Group{edw{}, secp{}} {
+		good, bad := 0, 0
+		for i := range 300 {
+			s, _ := g.RandomScalar(rand.Reader)
+			k, _ := g.RandomScalar(rand.Reader)
+			y, r := g.BaseMult(s), g.BaseMult(k)
+			c := g.Challenge("test", y, r, []byte{byte(i)})
+			z := g.AddScalars(k, g.MulScalars(c, s))
+			other, _ := g.RandomScalar(rand.Reader)
+			cases := [][4][]byte{{z, c, y, r}, {z, c, g.BaseMult(other), r}, {z, other, y, r}, {other, c, y, r}}
+			if e, ok := g.(edw); ok {
+				torsion, _ := e.AddPoints(r, orderTwo)
+				// r the identity holds for z = c·s: refused as ValidPoint refuses it.
+				identity := make([]byte, 32)
+				identity[0] = 1
+				nonCanonical := append([]byte(nil), r...)
+				nonCanonical[31] ^= 0x80
+				cases = append(cases, [4][]byte{z, c, y, torsion}, [4][]byte{g.MulScalars(c, s), c, y, identity}, [4][]byte{z, c, y, nonCanonical})
+			}
+			for _, tc := range cases {
+				got, want := g.SchnorrHolds(tc[0], tc[1], tc[2], tc[3]), reference(g, tc[0], tc[1], tc[2], tc[3])
+				if got != want {
+					t.Fatalf("%T: SchnorrHolds %v, the reference %v", g, got, want)
+				}
+				if got {
+					good++
+				} else {
+					bad++
+				}
+			}
+		}
+		if good != 300 || bad == 0 {
+			t.Fatalf("%T: %d proofs held, %d refused: want exactly the 300 good ones to hold", g, good, bad)
+		}
+	}
+}

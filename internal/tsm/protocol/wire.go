@@ -174,6 +174,12 @@ func (m *Message) Marshal() ([]byte, error) {
 // request's commitments, which SignShare checks (all but the signer's own).
 func Unmarshal(b []byte) (*Message, error) { return parse(b, true) }
 
+// UnmarshalDeferred is Unmarshal taking points by their length alone, for a message whose
+// points are checked where they are used: a FROST commitment handed out for a later
+// signature, each of whose signers checks in SignShare every commitment of its request but
+// its own (so a point is checked once, at its use, not also where it arrived).
+func UnmarshalDeferred(b []byte) (*Message, error) { return parse(b, false) }
+
 // parse is Unmarshal; with untrusted false it takes points by their length alone, as
 // Marshal does for the points of this process's own messages (each computed here, or
 // checked where it arrived): the subgroup check is a scalar multiplication per point.
