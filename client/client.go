@@ -254,19 +254,14 @@ func (p *Phone) Reshare(keys *Keys, keyID string) (*KeyInfo, error) {
 	// The vault lists the key's versions while the refresh runs: the new share's upload
 	// needs the latest, and the older versions are deleted once the refresh is decided,
 	// beside the other nodes' switch.
-	var vl *api.VersionList
-	var vlErr error
-	listed := make(chan struct{})
-	go func() {
-		defer close(listed)
-		vl, vlErr = p.vault.versions(ctx, keys, keyID)
-	}()
-	defer func() { <-listed }()
+	listed := p.listVersions(ctx, keys, keyID)
+	defer listed.result() // not left running past the reshare
 	var up *KeyInfo
+	var vl *api.VersionList // what the prune deletes from
 	relisted, decided := false, false
 	var pruneErr error
 	prune := func() error {
-		if relisted || vlErr != nil {
+		if relisted || vl == nil { // another upload came between, or the listing failed
 			var err error
 			if vl, err = p.vault.versions(ctx, keys, keyID); err != nil {
 				return err
@@ -276,9 +271,9 @@ func (p *Phone) Reshare(keys *Keys, keyID string) (*KeyInfo, error) {
 	}
 	err = p.withAll(func(c *tsm.Client) error {
 		return ops(s, c).ReshareWithBackup(keyID, func(share []byte) error {
-			<-listed
 			var err error
-			up, err = p.uploadListed(ctx, keys, keyID, share, vl, vlErr)
+			vl, err = listed.result()
+			up, err = p.uploadListed(ctx, keys, keyID, share, vl, err)
 			if errors.Is(err, ErrConflict) { // another upload since the listing
 				relisted = true
 				up, err = p.upload(ctx, keys, keyID, share)
@@ -420,15 +415,9 @@ func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 		// A phone left behind a reshare (another device ran it) must not upload its stale
 		// share over the current one. The nodes are asked while the vault lists the key's
 		// versions: one round trip for both.
-		var vl *api.VersionList
-		var vlErr error
-		listed := make(chan struct{})
-		go func() {
-			defer close(listed)
-			vl, vlErr = p.vault.versions(ctx, keys, keyID)
-		}()
+		listed := p.listVersions(ctx, keys, keyID)
 		err = p.checkEpoch(&opened{share: share, key: info})
-		<-listed
+		vl, vlErr := listed.result()
 		switch {
 		case errors.Is(err, ErrStale):
 			return fmt.Errorf("this phone's share is older than the key's (it was reshared on another device): restore the key from the vault instead: %w", err)
@@ -442,6 +431,28 @@ func (p *Phone) Backup(keys *Keys, keyID string) (*KeyInfo, error) {
 		return err
 	})
 	return out, err
+}
+
+// listing is a listing of a key's versions, made on a goroutine of its own (beside steps to
+// the nodes: one round trip for both); result waits for it.
+type listing struct {
+	done chan struct{}
+	vl   *api.VersionList
+	err  error
+}
+
+func (p *Phone) listVersions(ctx context.Context, keys *Keys, keyID string) *listing {
+	l := &listing{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.vl, l.err = p.vault.versions(ctx, keys, keyID)
+	}()
+	return l
+}
+
+func (l *listing) result() (*api.VersionList, error) {
+	<-l.done
+	return l.vl, l.err
 }
 
 // upload seals a share backup and stores it as the vault's next version of keyID, with

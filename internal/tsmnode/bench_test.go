@@ -117,7 +117,12 @@ func acrossProcesses(b *testing.B) (*tsm.Client, *tsmnodetest.Cluster, *counting
 
 // through is a phone (a new embedded node) with the cluster's nodes, reached over rt.
 func through(t testing.TB, c *tsmnodetest.Cluster, rt http.RoundTripper) *tsm.Client {
-	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: filepath.Join(t.TempDir(), "phone.db")}},
+	return throughAt(t, filepath.Join(t.TempDir(), "phone.db"), c, rt)
+}
+
+// throughAt is through with the phone's database at db.
+func throughAt(t testing.TB, db string, c *tsmnodetest.Cluster, rt http.RoundTripper) *tsm.Client {
+	cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}},
 		HTTPClient: &http.Client{Transport: rt, Timeout: 30 * time.Second}}
 	for _, n := range c.Nodes {
 		cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{URL: n.URL, ID: n.ID.String()})

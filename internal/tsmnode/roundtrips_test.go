@@ -185,18 +185,7 @@ func TestECDSAPresignOneRoundTrip(t *testing.T) {
 	c := tsmnodetest.Must(t, 2)
 	count := &tripCounter{}
 	db := filepath.Join(t.TempDir(), "phone.db")
-	open := func() *tsm.ECDSAClient {
-		cfg := tsm.Config{Nodes: []tsm.NodeConfig{{Database: db}}, HTTPClient: &http.Client{Transport: count, Timeout: 30 * time.Second}}
-		for _, n := range c.Nodes {
-			cfg.Nodes = append(cfg.Nodes, tsm.NodeConfig{URL: n.URL, ID: n.ID.String()})
-		}
-		cl, err := tsm.NewClient(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Close() })
-		return tsm.NewECDSAClient(cl)
-	}
+	open := func() *tsm.ECDSAClient { return tsm.NewECDSAClient(throughAt(t, db, c, count)) }
 	e := open()
 	keyID, err := e.GenerateKey("ahead")
 	if err != nil {
