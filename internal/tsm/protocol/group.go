@@ -199,16 +199,17 @@ func (secp) ValidPoint(p []byte) bool {
 	return err == nil
 }
 
-func (g secp) SchnorrHolds(z, c, y, r []byte) bool {
-	if !g.ValidPoint(r) {
+// SchnorrHolds computes z·G − c·y in one double multiplication and compares its compressed
+// encoding (canonical: x below the field prime) with r; the identity is refused.
+func (secp) SchnorrHolds(z, c, y, r []byte) bool {
+	zs, ok := secpScalar(z)
+	cs, ok2 := secpScalar(c)
+	q, err := secpPoint(y)
+	if !ok || !ok2 || err != nil {
 		return false
 	}
-	cy, err := g.ScalarMult(c, y)
-	if err != nil {
-		return false
-	}
-	rhs, err := g.AddPoints(r, cy)
-	return err == nil && string(g.BaseMult(z)) == string(rhs)
+	p := secp256k1.NewIdentityPoint().DoubleScalarMultBasepointVartime(zs, secp256k1.NewScalar().Negate(cs), q)
+	return p.IsIdentity() == 0 && string(p.CompressedBytes()) == string(r)
 }
 
 func (secp) AddPoints(ps ...[]byte) ([]byte, error) {
