@@ -250,12 +250,11 @@ func (p *Phone) Reshare(keys *Keys, keyID string) (*KeyInfo, error) {
 		return nil, err
 	}
 	ctx, cancel := p.ctx()
-	defer cancel()
 	// The vault lists the key's versions while the refresh runs: the new share's upload
 	// needs the latest, and the older versions are deleted once the refresh is decided,
 	// beside the other nodes' switch.
 	listed := p.listVersions(ctx, keys, keyID)
-	defer listed.result() // not left running past the reshare
+	defer func() { cancel(); listed.result() }() // not left running past the reshare
 	var up *KeyInfo
 	var vl *api.VersionList // what the prune deletes from
 	relisted, decided := false, false

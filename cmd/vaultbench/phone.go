@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -334,25 +335,43 @@ func signLatencies(c *tsmnodetest.Cluster, dir string) (across, inProcess latenc
 	defer cl2.Close()
 	floor := tsmnodetest.FROSTFloor(3)
 	var da, dh []time.Duration
-	for i := range signSamples + 5 {
+	across1 := func() (time.Duration, error) {
 		start := time.Now()
-		if err := signAcross(); err != nil {
-			return latencies{}, latencies{}, err
+		err := signAcross()
+		return time.Since(start), err
+	}
+	here1 := func() (d, cpu, fl time.Duration, err error) {
+		c0 := tsmnodetest.SelfCPU()
+		start := time.Now()
+		if err = signHere(); err != nil {
+			return
 		}
-		mid, cpu := time.Now(), tsmnodetest.SelfCPU()
-		if err := signHere(); err != nil {
-			return latencies{}, latencies{}, err
+		d = time.Since(start)
+		c1 := tsmnodetest.SelfCPU()
+		err = floor()
+		return d, c1 - c0, tsmnodetest.SelfCPU() - c1, err
+	}
+	for i := range signSamples + 5 {
+		// Each goes first every other time, so that neither always follows the other's
+		// after-work (the nodes' processes, the floor's computation).
+		var a, h, cpu, fl time.Duration
+		var err, err2 error
+		if i%2 == 0 {
+			a, err = across1()
+			h, cpu, fl, err2 = here1()
+		} else {
+			h, cpu, fl, err2 = here1()
+			a, err = across1()
 		}
-		end, after := time.Now(), tsmnodetest.SelfCPU()
-		if err := floor(); err != nil {
+		if err = errors.Join(err, err2); err != nil {
 			return latencies{}, latencies{}, err
 		}
 		if i < 5 {
 			continue
 		}
-		da, dh = append(da, mid.Sub(start)), append(dh, end.Sub(mid))
-		inProcess.cpu += after - cpu
-		inProcess.floor += tsmnodetest.SelfCPU() - after
+		da, dh = append(da, a), append(dh, h)
+		inProcess.cpu += cpu
+		inProcess.floor += fl
 	}
 	for _, x := range []struct {
 		ds []time.Duration

@@ -494,9 +494,19 @@ func (c *ECDSAClient) Sign(keyID string, digest []byte, path []uint32) (*Signatu
 	if len(path) > bip32.MaxDepth {
 		return nil, fmt.Errorf("tsm: a path deeper than %d", bip32.MaxDepth)
 	}
+	for _, i := range path {
+		if i >= bip32.Hardened {
+			return nil, errors.New("tsm: bip32: a hardened index needs the private key")
+		}
+	}
+	// On a presignature; a half gone (a node restarted, or a refresh) or seeds gone sign in
+	// three rounds, and any other failure stands: a signer's answer that does not check is
+	// not a reason to ask again (a signer that cheated on presignatures only would never be
+	// named), nor is a node that does not answer (the app signs with the others).
 	if ps := c.takePresigned(keyID); ps != nil {
-		if sig, err := c.finishSigned(ps, digest, path); err == nil {
-			return sig, nil
+		sig, err := c.finishSigned(ps, digest, path)
+		if err == nil || !errors.Is(err, ErrNoSession) && !errors.Is(err, ErrStaleEpoch) && !errors.Is(err, ErrNoSeeds) {
+			return sig, err
 		}
 	}
 	var ps *presigned
@@ -602,7 +612,8 @@ func (c *ECDSAClient) finishSigned(ps *presigned, digest []byte, path []uint32) 
 type presigned struct {
 	run       *ecdsaRun
 	in        map[int][][]byte
-	mine      *session // the phone's own half, while it is kept here
+	mine      *session    // the phone's own half, while it is kept here
+	timer     *time.Timer // wipes it unused
 	publicKey []byte
 	chainCode []byte
 	epoch     uint32
@@ -634,7 +645,7 @@ func (c *ECDSAClient) keepPresigned(keyID string, ps *presigned) {
 		o.wipe()
 	}
 	presignatures.m[k] = ps
-	time.AfterFunc(presignTTL, func() { // unused: the phone's half is wiped with its time
+	ps.timer = time.AfterFunc(presignTTL, func() { // unused: the phone's half is wiped with its time
 		presignatures.Lock()
 		defer presignatures.Unlock()
 		if presignatures.m[k] == ps {
@@ -642,6 +653,19 @@ func (c *ECDSAClient) keepPresigned(keyID string, ps *presigned) {
 			ps.wipe()
 		}
 	})
+}
+
+// dropPresigned wipes and forgets every presignature of keyID this process holds (a
+// refresh of the key: the phone's halves hold the old share's additive part).
+func dropPresigned(keyID string) {
+	presignatures.Lock()
+	defer presignatures.Unlock()
+	for k, ps := range presignatures.m {
+		if ps.run.keyID == keyID {
+			delete(presignatures.m, k)
+			ps.wipe()
+		}
+	}
 }
 
 // wipe wipes the phone's half of ps.
@@ -654,6 +678,9 @@ func (ps *presigned) wipe() {
 // takePresigned takes keyID's presignature out (it is used at most once), if it is of the
 // phone's current epoch, nothing is pending on the phone, and it is young enough.
 func (c *ECDSAClient) takePresigned(keyID string) *presigned {
+	if c.c.local == nil {
+		return nil
+	}
 	presignatures.Lock()
 	ps := presignatures.m[c.keptKey(keyID)]
 	delete(presignatures.m, c.keptKey(keyID))
@@ -661,7 +688,8 @@ func (c *ECDSAClient) takePresigned(keyID string) *presigned {
 	if ps == nil {
 		return nil
 	}
-	if time.Since(ps.made) > presignTTL-time.Minute || c.c.local == nil || ps.mine == nil {
+	ps.timer.Stop()
+	if time.Since(ps.made) > presignTTL-time.Minute || ps.mine == nil {
 		ps.wipe()
 		return nil
 	}

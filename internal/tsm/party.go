@@ -133,6 +133,7 @@ type party struct {
 	sessions   map[string]*session   // by sessionKey: requester and session ID
 	refused    map[refusedSeeds]bool // ECDSA seeds a check refused, until deleted (ecdsa.go)
 	precommits map[string]*precommit // FROST nonces of commitments handed out (precommit.go)
+	ended      map[string]time.Time  // kind/key: when a refresh ended its sessions (dropSessions)
 }
 
 type session struct {
@@ -271,7 +272,7 @@ func (p *party) adopt(id []byte, s *session) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := sessionKey(s.requester, id)
-	if left <= 0 || p.sessions[k] != nil {
+	if left <= 0 || p.sessions[k] != nil || !s.started.After(p.ended[s.kind+"/"+s.keyID]) {
 		s.wipe()
 		return errors.New("the session expired, or another is in its place")
 	}
@@ -298,10 +299,20 @@ func (p *party) drop(st *Step) {
 }
 
 // dropSessions wipes and forgets every session of kind on keyID (a refresh ends the old
-// share's presignatures).
+// share's presignatures), and refuses back (put) one that a step holds now, begun before.
 func (p *party) dropSessions(keyID, kind string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := time.Now()
+	if p.ended == nil {
+		p.ended = map[string]time.Time{}
+	}
+	for k, t := range p.ended { // an end older than any session's life bars nothing
+		if now.Sub(t) > presignTTL+sessionTTL {
+			delete(p.ended, k)
+		}
+	}
+	p.ended[kind+"/"+keyID] = now
 	for k, s := range p.sessions {
 		if s.keyID == keyID && s.kind == kind {
 			delete(p.sessions, k)
@@ -394,7 +405,7 @@ func (p *party) put(id []byte, s *session) error {
 		}
 		s.started = time.Now()
 		time.AfterFunc(s.life(), func() { p.expire(k, s) })
-	} else if time.Since(s.started) > s.life() {
+	} else if time.Since(s.started) > s.life() || !s.started.After(p.ended[s.kind+"/"+s.keyID]) {
 		return errors.New("the session expired")
 	}
 	p.sessions[k] = s
@@ -456,6 +467,7 @@ func (p *party) step(st *Step) (*StepResult, error) {
 		}
 		p.dropPrecommits(st.KeyID) // nonces of the old share's commitments, and presignatures
 		p.dropSessions(st.KeyID, "ecdsa")
+		dropPresigned(st.KeyID) // the phone's own halves, kept in this process
 		// The answer says the refresh is committed here: the decider's, signed, is its word
 		// to the other parties (Node.checkDecision), as an info answer naming the session is.
 		return &StepResult{Done: Committed}, nil
