@@ -1,5 +1,5 @@
 # sharevault. `make test` is the one command that checks the tree; it installs what it
-# needs (Go modules, the pinned MinIO) by itself. See README.md.
+# needs (Go modules, the pinned MinIO, Debian's postgresql if missing) by itself. See README.md.
 
 SHELL  := /bin/bash
 GO     ?= go
@@ -16,7 +16,7 @@ RESTSERVER := $(CACHE)/rest-server-$(RESTSERVER_VERSION)/rest-server
 FUZZTIME ?= 5m
 BENCHCOUNT ?= 6
 
-.PHONY: test vet unit fuzz fuzz-ci bench bench-go crash tools crosscheck bindings
+.PHONY: test vet unit fuzz fuzz-ci bench bench-go crash tools postgres crosscheck bindings
 
 test: vet unit bindings fuzz-ci
 
@@ -24,8 +24,15 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-unit: tools
-	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_REQUIRE_MINIO=1 SHAREVAULT_RESTSERVER=$(RESTSERVER) $(GO) test -race -count=1 ./...
+unit: tools postgres
+	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_REQUIRE_MINIO=1 SHAREVAULT_RESTSERVER=$(RESTSERVER) SHAREVAULT_REQUIRE_POSTGRES=1 $(GO) test -race -count=1 ./...
+
+# PostgreSQL's server, Debian's package, for internal/pgtest (the node store's tests start
+# it themselves, as an unprivileged user): installed only if it is not there.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql package (once)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; }
 
 # Every fuzz target, FUZZTIME each (make fuzz FUZZTIME=1h). Crashers land in the
 # package's testdata/fuzz and become regression seeds once committed. Go 1.26's fuzzing
