@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/sharevault/sharevault/internal/vaultproc"
 )
 
 // Server is a MinIO process.
@@ -54,7 +55,7 @@ func Binary() (string, error) {
 func StartProcess(bin, dir string) (*Server, error) {
 	var last error
 	for range 3 { // a free port can be taken between the probe and MinIO's bind
-		port, err := freePort()
+		port, err := vaultproc.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -68,7 +69,7 @@ func StartProcess(bin, dir string) (*Server, error) {
 }
 
 func (s *Server) start() error {
-	console, err := freePort()
+	console, err := vaultproc.FreePort()
 	if err != nil {
 		return err
 	}
@@ -141,11 +142,3 @@ func (s *Server) CreateBucket(ctx context.Context, name string) error {
 	return err
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sharevault/sharevault/internal/vaultproc"
 )
 
 // BinDir returns the directory of PostgreSQL's server programs: $SHAREVAULT_POSTGRES, else
@@ -95,7 +96,7 @@ func Start(dir string) (*Server, error) {
 	}
 	var last error
 	for range 3 { // a free port can be taken between the probe and postgres's bind
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = vaultproc.FreePort(); err != nil {
 			return nil, err
 		}
 		if last = s.start(); last == nil {
@@ -212,14 +213,6 @@ func Must(t testing.TB) *Server {
 	return s
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 func lastLine(b []byte) string {
 	for len(b) > 0 && b[len(b)-1] == '\n' {

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -77,3 +78,14 @@ func (p *Process) Stop() { p.Cmd.Process.Signal(syscall.SIGTERM); p.Cmd.Wait() }
 
 // Kill ends the process with SIGKILL and waits for it.
 func (p *Process) Kill() { p.Cmd.Process.Kill(); p.Cmd.Wait() }
+
+// FreePort returns a loopback TCP port that was free a moment ago, for a server that takes
+// its port as an argument (MinIO, PostgreSQL); it can be taken before the server binds it.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
