@@ -318,13 +318,8 @@ func (p *party) ecdsaRound2(st *Step) (_ *StepResult, err error) {
 			return nil, protocol.CulpritErrorf(j, "%v", err)
 		}
 	}
-	k, err := p.n.key(s.keyID, s.scheme)
-	if err != nil {
+	if _, err := p.sessionKeyState(s); err != nil {
 		return nil, err
-	}
-	k.wipe()
-	if k.Epoch != s.epoch {
-		return nil, fmt.Errorf("%w: the key was refreshed during the signature", ErrStaleEpoch)
 	}
 	r2, err := s.signer.Round2(bc, priv, rand.Reader)
 	var se *dkls23.SeedError
@@ -378,13 +373,9 @@ func (p *party) ecdsaFinish(st *Step) (*StepResult, error) {
 			return nil, protocol.CulpritErrorf(j, "%v", err)
 		}
 	}
-	k, err := p.n.key(s.keyID, s.scheme)
+	k, err := p.sessionKeyState(s)
 	if err != nil {
 		return nil, err
-	}
-	k.wipe()
-	if k.Epoch != s.epoch {
-		return nil, fmt.Errorf("%w: the key was refreshed during the signature", ErrStaleEpoch)
 	}
 	d, err := bip32.Derive(k.PublicKey, k.ChainCode, req.Path)
 	if err != nil {
@@ -396,6 +387,20 @@ func (p *party) ecdsaFinish(st *Step) (*StepResult, error) {
 	}
 	out, err := p.seal(s, st.Session, &protocol.Message{Type: protocol.MsgECDSAPartial, Session: st.Session, Curve: protocol.Secp256k1, From: s.self, Body: part.Bytes()})
 	return &StepResult{Out: out}, err
+}
+
+// sessionKeyState reads the public state of s's key (its share wiped), refusing a key that
+// a refresh moved past the session's epoch.
+func (p *party) sessionKeyState(s *session) (*keyState, error) {
+	k, err := p.n.key(s.keyID, s.scheme)
+	if err != nil {
+		return nil, err
+	}
+	k.wipe()
+	if k.Epoch != s.epoch {
+		return nil, fmt.Errorf("%w: the key was refreshed during the signature", ErrStaleEpoch)
+	}
+	return k, nil
 }
 
 // without is set without self.
