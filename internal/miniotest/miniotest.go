@@ -141,4 +141,3 @@ func (s *Server) CreateBucket(ctx context.Context, name string) error {
 	_, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
 	return err
 }
-

@@ -213,7 +213,6 @@ func Must(t testing.TB) *Server {
 	return s
 }
 
-
 func lastLine(b []byte) string {
 	for len(b) > 0 && b[len(b)-1] == '\n' {
 		b = b[:len(b)-1]
