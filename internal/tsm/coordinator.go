@@ -297,9 +297,7 @@ func (s *schemeClient) GenerateKeyThreshold(description string, threshold int) (
 	if err != nil {
 		return fail(err)
 	}
-	if li := s.localIndex(); li >= 0 {
-		s.keep(keyID, &kept{sts: done, pub: pub, roster: roster, epoch: done[li].Info.Epoch})
-	}
+	s.keepFrom(keyID, done, pub, roster)
 	return keyID, nil
 }
 
@@ -391,9 +389,7 @@ func (s *schemeClient) signFrom(keyID string, sign func(sts []*StepResult, pub *
 	if err != nil {
 		return err
 	}
-	if li := s.localIndex(); li >= 0 {
-		s.keep(keyID, &kept{sts: sts, pub: pub, roster: roster, epoch: sts[li].Info.Epoch})
-	}
+	s.keepFrom(keyID, sts, pub, roster)
 	return sign(sts, pub, roster)
 }
 
@@ -422,6 +418,14 @@ func (s *schemeClient) keptKey(keyID string) string {
 	return k
 }
 
+// keepFrom keeps the nodes' states sts of keyID (the phone's among them, whose epoch the
+// kept state is of), with the public package and roster they give.
+func (s *schemeClient) keepFrom(keyID string, sts []*StepResult, pub *protocol.Public, roster []NodeID) {
+	if li := s.localIndex(); li >= 0 {
+		s.keep(keyID, &kept{sts: sts, pub: pub, roster: roster, epoch: sts[li].Info.Epoch})
+	}
+}
+
 func (s *schemeClient) keep(keyID string, k *kept) {
 	keptStates.Lock()
 	defer keptStates.Unlock()
@@ -447,15 +451,30 @@ func (s *schemeClient) keptState(keyID string) *kept {
 	if k == nil {
 		return nil
 	}
-	me, err := s.c.local.n.key(keyID, s.scheme)
-	if err != nil {
+	me := s.settled(keyID)
+	if me == nil {
 		return nil
 	}
 	defer me.wipe()
 	if me.Epoch != k.epoch || !bytes.Equal(me.PublicKey, k.pub.PublicKey) || !slices.EqualFunc(me.publicShares, k.pub.Shares, bytes.Equal) {
 		return nil
 	}
+	return k
+}
+
+// settled is the phone's own key state of keyID (wipe it when done), if the phone holds
+// the key and no refresh of it is pending there: what a kept state, a commitment handed
+// out ahead or a presignature is used with.
+func (s *schemeClient) settled(keyID string) *keyState {
+	if s.c.local == nil {
+		return nil
+	}
+	k, err := s.c.local.n.key(keyID, s.scheme)
+	if err != nil {
+		return nil
+	}
 	if pending, _, err := s.c.local.n.pendingEpoch(keyID); err != nil || pending != 0 {
+		k.wipe()
 		return nil
 	}
 	return k
@@ -757,7 +776,7 @@ func (s *schemeClient) keepBackup(k *keyState, sts []*StepResult, session []byte
 		}
 	}
 	if !slices.ContainsFunc(full, func(st *StepResult) bool { return st.Pending != 0 }) {
-		s.keep(k.KeyID, &kept{sts: full, pub: pub, roster: roster, epoch: k.Epoch})
+		s.keepFrom(k.KeyID, full, pub, roster)
 	}
 }
 
@@ -962,7 +981,7 @@ func (s *schemeClient) reshare(keyID string, sts []*StepResult, fromKept bool, k
 		return fmt.Errorf("tsm: refresh decided but not yet switched on every party (it finishes on the next use of the key): %w", err)
 	}
 	if pub, err := agreeOn(prepared); err == nil {
-		s.keep(keyID, &kept{sts: prepared, pub: pub, roster: roster, epoch: prepared[li].Info.Epoch})
+		s.keepFrom(keyID, prepared, pub, roster)
 	}
 	return nil
 }

@@ -698,13 +698,11 @@ func (c *ECDSAClient) takePresigned(keyID string) *presigned {
 		ps.wipe()
 		return nil
 	}
-	k, err := c.c.local.n.key(keyID, ECDSA)
-	if err != nil {
-		ps.wipe()
-		return nil
+	k := c.settled(keyID)
+	if k != nil {
+		k.wipe() // its epoch is what is compared
 	}
-	k.wipe()
-	if pending, _, err := c.c.local.n.pendingEpoch(keyID); err != nil || pending != 0 || k.Epoch != ps.epoch {
+	if k == nil || k.Epoch != ps.epoch {
 		ps.wipe()
 		return nil
 	}

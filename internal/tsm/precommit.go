@@ -268,14 +268,11 @@ func (c *EDDSAClient) signAhead(keyID string, msg []byte) ([]byte, error) {
 			return nil, errNotAhead // nodes in this process hand out nothing
 		}
 	}
-	k, err := local.n.key(keyID, EdDSA)
-	if err != nil {
+	k := c.settled(keyID)
+	if k == nil {
 		return nil, errNotAhead
 	}
 	defer k.wipe() // the share it proves with, and its epoch
-	if pending, _, err := local.n.pendingEpoch(keyID); err != nil || pending != 0 {
-		return nil, errNotAhead
-	}
 	phone := local.key.ID()
 	session := newSession()
 	cs := make([]protocol.Commitment, len(c.c.peers))
