@@ -126,7 +126,9 @@ func (s *Server) start() error {
 	s.DSN = fmt.Sprintf("postgres://sharevault@127.0.0.1:%d/sharevault", s.port)
 	s.cmd = exec.Command(filepath.Join(s.bin, "postgres"), "-D", s.Dir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
 		"-k", s.Dir, "-c", "logging_collector=off", "-c", "max_connections=200")
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL} // never outlive the test
+	// Its own process group, so that Kill takes its backends too (as a lost machine would),
+	// and never outliving the test.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	s.cmd.Env = []string{"LC_ALL=C"}
 	log, err := os.OpenFile(filepath.Join(filepath.Dir(s.Dir), "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -143,7 +145,8 @@ func (s *Server) start() error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
-			return fmt.Errorf("postgres exited at start (see %s)", log.Name())
+			b, _ := os.ReadFile(log.Name())
+			return fmt.Errorf("postgres exited at start: %s", lastLine(b))
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -175,13 +178,22 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Kill ends postgres with SIGKILL, as a lost machine would.
+// Kill ends postgres and every backend of it with SIGKILL, as a lost machine would, and
+// waits until none is left (a backend still holding the shared memory would keep the next
+// start from running).
 func (s *Server) Kill() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Kill()
-		<-s.done
-		s.cmd = nil
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
 	}
+	pg := s.cmd.Process.Pid
+	syscall.Kill(-pg, syscall.SIGKILL)
+	<-s.done
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if syscall.Kill(-pg, 0) == syscall.ESRCH {
+			break
+		}
+	}
+	s.cmd = nil
 }
 
 // Restart starts the cluster again on its port (its clients keep their DSN).
