@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +59,9 @@ type Server struct {
 	cred *syscall.Credential // whom it runs as (nil: this process's user)
 	cmd  *exec.Cmd
 	done chan struct{}
+
+	mu sync.Mutex
+	n  int // databases made
 }
 
 // nobody is the unprivileged user a test running as root starts PostgreSQL as.
@@ -235,4 +240,25 @@ func lastLine(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// Database makes a new, empty database on the server and returns its DSN (one per test
+// that needs a store of its own).
+func (s *Server) Database(t testing.TB) string {
+	t.Helper()
+	s.mu.Lock()
+	s.n++
+	name := fmt.Sprintf("db%d", s.n)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(s.DSN, "/sharevault") + "/" + name
 }

@@ -13,12 +13,10 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
@@ -1129,28 +1127,19 @@ func (c *Client) Exclusive(fn func() error) error {
 const opLockWait = 30 * time.Second
 
 // opLock serializes refreshes and recoveries among every coordinator that uses this
-// client's embedded node (goroutines, clients and processes alike): an exclusive flock on
-// "<database>.lock", which a crash releases. A recovery so never sees a refresh that is
+// client's embedded node (goroutines, clients and processes alike): the store's "refresh"
+// lease (on SQLite an exclusive flock on "<database>.lock"), which a crash releases. A recovery so never sees a refresh that is
 // still running as one that was interrupted.
 func (c *Client) opLock() (func(), error) {
 	n, err := c.embedded()
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(n.path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), opLockWait)
+	defer cancel()
+	release, err := n.store.Lease(ctx, "refresh")
 	if err != nil {
-		return nil, fmt.Errorf("tsm: lock: %w", err)
+		return nil, fmt.Errorf("tsm: another refresh of this phone's keys is still running (%v)", err)
 	}
-	deadline := time.Now().Add(opLockWait)
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("tsm: another refresh of this phone's keys is still running (%v)", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return release, nil
 }

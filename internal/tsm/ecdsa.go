@@ -7,7 +7,6 @@ package tsm
 import (
 	"bytes"
 	"crypto/rand"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 
 	"github.com/sharevault/sharevault/internal/bip32"
+	"github.com/sharevault/sharevault/internal/nodestore"
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
 	"github.com/sharevault/sharevault/internal/tsm/protocol/dkls23"
 	"github.com/sharevault/sharevault/internal/tsm/protocol/ote"
@@ -412,49 +412,43 @@ func without(set []int, self int) []int {
 
 // seeds reads the key's OT seeds with each peer, made at epoch.
 func (n *node) seeds(keyID string, epoch uint32) (map[int]*dkls23.Seeds, error) {
-	rows, err := n.db.Query(`SELECT peer, seeds_id, receiver, sender FROM ecdsa_seeds WHERE key_id = ? AND epoch = ?`, keyID, epoch)
-	if err != nil {
+	var rows []nodestore.Seeds
+	if err := n.view(func(q querier) (err error) { rows, err = q.Seeds(keyID, epoch); return err }); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	out := map[int]*dkls23.Seeds{}
-	for rows.Next() {
-		var peer int
-		var id, rb, sb []byte
-		if err := rows.Scan(&peer, &id, &rb, &sb); err != nil {
-			return nil, err
-		}
-		r, err1 := ote.ParseReceiverSeeds(rb)
-		s, err2 := ote.ParseSenderSeeds(sb)
-		clear(rb)
-		clear(sb)
+	for _, row := range rows {
+		r, err1 := ote.ParseReceiverSeeds(row.Receiver)
+		s, err2 := ote.ParseSenderSeeds(row.Sender)
+		clear(row.Receiver)
+		clear(row.Sender)
 		if err := errors.Join(err1, err2); err != nil {
 			for _, x := range out {
 				x.Wipe()
 			}
-			return nil, fmt.Errorf("key %q: the seeds with party %d: %w", keyID, peer, err)
+			return nil, fmt.Errorf("key %q: the seeds with party %d: %w", keyID, row.Peer, err)
 		}
-		out[peer] = &dkls23.Seeds{ID: id, Receiver: r, Sender: s}
+		out[row.Peer] = &dkls23.Seeds{ID: row.ID, Receiver: r, Sender: s}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // storeSeeds keeps the seeds a setup made with each peer, in place of any before.
 func (n *node) storeSeeds(keyID string, epoch uint32, seeds map[int]*dkls23.Seeds) error {
-	return n.write(func(tx *sql.Tx) error {
-		var now uint32
-		if err := tx.QueryRow(`SELECT epoch FROM keys WHERE key_id = ?`, keyID).Scan(&now); err != nil {
+	return n.write(func(tx querier) error {
+		r, err := tx.Key(keyID)
+		if err != nil {
 			return fmt.Errorf("%w: %q", ErrKeyNotFound, keyID)
 		}
-		if now != epoch {
+		clear(r.Share)
+		if r.Epoch != epoch {
 			return fmt.Errorf("%w: the key was refreshed during the setup", ErrStaleEpoch)
 		}
 		for peer, s := range seeds {
-			rb, sb := s.Receiver.Bytes(), s.Sender.Bytes()
-			_, err := tx.Exec(`INSERT OR REPLACE INTO ecdsa_seeds (key_id, peer, epoch, seeds_id, receiver, sender) VALUES (?, ?, ?, ?, ?, ?)`,
-				keyID, peer, epoch, s.ID, rb, sb)
-			clear(rb)
-			clear(sb)
+			row := &nodestore.Seeds{Peer: peer, Epoch: epoch, ID: s.ID, Receiver: s.Receiver.Bytes(), Sender: s.Sender.Bytes()}
+			err := tx.PutSeeds(keyID, row)
+			clear(row.Receiver)
+			clear(row.Sender)
 			if err != nil {
 				return err
 			}
@@ -465,10 +459,7 @@ func (n *node) storeSeeds(keyID string, epoch uint32, seeds map[int]*dkls23.Seed
 
 // dropSeeds deletes the key's seeds of that ID with peer (newer ones stay).
 func (n *node) dropSeeds(keyID string, peer int, id []byte) error {
-	return n.write(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`DELETE FROM ecdsa_seeds WHERE key_id = ? AND peer = ? AND seeds_id = ?`, keyID, peer, id)
-		return err
-	})
+	return n.write(func(tx querier) error { return tx.DeleteSeeds(keyID, peer, id) })
 }
 
 // ---- the coordinator ----

@@ -190,9 +190,7 @@ func TestECDSARefusedExtension(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := make([]byte, 8192) // party 2's seeds as Bob towards the phone, now garbage
-	if _, err := server.n.db.Exec(`UPDATE ecdsa_seeds SET receiver = ? WHERE key_id = ? AND peer = 1`, bad, keyID); err != nil {
-		t.Fatal(err)
-	}
+	server.n.rawExec(t, `UPDATE ecdsa_seeds SET receiver = ? WHERE key_id = ? AND peer = 1`, bad, keyID)
 	_, err = NewECDSAClient(c.all).Sign(keyID, digest[:], nil)
 	if err == nil || !strings.Contains(err.Error(), "party 2: its OT extension failed its consistency check") {
 		t.Fatalf("a bad extension: %v", err)

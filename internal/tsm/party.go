@@ -11,13 +11,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/sharevault/sharevault/internal/nodestore"
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
 	"github.com/sharevault/sharevault/internal/tsm/protocol/dkls23"
 )
@@ -534,7 +534,9 @@ func (p *party) dkgStart(st *Step) (*StepResult, error) {
 			return nil, err
 		}
 		k.wipe()
-		switch done, err := refreshOutcome(p.n.db, st.KeyID, st.Session); {
+		var done uint8
+		err = p.n.view(func(q querier) (err error) { done, err = refreshOutcome(q, st.KeyID, st.Session); return err })
+		switch {
 		case err != nil:
 			return nil, err
 		case done != 0:
@@ -803,15 +805,10 @@ func deciderIndex(owner int) int {
 // and the parties' node IDs (a refresh's roster must be the same but at the owner's place,
 // whose node ID changes with a restored phone).
 func (n *node) insert(k *keyState, owner int, roster []NodeID) error {
-	return n.write(func(tx *sql.Tx) error {
-		var exists bool
-		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM keys WHERE key_id = ?)`, k.KeyID).Scan(&exists); err != nil {
-			return err
-		}
-		if exists {
+	return n.write(func(tx querier) error {
+		if err := insertKey(tx, k); errors.Is(err, nodestore.ErrExists) {
 			return errors.New("the key generation failed: this node cannot store a key of this ID")
-		}
-		if err := insertKey(tx, k); err != nil {
+		} else if err != nil {
 			return err
 		}
 		if owner < 0 {
@@ -821,27 +818,11 @@ func (n *node) insert(k *keyState, owner int, roster []NodeID) error {
 		for i, id := range roster {
 			ids[i] = id.String()
 		}
-		_, err := tx.Exec(`INSERT INTO key_owner (key_id, owner, roster) VALUES (?, ?, ?)`, k.KeyID, owner, strings.Join(ids, ","))
-		return err
+		return tx.SetOwner(k.KeyID, owner, strings.Join(ids, ","))
 	})
 }
 
 // discardNew removes a key at epoch 0 that a failed key generation left behind.
 func (n *node) discardNew(keyID string) error { // the party drops its precommits of it (Step)
-	return n.write(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`DELETE FROM keys WHERE key_id = ? AND epoch = 0`, keyID)
-		return err
-	})
-}
-
-func (n *node) write(fn func(tx *sql.Tx) error) error {
-	tx, err := n.db.Begin()
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return n.write(func(tx querier) error { return tx.DeleteNewKey(keyID) })
 }

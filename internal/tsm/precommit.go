@@ -170,7 +170,9 @@ func (p *party) infoAhead(st *Step) (*StepResult, error) {
 	if err != nil || st.Scheme != EdDSA || st.Auth == nil || len(st.Session) != protocol.SessionLen {
 		return res, err
 	}
-	owner, roster, err := readParties(p.n.db, st.KeyID)
+	var owner int
+	var roster []NodeID
+	err = p.n.view(func(q querier) (err error) { owner, roster, err = readParties(q, st.KeyID); return err })
 	if err != nil || owner < 0 || owner >= len(roster) {
 		return res, nil
 	}

@@ -11,12 +11,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sharevault/sharevault/internal/nodestore"
 )
 
 // MaxClockSkew bounds how far a request's time may be from the node's clock.
@@ -24,8 +24,11 @@ const MaxClockSkew = 60 * time.Second
 
 // ServiceConfig configures a node served to remote coordinators.
 type ServiceConfig struct {
-	Database string   // its SQLite file
-	Key      *NodeKey // its long-term identity
+	Database string // its SQLite file, when Store is nil
+	// Store is the node's store when it is not a SQLite file (a PostgreSQL database that
+	// several replicas serve); the node closes it.
+	Store nodestore.Store
+	Key   *NodeKey // its long-term identity
 	// Peers are the other server nodes it takes part in keys with. In a key's roster every
 	// party but the requester must be one of them (or this node).
 	Peers []NodeID
@@ -35,9 +38,9 @@ type ServiceConfig struct {
 
 // Node is a node serving steps to remote coordinators. It is safe for concurrent use.
 type Node struct {
-	cfg  ServiceConfig
-	p    *party
-	lock *os.File // held while the node is open
+	cfg     ServiceConfig
+	p       *party
+	release func() // the store's "serve" lease, held while the node is open (nil: shared)
 
 	mu      sync.Mutex
 	keygens map[string]keygenRecord // keys this node generated lately, for discard
@@ -98,6 +101,18 @@ func (n *Node) fresh(a *Auth, keyID string, now time.Time) error {
 	}
 	n.seen[k] = seenRequest{a.Time, keyID}
 	n.perKey[keyID]++
+	if !n.p.n.store.Shared() {
+		return nil
+	}
+	// Replicas: what another served is in the store, remembered as long.
+	ctx, cancel := n.p.n.ctx()
+	defer cancel()
+	switch err := n.p.n.store.Admit(ctx, []byte(k), time.Unix(a.Time, 0).Add(MaxClockSkew+time.Second)); {
+	case errors.Is(err, nodestore.ErrReplay):
+		return fmt.Errorf("%w: a replayed request (a replica of this node has served it)", ErrUnauthorized)
+	case err != nil:
+		return err
+	}
 	return nil
 }
 
@@ -114,22 +129,28 @@ func OpenNode(cfg ServiceConfig) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	// One process serves a database: its memory of the requests it served (Node.fresh) is
-	// the node's. An exclusive flock beside the file, which the process's end releases.
-	lock, err := os.OpenFile(cfg.Database+".serve.lock", os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("tsm: lock: %w", err)
+	var n *node
+	if cfg.Store != nil {
+		n = &node{name: fmt.Sprint(cfg.Store), store: cfg.Store}
+	} else {
+		var err error
+		if n, err = openNode(cfg.Database); err != nil {
+			return nil, err
+		}
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("tsm: another process serves %s (%v)", cfg.Database, err)
+	// A store that is not shared is served by one process: its memory of the requests it
+	// served (Node.fresh) is the node's. Its "serve" lease, which the process's end releases.
+	var release func()
+	if !n.store.Shared() {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		var err error
+		if release, err = n.store.Lease(ctx, "serve"); err != nil {
+			n.close()
+			return nil, fmt.Errorf("tsm: another process serves %s (%v)", n.name, err)
+		}
 	}
-	n, err := openNode(cfg.Database)
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	return &Node{cfg: cfg, lock: lock, p: newParty(n, cfg.Key), keygens: map[string]keygenRecord{}, seen: map[string]seenRequest{},
+	return &Node{cfg: cfg, release: release, p: newParty(n, cfg.Key), keygens: map[string]keygenRecord{}, seen: map[string]seenRequest{},
 		perKey: map[string]int{}, swept: cfg.Now(), started: cfg.Now().Unix()}, nil
 }
 
@@ -137,10 +158,16 @@ func OpenNode(cfg ServiceConfig) (*Node, error) {
 func (n *Node) ID() NodeID { return n.cfg.Key.ID() }
 
 // Close closes the node's database and lets another process serve it.
-func (n *Node) Close() error { return errors.Join(n.p.n.close(), n.lock.Close()) }
+func (n *Node) Close() error {
+	err := n.p.n.close()
+	if n.release != nil {
+		n.release()
+	}
+	return err
+}
 
 // Ready reports whether the database answers.
-func (n *Node) Ready(ctx context.Context) error { return n.p.n.db.PingContext(ctx) }
+func (n *Node) Ready(ctx context.Context) error { return n.p.n.store.Ping(ctx) }
 
 func (n *Node) isPeer(id NodeID) bool {
 	if id.Equal(n.ID()) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sharevault/sharevault/internal/nodestore"
 )
 
 // TestSessionsExpireOnATimer: a session's secrets are wiped when its time is up, though no
@@ -86,9 +87,8 @@ func TestFailedStepWipesTheDKG(t *testing.T) {
 func TestStoreErrorsAreMarked(t *testing.T) {
 	c := newCluster(t)
 	n := c.all.local.n
-	err := n.write(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO keys (key_id) VALUES ('x')`)
-		return err
+	err := n.write(func(tx querier) error { // a NULL share: NOT NULL fails
+		return tx.InsertKey(&nodestore.Key{ID: "x", PublicShares: [][]byte{{1}}})
 	})
 	if err = storeError(err); !errors.Is(err, ErrStore) {
 		t.Fatalf("a NOT NULL failure: %v, want ErrStore", err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -94,7 +93,7 @@ func TestRefreshCrash(t *testing.T) {
 					t.Fatal(err)
 				}
 				pub, _ := all.PublicKey(keyID)
-				target := c.all.nodes[node].path
+				target := c.all.nodes[node].name
 				faultHook = func(path, s string) error {
 					if path == target && s == step {
 						panic(crash{path, s})
@@ -232,17 +231,12 @@ func TestV1DatabaseMigrates(t *testing.T) {
 		}
 		k, _ := n.key(keyID, EdDSA)
 		v1 := toAdditiveForTest(t, k)
-		err = n.write(func(tx *sql.Tx) error {
-			if err := replaceShare(tx, v1); err != nil {
-				return err
-			}
-			_, err := tx.Exec(`DROP TABLE pending; DROP TABLE node_key; DROP TABLE key_owner; DROP TABLE public_share_history; DROP TABLE node_pins; DROP TABLE refresh_done; DROP TABLE ecdsa_seeds; PRAGMA user_version = 1`)
-			return err
-		})
+		err = n.write(func(tx querier) error { return replaceShare(tx, v1) })
 		n.close()
 		if err != nil {
 			t.Fatalf("node %d: %v", i, err)
 		}
+		n.rawExec(t, `DROP TABLE pending; DROP TABLE node_key; DROP TABLE key_owner; DROP TABLE public_share_history; DROP TABLE node_pins; DROP TABLE refresh_done; DROP TABLE ecdsa_seeds; PRAGMA user_version = 1`)
 	}
 	c.reopenAll()
 	sig, err := NewEDDSAClient(c.all).Sign(keyID, []byte("migrated"))
@@ -259,9 +253,7 @@ func TestCheatingNodeNamed(t *testing.T) {
 	other := make([]byte, 32)
 	rand.Read(other)
 	other[31] &= 0x0f // canonical
-	if _, err := c.all.nodes[2].db.Exec(`UPDATE keys SET secret_share = ? WHERE key_id = ?`, other, keyID); err != nil {
-		t.Fatal(err)
-	}
+	c.all.nodes[2].rawExec(t, `UPDATE keys SET secret_share = ? WHERE key_id = ?`, other, keyID)
 	_, err := NewEDDSAClient(c.all).Sign(keyID, []byte("m"))
 	if err == nil {
 		t.Fatal("signed with a wrong share")

@@ -338,9 +338,7 @@ func TestCorruptBackupsChangeNothing(t *testing.T) {
 	phone := NewEDDSAClient(c.phoneClient())
 	backup, _ := phone.BackupShare(other)
 	// Remove `other` from the phone so a restore of it would write.
-	if _, err := c.all.nodes[0].db.Exec("DELETE FROM keys WHERE key_id = ?", other); err != nil {
-		t.Fatal(err)
-	}
+	c.all.nodes[0].rawExec(t, "DELETE FROM keys WHERE key_id = ?", other)
 	idOff := 10 + len(other) // first byte after the key ID
 	shareOff := idOff + 5 + 4 + 8
 	set := func(i int, v byte) []byte { b := bytes.Clone(backup); b[i] = v; return b }
