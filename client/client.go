@@ -142,21 +142,27 @@ func WrapTransport(wrap func(http.RoundTripper) http.RoundTripper) {
 	vaultTransport = wrap(vaultTransport)
 }
 
-// ready asks a server node whether it answers (a node in this process always does).
+// ready asks a server node whether it answers (a node in this process always does); a
+// node of several replicas ("URL|URL") answers if one of them does.
 func ready(s tsm.NodeConfig) error {
 	if s.URL == "" {
 		return nil // a node in this process (the package's tests)
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
-	resp, err := hc.Get(strings.TrimRight(s.URL, "/") + "/readyz")
-	if err != nil {
-		return errors.New(shortNetError(err))
+	var err error
+	for _, u := range strings.Split(s.URL, "|") {
+		var resp *http.Response
+		if resp, err = hc.Get(strings.TrimRight(u, "/") + "/readyz"); err != nil {
+			err = errors.New(shortNetError(err))
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return nil
+		}
+		err = fmt.Errorf("answered HTTP %d", resp.StatusCode)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("answered HTTP %d", resp.StatusCode)
-	}
-	return nil
+	return err
 }
 
 // Close closes the phone's node.
@@ -179,8 +185,18 @@ func (p *Phone) withNodes(servers []tsm.NodeConfig, fn func(c *tsm.Client) error
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	return fn(c)
+	err = fn(c)
+	c.Close()
+	if err != nil && c.Failover() && (errors.Is(err, tsm.ErrNodeUnreachable) || errors.Is(err, tsm.ErrNoSession)) {
+		// A replica of a server node went away in the middle, with the sessions it held:
+		// once more, on the replica that took over (docs/operations.md, "Replicas").
+		if c, err = tsm.NewClient(cfg); err != nil {
+			return err
+		}
+		defer c.Close()
+		return fn(c)
+	}
+	return err
 }
 
 type schemeOps interface {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sharevault/sharevault/internal/mnemonic"
+	"github.com/sharevault/sharevault/internal/pgtest"
 	"github.com/sharevault/sharevault/internal/slip39"
 	"github.com/sharevault/sharevault/internal/tsmnode/tsmnodetest"
 	"github.com/sharevault/sharevault/internal/vaultproc"
@@ -51,7 +52,8 @@ func TestScripts(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"vault-start": vaultStart, "vault-stop": vaultStop, "capture": capture, "sheet": sheet, "mistype": mistype,
-			"nodes-start": nodesStart, "node-kill": nodeKill, "node-start": nodeStart, "pty": ptyRun, "status": status,
+			"nodes-start": nodesStart, "node-kill": nodeKill, "node-start": nodeStart,
+			"nodes-start-replicated": nodesStartReplicated, "replica-kill": replicaKill, "replica-start": replicaStart, "pty": ptyRun, "status": status,
 			"sharesheet": sharesheet, "mistype-share": mistypeShare, "ecrecover": ecrecover, "xpub-child": xpubChild,
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0])
@@ -109,6 +111,60 @@ func nodesStart(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	ts.Setenv("SHAREVAULT_NODES", strings.Join(urls, ","))
 	clusters.Store(ts, c)
+}
+
+// nodes-start-replicated runs a PostgreSQL (pgtest) with a database for each of two TSM
+// server nodes, each node served by two cmd/tsmnode processes (replicas) over its
+// database, and points $SHAREVAULT_NODES at every replica of each.
+func nodesStartReplicated(ts *testscript.TestScript, neg bool, args []string) {
+	if _, err := pgtest.BinDir(); err != nil { // a failure, never a skip: make test installs it
+		ts.Fatalf("this script needs PostgreSQL's server (make postgres installs it): %v", err)
+	}
+	ts.Check(os.MkdirAll(ts.MkAbs("postgres"), 0o700))
+	pg, err := pgtest.Start(ts.MkAbs("postgres"))
+	ts.Check(err)
+	ts.Defer(pg.Stop)
+	var dbs []string
+	for range 2 {
+		dsn, err := pg.NewDatabase()
+		ts.Check(err)
+		dbs = append(dbs, dsn)
+	}
+	c, err := tsmnodetest.StartWith(ts.MkAbs("nodes"), 2, tsmnodetest.Options{Databases: dbs, Replicas: 2})
+	ts.Check(err)
+	ts.Defer(c.Stop)
+	ts.Setenv("SHAREVAULT_NODES", c.Phone())
+	clusters.Store(ts, c)
+}
+
+// replica N R: replica R of server node N, after nodes-start-replicated.
+func replica(ts *testscript.TestScript, args []string) *tsmnodetest.Node {
+	v, ok := clusters.Load(ts)
+	if !ok || len(args) < 2 {
+		ts.Fatalf("usage: replica-kill|replica-start N R, after nodes-start-replicated")
+	}
+	c := v.(*tsmnodetest.Cluster)
+	n, err1 := strconv.Atoi(args[0])
+	r, err2 := strconv.Atoi(args[1])
+	if err1 != nil || err2 != nil || n < 1 || n > len(c.Replicas) || r < 1 || r > len(c.Replicas[n-1]) {
+		ts.Fatalf("no replica %s of node %s", args[1], args[0])
+	}
+	return c.Replicas[n-1][r-1]
+}
+
+// replica-kill N R ends replica R of node N with SIGKILL.
+func replicaKill(ts *testscript.TestScript, neg bool, args []string) { replica(ts, args).Kill() }
+
+// replica-start N R [OP] restarts replica R of node N; with OP, it holds every step of OP
+// for 3 s (TSMNODE_TEST_STALL), so that it can be killed in the middle of a protocol.
+func replicaStart(ts *testscript.TestScript, neg bool, args []string) {
+	r := replica(ts, args)
+	r.Kill()
+	var env []string
+	if len(args) == 3 {
+		env = []string{"TSMNODE_TEST_STALL=" + args[2]}
+	}
+	ts.Check(r.StartWith(env))
 }
 
 func clusterNode(ts *testscript.TestScript, args []string) *tsmnodetest.Node {

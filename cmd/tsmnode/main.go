@@ -8,6 +8,11 @@
 //	tsmnode init --dir nodes --count 2    # a key and a configuration for each of 2 nodes that
 //	                                      # know each other (127.0.0.1:9001, :9002, …); it keeps
 //	                                      # keys that exist, so running it again is harmless
+//	tsmnode move --from node.db --to postgres://…  # a stopped node's SQLite file into an
+//	                                      # empty PostgreSQL database (docs/operations.md)
+//
+// The database is a SQLite file, or a PostgreSQL URL (postgres://user@host/db), which
+// several processes with the same node key serve as one node: its replicas.
 //
 // The configuration is JSON (docs/operations.md, "TSM nodes"):
 //
@@ -24,6 +29,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -41,6 +47,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sharevault/sharevault/internal/nodestore/postgres"
+	"github.com/sharevault/sharevault/internal/nodestore/sqlstore"
 	"github.com/sharevault/sharevault/internal/serve"
 	"github.com/sharevault/sharevault/internal/tsm"
 	"github.com/sharevault/sharevault/internal/tsmnode"
@@ -170,6 +178,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "init" {
 		return initNodes(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "move" {
+		return move(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("tsmnode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -212,8 +223,17 @@ TSMNODE_METRICS_LISTEN and TSMNODE_PEERS set its fields.
 	if cfg.ECDSA.EnableShareBackup || cfg.EdDSA.EnableShareBackup {
 		log.Warn("enable_share_backup is set, but a node service has no backup step: back up its database (docs/operations.md)")
 	}
-	node, err := tsm.OpenNode(tsm.ServiceConfig{Database: cfg.Database, Key: key, Peers: peers})
+	sc := tsm.ServiceConfig{Database: cfg.Database, Key: key, Peers: peers}
+	if postgres.IsURL(cfg.Database) {
+		if sc.Store, err = postgres.Open(ctx, cfg.Database); err != nil {
+			return err
+		}
+	}
+	node, err := tsm.OpenNode(sc)
 	if err != nil {
+		if sc.Store != nil {
+			sc.Store.Close()
+		}
 		return err
 	}
 	defer node.Close()
@@ -227,15 +247,15 @@ TSMNODE_METRICS_LISTEN and TSMNODE_PEERS set its fields.
 	if err != nil {
 		return err
 	}
-	sc := serve.Config{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+	srvc := serve.Config{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 		Limits: serve.Limits{Total: serve.DefaultTotal(4096, 512), PerIP: 64}}
-	srv, ln, err := sc.Listen(cfg.Listen, handler, log)
+	srv, ln, err := srvc.Listen(cfg.Listen, handler, log)
 	if err != nil {
 		return err
 	}
 	if cfg.MetricsListen != "" {
-		stop, err := serve.Metrics(cfg.MetricsListen, reg, sc, log)
+		stop, err := serve.Metrics(cfg.MetricsListen, reg, srvc, log)
 		if err != nil {
 			return err
 		}
@@ -247,4 +267,60 @@ TSMNODE_METRICS_LISTEN and TSMNODE_PEERS set its fields.
 	}
 	fmt.Fprintf(stdout, "sharevault tsmnode %s serving %s://%s\n", node.ID(), scheme, ln.Addr())
 	return serve.Until(ctx, srv, ln, cfg.TLSCert, cfg.TLSKey, log)
+}
+
+// move copies a node's SQLite file into an empty PostgreSQL database, in one transaction,
+// while it holds the file's "serve" lease (so no node serves the file meanwhile). The file
+// is left as it was: once the node runs on PostgreSQL, delete it (docs/operations.md).
+func move(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tsmnode move", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("from", "", "the node's SQLite file")
+	to := fs.String("to", "", "the PostgreSQL database (postgres://user@host:port/db)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *from == "" || !postgres.IsURL(*to) {
+		return errors.New("usage: tsmnode move --from FILE --to postgres://USER@HOST:PORT/DB")
+	}
+	if _, err := os.Stat(*from); err != nil {
+		return err
+	}
+	src, err := tsm.OpenStore(*from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	release, err := src.Lease(short, "serve")
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%s is being served: stop its tsmnode first", *from)
+	}
+	defer release()
+	dst, err := postgres.Open(ctx, *to)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	rtx, err := src.DB().BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer rtx.Rollback()
+	wtx, err := dst.DB().BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable})
+	if err != nil {
+		return err
+	}
+	defer wtx.Rollback()
+	n, err := sqlstore.Copy(ctx, rtx, wtx)
+	if err != nil {
+		return err
+	}
+	if err := wtx.Commit(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "moved %d keys from %s to PostgreSQL (schema version %d): serve it with \"database\": the URL, then delete %s\n",
+		n, *from, dst.Version(), *from)
+	return nil
 }

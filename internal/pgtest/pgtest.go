@@ -242,10 +242,18 @@ func lastLine(b []byte) string {
 	return string(b)
 }
 
-// Database makes a new, empty database on the server and returns its DSN (one per test
-// that needs a store of its own).
+// Database makes a new, empty database on the server for t and returns its DSN.
 func (s *Server) Database(t testing.TB) string {
 	t.Helper()
+	dsn, err := s.NewDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
+}
+
+// NewDatabase makes a new, empty database on the server and returns its DSN.
+func (s *Server) NewDatabase() (string, error) {
 	s.mu.Lock()
 	s.n++
 	name := fmt.Sprintf("db%d", s.n)
@@ -254,11 +262,11 @@ func (s *Server) Database(t testing.TB) string {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, s.DSN)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	return strings.TrimSuffix(s.DSN, "/sharevault") + "/" + name
+	return strings.TrimSuffix(s.DSN, "/sharevault") + "/" + name, nil
 }

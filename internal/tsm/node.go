@@ -48,6 +48,12 @@ func openNode(path string) (*node, error) {
 
 func (n *node) close() error { return n.store.Close() }
 
+// OpenStore opens a node's SQLite file as a node does (a version 1 file's keys become
+// threshold shares): for moving it to another store.
+func OpenStore(path string) (*sqlite.Store, error) {
+	return sqlite.Open(path, sqlite.Options{ConvertAdditive: convertAdditive})
+}
+
 // storeWait bounds one read or write of the node's store: past it, the store is down.
 const storeWait = 10 * time.Second
 

@@ -284,7 +284,7 @@ func (p *party) adopt(id []byte, s *session) error {
 // ErrNoSession: a step continues a session this node does not have (expired, used, or the
 // node restarted since it began); the coordinator starts again (an ECDSA signature on a
 // presignature signs in three rounds).
-var ErrNoSession = errors.New("no such session on this node (expired, used, or the node restarted)")
+var ErrNoSession = errors.New("no such session on this node (expired, used, held by another replica of this node, or the node restarted)")
 
 // drop wipes and forgets the step's session, if its requester has one of the step's
 // protocol waiting.

@@ -141,7 +141,7 @@ func (p *party) takePrecommit(st *Step, req *protocol.SignRequest, k *keyState) 
 	p.mu.Unlock()
 	switch {
 	case pc == nil:
-		return nil, fmt.Errorf("%w: %s: no such session, nor a commitment this node handed out and has not used (used, expired, or the node restarted)", ErrNoCommitment, st.Op)
+		return nil, fmt.Errorf("%w: %s: no such session, nor a commitment this node handed out and has not used (used, expired, handed out by another replica of this node, or the node restarted)", ErrNoCommitment, st.Op)
 	case pc.epoch != k.Epoch || time.Since(pc.made) > precommitTTL:
 		pc.nonces.Wipe()
 		return nil, fmt.Errorf("%w: %s: the commitment is from before a refresh, or expired", ErrNoCommitment, st.Op)

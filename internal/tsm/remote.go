@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,15 +35,23 @@ var problemErrors = map[string]error{
 var ErrNodeUnreachable = errors.New("TSM node unreachable")
 
 type remotePeer struct {
-	url  string
-	pin  NodeID // the ID the configuration expects, or zero
-	pins *node  // the phone's node, which keeps the ID first seen at each URL (nil: none)
+	url  string   // as configured: the node's URL, or its replicas' URLs joined by "|"
+	urls []string // the replicas' (one for a node of one process)
+	pin  NodeID   // the ID the configuration expects, or zero
+	pins *node    // the phone's node, which keeps the ID first seen at each URL (nil: none)
 	http *http.Client
 
 	mu      sync.Mutex
 	id      NodeID
 	learned bool // id was not asked of the node by this peer (learned earlier, or assumed)
+
+	moved atomic.Bool // a replica that did not answer was left for another (Client.Failover)
 }
+
+// replicaAt holds, for each configured URL of a node of several replicas, the replica this
+// process sends to: the last one that answered, so every client of the process goes on
+// with it (its sessions are in that replica's memory).
+var replicaAt sync.Map // url → int
 
 func newRemotePeer(url string, pin NodeID, client *http.Client) *remotePeer {
 	if client == nil {
@@ -50,31 +59,62 @@ func newRemotePeer(url string, pin NodeID, client *http.Client) *remotePeer {
 			DialContext:           (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
 			ResponseHeaderTimeout: 30 * time.Second, MaxIdleConnsPerHost: 8}}
 	}
-	return &remotePeer{url: strings.TrimSuffix(url, "/"), pin: pin, http: client}
+	r := &remotePeer{url: url, pin: pin, http: client}
+	for _, u := range strings.Split(url, "|") {
+		r.urls = append(r.urls, strings.TrimSuffix(u, "/"))
+	}
+	r.url = strings.Join(r.urls, "|")
+	return r
 }
 
 func (r *remotePeer) String() string { return r.url }
 
+// do sends a request to the replica this process uses for the node. One that does not
+// answer is left for the next, which takes this process's requests from then on; the
+// request itself goes there too if it never reached the first (refused at connect), and
+// is not sent twice otherwise (the first may have served it).
 func (r *remotePeer) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, r.url+path, bytes.NewReader(body))
+	n := len(r.urls)
+	at := 0
+	if v, ok := replicaAt.Load(r.url); ok {
+		at = v.(int)
+	}
+	for i := range n {
+		b, reached, err := r.send(ctx, r.urls[(at+i)%n], method, path, body)
+		if n == 1 || !errors.Is(err, ErrNodeUnreachable) || ctx.Err() != nil {
+			return b, err
+		}
+		replicaAt.Store(r.url, (at+i+1)%n)
+		r.moved.Store(true)
+		if reached || i == n-1 {
+			return nil, err
+		}
+	}
+	panic("unreachable")
+}
+
+func (r *remotePeer) send(ctx context.Context, url, method, path string, body []byte) (_ []byte, reached bool, _ error) {
+	req, err := http.NewRequestWithContext(ctx, method, url+path, bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := r.http.Do(req)
 	if err != nil {
+		var oe *net.OpError
+		reached = !errors.As(err, &oe) || oe.Op != "dial"
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrNodeUnreachable, r.url, ctx.Err())
+			return nil, reached, fmt.Errorf("%w: %s: %v", ErrNodeUnreachable, url, ctx.Err())
 		}
-		return nil, fmt.Errorf("%w: %s: %s", ErrNodeUnreachable, r.url, lastPart(err))
+		return nil, reached, fmt.Errorf("%w: %s: %s", ErrNodeUnreachable, url, lastPart(err))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxStepBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %s", ErrNodeUnreachable, r.url, lastPart(err))
+		return nil, true, fmt.Errorf("%w: %s: %s", ErrNodeUnreachable, url, lastPart(err))
 	}
 	if resp.StatusCode == http.StatusOK {
-		return b, nil
+		return b, true, nil
 	}
 	var p struct{ Type, Detail string }
 	json.Unmarshal(b, &p)
@@ -83,12 +123,12 @@ func (r *remotePeer) do(ctx context.Context, method, path string, body []byte) (
 		p.Detail = http.StatusText(resp.StatusCode)
 	}
 	if s, ok := problemErrors[name]; ok {
-		return nil, fmt.Errorf("%w (%s: %s)", s, r.url, p.Detail)
+		return nil, true, fmt.Errorf("%w (%s: %s)", s, url, p.Detail)
 	}
 	if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
-		return nil, fmt.Errorf("%w: %s: %s", ErrNodeUnreachable, r.url, p.Detail)
+		return nil, true, fmt.Errorf("%w: %s: %s", ErrNodeUnreachable, url, p.Detail)
 	}
-	return nil, fmt.Errorf("%s: %s", r.url, p.Detail)
+	return nil, true, fmt.Errorf("%s: %s", url, p.Detail)
 }
 
 // lastPart keeps the end of a network error: "connection refused", not the whole URL.

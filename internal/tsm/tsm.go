@@ -231,6 +231,18 @@ func NewClient(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// Failover tells whether a node of several replicas had one of them stop answering this
+// client, which went on with another: that replica's sessions are gone with it, so an
+// operation that failed on it is run once more (on a new client), where it completes.
+func (c *Client) Failover() bool {
+	for _, p := range c.peers {
+		if r, ok := p.(*remotePeer); ok && r.moved.Load() {
+			return true
+		}
+	}
+	return false
+}
+
 // Close closes every embedded node's database.
 func (c *Client) Close() error {
 	var errs []error

@@ -115,6 +115,7 @@ func New(node *tsm.Node, cfg Config) (http.Handler, error) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
 		if err := node.Ready(ctx); err != nil {
+			c.Header("Retry-After", "1")
 			c.String(http.StatusServiceUnavailable, "database unavailable\n")
 			return
 		}
@@ -215,6 +216,9 @@ func (s *server) step(c *gin.Context) {
 		detail := err.Error()
 		if errors.Is(err, tsm.ErrStore) {
 			detail = tsm.ErrStore.Error() // the database's own words stay in the log
+		}
+		if status == http.StatusServiceUnavailable {
+			c.Header("Retry-After", "1")
 		}
 		problem(c, status, name, detail)
 		return

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	neturl "net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ import (
 
 // Store is a node store on a PostgreSQL database.
 type Store struct {
+	name  string // the database and host, for messages (never the password)
 	db    *sql.DB
 	swept atomic.Int64 // Unix seconds of this replica's last sweep of expired records of Admit
 }
@@ -49,13 +51,18 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{db: db}
+	s := &Store{db: db, name: "PostgreSQL"}
+	if u, err := neturl.Parse(url); err == nil {
+		s.name = fmt.Sprintf("PostgreSQL database %s on %s", strings.TrimPrefix(u.Path, "/"), u.Host)
+	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("node database: %w", err)
 	}
 	return s, nil
 }
+
+func (s *Store) String() string { return s.name }
 
 // DB is the database, for moving rows into it (sqlstore.Copy).
 func (s *Store) DB() *sql.DB { return s.db }

@@ -49,11 +49,24 @@ type Node struct {
 
 // Cluster is n nodes that accept each other.
 type Cluster struct {
-	Nodes []*Node
+	Nodes    []*Node   // each node's (first) process
+	Replicas [][]*Node // every process of each node: Replicas[i][0] is Nodes[i]
+}
+
+// Options are how a cluster's nodes run.
+type Options struct {
+	// Databases are the nodes' databases (PostgreSQL URLs); nil: a SQLite file each.
+	Databases []string
+	// Replicas is how many processes serve each node, over its database (0: one).
+	Replicas int
 }
 
 // Start runs n nodes under dir (dir/node1, …), each listening on a free loopback port.
-func Start(dir string, n int) (*Cluster, error) {
+func Start(dir string, n int) (*Cluster, error) { return StartWith(dir, n, Options{}) }
+
+// StartWith runs n nodes under dir as opts says: each replica of node i has its own
+// directory (dir/node1, dir/node1-r2, …), port and log, and node i's key and database.
+func StartWith(dir string, n int, opts Options) (*Cluster, error) {
 	c := &Cluster{}
 	for i := range n {
 		nd := &Node{Dir: filepath.Join(dir, fmt.Sprint("node", i+1))}
@@ -74,25 +87,54 @@ func Start(dir string, n int) (*Cluster, error) {
 				peers = append(peers, o.ID.String())
 			}
 		}
-		cfg := map[string]any{"listen": "127.0.0.1:0", "database": filepath.Join(nd.Dir, "node.db"),
-			"node_key": filepath.Join(nd.Dir, "node.key"), "peers": peers, "rate_ip": 1e6, "burst_ip": 1000000, "keygens_ip": 1e6}
-		b, _ := json.Marshal(cfg)
-		nd.Config = filepath.Join(nd.Dir, "config.json")
-		if err := os.WriteFile(nd.Config, b, 0o600); err != nil {
-			return nil, err
+		db := filepath.Join(nd.Dir, "node.db")
+		if opts.Databases != nil {
+			db = opts.Databases[i]
 		}
-		if err := nd.Start(); err != nil {
-			c.Stop()
-			return nil, err
+		replicas := []*Node{nd}
+		for r := 2; r <= opts.Replicas; r++ {
+			rd := &Node{Dir: fmt.Sprintf("%s-r%d", nd.Dir, r), ID: nd.ID}
+			if err := os.MkdirAll(rd.Dir, 0o700); err != nil {
+				return nil, err
+			}
+			replicas = append(replicas, rd)
 		}
-		// Restarts keep the port, so clients keep the URL.
-		cfg["listen"] = strings.TrimPrefix(nd.URL, "http://")
-		b, _ = json.Marshal(cfg)
-		if err := os.WriteFile(nd.Config, b, 0o600); err != nil {
-			return nil, err
+		c.Replicas = append(c.Replicas, replicas)
+		for _, rd := range replicas {
+			cfg := map[string]any{"listen": "127.0.0.1:0", "database": db,
+				"node_key": filepath.Join(nd.Dir, "node.key"), "peers": peers, "rate_ip": 1e6, "burst_ip": 1000000, "keygens_ip": 1e6}
+			b, _ := json.Marshal(cfg)
+			rd.Config = filepath.Join(rd.Dir, "config.json")
+			if err := os.WriteFile(rd.Config, b, 0o600); err != nil {
+				return nil, err
+			}
+			if err := rd.Start(); err != nil {
+				c.Stop()
+				return nil, err
+			}
+			// Restarts keep the port, so clients keep the URL.
+			cfg["listen"] = strings.TrimPrefix(rd.URL, "http://")
+			b, _ = json.Marshal(cfg)
+			if err := os.WriteFile(rd.Config, b, 0o600); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return c, nil
+}
+
+// Phone is the phone's setting for the cluster's nodes (SHAREVAULT_NODES, client
+// --nodes): each node's replicas' URLs joined by "|", then "#" and its node ID.
+func (c *Cluster) Phone() string {
+	var nodes []string
+	for i, rs := range c.Replicas {
+		var urls []string
+		for _, r := range rs {
+			urls = append(urls, r.URL)
+		}
+		nodes = append(nodes, strings.Join(urls, "|")+"#"+c.Nodes[i].ID.String())
+	}
+	return strings.Join(nodes, ",")
 }
 
 // Start (re)starts the node on its configuration.
@@ -131,10 +173,12 @@ func (nd *Node) Kill() {
 
 // Stop ends every node.
 func (c *Cluster) Stop() {
-	for _, nd := range c.Nodes {
-		if nd.proc != nil {
-			nd.proc.Stop()
-			nd.proc = nil
+	for _, rs := range c.Replicas {
+		for _, nd := range rs {
+			if nd.proc != nil {
+				nd.proc.Stop()
+				nd.proc = nil
+			}
 		}
 	}
 }
