@@ -10,6 +10,7 @@ import (
 
 	"github.com/sharevault/sharevault/internal/nodestore"
 	"github.com/sharevault/sharevault/internal/nodestore/postgres"
+	"github.com/sharevault/sharevault/internal/nodestore/storetest"
 	"github.com/sharevault/sharevault/internal/pgtest"
 	"github.com/sharevault/sharevault/internal/tsm"
 )
@@ -60,8 +61,8 @@ func TestMove(t *testing.T) {
 	}
 	defer dst.Close()
 	for _, id := range ids {
-		a, err1 := src.Key(ctx, id)
-		b, err2 := dst.Key(ctx, id)
+		a, err1 := storetest.Key(src, id)
+		b, err2 := storetest.Key(dst, id)
 		if err1 != nil || err2 != nil || !reflect.DeepEqual(a, b) {
 			t.Fatalf("key %s: %v %v\n%+v\n%+v", id, err1, err2, a, b)
 		}

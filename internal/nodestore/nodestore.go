@@ -26,9 +26,10 @@ type Store interface {
 	// have no effect outside the transaction). It returns nil only once the transaction is
 	// durable; any error leaves the store as it was.
 	Write(ctx context.Context, fn func(Tx) error) error
-	// Key reads one key with its public shares, in one consistent read (the hot path of
-	// every signing step, without a transaction where the store allows).
-	Key(ctx context.Context, keyID string) (*Key, error)
+	// Peek runs fn, read-only, outside a transaction where the store allows: each read of
+	// fn is consistent on its own, two may see different states. For one read on the hot
+	// path of every signing step (a key, or its pending refresh's epoch).
+	Peek(ctx context.Context, fn func(Tx) error) error
 	// Lease takes the store-wide exclusive lease called name, waiting until ctx is done;
 	// release gives it back. A process that dies loses its leases. (The phone's refreshes
 	// and recoveries hold "refresh" across the steps they send.)

@@ -225,7 +225,8 @@ func convertAdditive(tx querier) error {
 func (n *node) key(keyID string, scheme Scheme) (*keyState, error) {
 	ctx, cancel := n.ctx()
 	defer cancel()
-	r, err := n.store.Key(ctx, keyID)
+	var r *nodestore.Key
+	err := n.store.Peek(ctx, func(q querier) (err error) { r, err = q.Key(keyID); return err })
 	return fromRecord(r, err, keyID, scheme)
 }
 
@@ -312,7 +313,9 @@ func concat(ps [][]byte) []byte { return bytes.Join(ps, nil) }
 
 // pendingEpoch returns the epoch and session of the key's prepared refresh, or 0 and nil.
 func (n *node) pendingEpoch(keyID string) (epoch uint32, session []byte, err error) {
-	err = n.view(func(q querier) error { epoch, session, err = readPendingEpoch(q, keyID); return err })
+	ctx, cancel := n.ctx()
+	defer cancel()
+	err = n.store.Peek(ctx, func(q querier) error { epoch, session, err = readPendingEpoch(q, keyID); return err })
 	return epoch, session, err
 }
 

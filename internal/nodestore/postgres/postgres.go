@@ -156,9 +156,9 @@ func conflict(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "23505")
 }
 
-// Key is one statement, which PostgreSQL runs on one snapshot.
-func (s *Store) Key(ctx context.Context, keyID string) (*nodestore.Key, error) {
-	return sqlstore.Tx{Q: s.db}.Key(keyID)
+// Peek reads with no transaction: PostgreSQL runs each statement on one snapshot.
+func (s *Store) Peek(ctx context.Context, fn func(nodestore.Tx) error) error {
+	return fn(sqlstore.Tx{Q: s.db, ReadOnly: true})
 }
 
 // Lease is a session-level advisory lock, held on a connection of its own: a replica that

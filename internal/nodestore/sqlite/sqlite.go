@@ -138,10 +138,9 @@ func (s *Store) Write(ctx context.Context, fn func(nodestore.Tx) error) error {
 	return sqlstore.Fail(tx.Commit())
 }
 
-// Key is one statement, so one state (SQLite reads a statement from one snapshot), and no
-// transaction.
-func (s *Store) Key(ctx context.Context, keyID string) (*nodestore.Key, error) {
-	return sqlstore.Tx{Q: s.db, Stmt: func(q string) *sql.Stmt { return s.prepared[q] }}.Key(keyID)
+// Peek reads with no transaction: SQLite reads each statement from one snapshot.
+func (s *Store) Peek(ctx context.Context, fn func(nodestore.Tx) error) error {
+	return fn(sqlstore.Tx{Q: s.db, Stmt: func(q string) *sql.Stmt { return s.prepared[q] }, ReadOnly: true})
 }
 
 // Lease is an exclusive flock on a file beside the database ("<path>.lock" for "refresh",

@@ -69,9 +69,15 @@ func NewKey(id string, scheme uint8) *nodestore.Key {
 		PublicShares: [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 32)}}
 }
 
+// Key reads a key through s.Peek.
+func Key(s nodestore.Store, id string) (k *nodestore.Key, err error) {
+	err = s.Peek(ctx, func(tx nodestore.Tx) error { k, err = tx.Key(id); return err })
+	return k, err
+}
+
 func readKey(t *testing.T, s nodestore.Store, id string) *nodestore.Key {
 	t.Helper()
-	k, err := s.Key(ctx, id)
+	k, err := Key(s, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +86,7 @@ func readKey(t *testing.T, s nodestore.Store, id string) *nodestore.Key {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(k, in) {
-		t.Fatalf("Store.Key and Tx.Key differ:\n%+v\n%+v", k, in)
+		t.Fatalf("Key read by Peek and by Read differ:\n%+v\n%+v", k, in)
 	}
 	return k
 }
@@ -93,7 +99,7 @@ func testKeys(t *testing.T, open Opener) {
 	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Key(ctx, "none"); !errors.Is(err, nodestore.ErrNotFound) {
+	if _, err := Key(s, "none"); !errors.Is(err, nodestore.ErrNotFound) {
 		t.Fatalf("a missing key: %v, want ErrNotFound", err)
 	}
 	a, b, c := NewKey("b", 2), NewKey("a", 2), NewKey("c", 1)
@@ -161,7 +167,7 @@ func testDeleteNewKey(t *testing.T, open Opener) {
 		}
 		return tx.DeleteNewKey("old") // refreshed: stays
 	})
-	if _, err := s.Key(ctx, "new"); !errors.Is(err, nodestore.ErrNotFound) {
+	if _, err := Key(s, "new"); !errors.Is(err, nodestore.ErrNotFound) {
 		t.Fatalf("a deleted new key: %v", err)
 	}
 	readKey(t, s, "old")
@@ -358,7 +364,7 @@ func testWriteIsAtomic(t *testing.T, open Opener) {
 	if err != mine {
 		t.Fatalf("Write returned %v, want fn's error as it is", err)
 	}
-	if _, err := s.Key(ctx, "k"); !errors.Is(err, nodestore.ErrNotFound) {
+	if _, err := Key(s, "k"); !errors.Is(err, nodestore.ErrNotFound) {
 		t.Fatalf("a failed Write left its key: %v", err)
 	}
 }
@@ -369,7 +375,10 @@ func testReadIsReadOnly(t *testing.T, open Opener) {
 	if err == nil {
 		t.Fatal("a write through Read succeeded")
 	}
-	if _, err := s.Key(ctx, "k"); !errors.Is(err, nodestore.ErrNotFound) {
+	if s.Peek(ctx, func(tx nodestore.Tx) error { return tx.SetPin("u", "id", true) }) == nil {
+		t.Fatal("a write through Peek succeeded")
+	}
+	if _, err := Key(s, "k"); !errors.Is(err, nodestore.ErrNotFound) {
 		t.Fatalf("a write through Read stayed: %v", err)
 	}
 }
