@@ -29,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -376,6 +377,20 @@ func (p *Phone) signWith(keyID string, want tsm.Scheme, sign func(c *tsm.Client)
 		info, ierr := ops(s, p.node).KeyInfo(keyID)
 		if up := p.answering(); ierr == nil && len(up) < len(p.servers) && len(up) >= info.Threshold {
 			err = p.withNodes(up, sign)
+		}
+	}
+	if errors.Is(err, tsm.ErrNodeBehind) {
+		// A node whose database went back (it says so, and serves the key no more): a
+		// threshold key signs without it, leaving out one node at a time.
+		info, ierr := ops(s, p.node).KeyInfo(keyID)
+		for i := range p.servers {
+			others := slices.Delete(slices.Clone(p.servers), i, i+1)
+			if ierr != nil || len(others) < info.Threshold {
+				break
+			}
+			if p.withNodes(others, sign) == nil {
+				return nil
+			}
 		}
 	}
 	if errors.Is(err, tsm.ErrStaleEpoch) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sharevault/sharevault/internal/pgtest"
 	"github.com/sharevault/sharevault/internal/tsm"
 	"github.com/sharevault/sharevault/internal/vaultproc"
 )
@@ -27,26 +28,47 @@ func tsmnodeEnv(t *testing.T) map[string]bool {
 	return known
 }
 
-// statefulSets returns the StatefulSets of the Kubernetes files, by name.
-func statefulSets(t *testing.T) map[string]map[string]any {
+// statefulSets returns the StatefulSets of the Kubernetes files whose name starts with
+// prefix, by name.
+func statefulSets(t *testing.T, prefix string) map[string]map[string]any {
 	out := map[string]map[string]any{}
-	paths, _ := filepath.Glob("kubernetes/*.yaml")
-	for _, p := range paths {
-		for _, d := range docs(t, p) {
-			if d["kind"] == "StatefulSet" {
-				out[get(d, "metadata", "name").(string)] = d
-			}
+	for _, d := range kubernetes(t) {
+		if name, _ := get(d, "metadata", "name").(string); d["kind"] == "StatefulSet" && strings.HasPrefix(name, prefix) {
+			out[name] = d
 		}
 	}
 	return out
 }
 
-// TestTSMNodeManifests: one StatefulSet per server node, of one replica, each with a volume
-// of its own and a Secret of its own for its node key, mounted read-only, non-root on a
-// read-only root file system, and only variables cmd/tsmnode knows.
+// kubernetes returns every document of the Kubernetes files.
+func kubernetes(t *testing.T) []map[string]any {
+	var out []map[string]any
+	paths, _ := filepath.Glob("kubernetes/*.yaml")
+	for _, p := range paths {
+		out = append(out, docs(t, p)...)
+	}
+	return out
+}
+
+// secretValue returns the value of key in the Secret called name.
+func secretValue(t *testing.T, name, key string) string {
+	for _, d := range kubernetes(t) {
+		if d["kind"] == "Secret" && get(d, "metadata", "name") == name {
+			v, _ := get(d, "stringData", key).(string)
+			return v
+		}
+	}
+	return ""
+}
+
+// TestTSMNodeManifests: one StatefulSet per server node, of two replicas over the node's
+// PostgreSQL database (named by a Secret of its own, beside its node key, mounted
+// read-only) and no volume, non-root on a read-only root file system, with only variables
+// cmd/tsmnode knows; a headless Service names each replica; PostgreSQL is a StatefulSet
+// with a volume.
 func TestTSMNodeManifests(t *testing.T) {
 	known := tsmnodeEnv(t)
-	sets := statefulSets(t)
+	sets := statefulSets(t, "sharevault-tsmnode-")
 	if len(sets) != 2 {
 		t.Fatalf("%d StatefulSets, want one per server node (2)", len(sets))
 	}
@@ -54,10 +76,10 @@ func TestTSMNodeManifests(t *testing.T) {
 	for name, s := range sets {
 		c := get(s, "spec", "template", "spec", "containers", 0)
 		switch {
-		case get(s, "spec", "replicas") != 1:
-			t.Errorf("%s: replicas %v, want 1 (a node is one party)", name, get(s, "spec", "replicas"))
-		case get(s, "spec", "volumeClaimTemplates", 0, "metadata", "name") != "data":
-			t.Errorf("%s: no volume of its own", name)
+		case get(s, "spec", "replicas") != 2:
+			t.Errorf("%s: replicas %v, want 2 (one node, two processes over its database)", name, get(s, "spec", "replicas"))
+		case get(s, "spec", "volumeClaimTemplates") != nil:
+			t.Errorf("%s: a volume of its own: its state belongs in its database", name)
 		case get(c, "securityContext", "readOnlyRootFilesystem") != true || get(s, "spec", "template", "spec", "securityContext", "runAsNonRoot") != true:
 			t.Errorf("%s: not non-root on a read-only root file system", name)
 		}
@@ -73,42 +95,70 @@ func TestTSMNodeManifests(t *testing.T) {
 				t.Errorf("%s sets %s, which cmd/tsmnode does not know", name, n)
 			}
 			env[n], _ = get(e, "value").(string)
+			if ref := get(e, "valueFrom", "secretKeyRef"); ref != nil {
+				env[n] = secretValue(t, get(ref, "name").(string), get(ref, "key").(string))
+			}
 		}
-		if !strings.HasPrefix(env["TSMNODE_NODE_KEY"], "/secrets/") || !strings.HasPrefix(env["TSMNODE_DATABASE"], "/data/") {
-			t.Errorf("%s: the node key is not read from its Secret, or the database is not on its volume", name)
+		if !strings.HasPrefix(env["TSMNODE_NODE_KEY"], "/secrets/") || !strings.HasPrefix(env["TSMNODE_DATABASE"], "postgres://") {
+			t.Errorf("%s: the node key is not read from its Secret, or the database is not PostgreSQL", name)
 		}
 		if env["TSMNODE_METRICS_LISTEN"] == "" || get(s, "spec", "template", "metadata", "annotations", "prometheus.io/port") != strings.TrimPrefix(env["TSMNODE_METRICS_LISTEN"], ":") {
 			t.Errorf("%s: metrics are not on their own listener, or the scrape annotation names another port", name)
 		}
+		headless := false
+		for _, d := range kubernetes(t) {
+			if d["kind"] == "Service" && get(d, "metadata", "name") == get(s, "spec", "serviceName") {
+				headless = get(d, "spec", "clusterIP") == "None"
+			}
+		}
+		if !headless {
+			t.Errorf("%s: no headless Service names its replicas", name)
+		}
+	}
+	pg := statefulSets(t, "sharevault-postgres")["sharevault-postgres"]
+	if pg == nil || get(pg, "spec", "volumeClaimTemplates", 0, "metadata", "name") != "data" {
+		t.Error("no PostgreSQL StatefulSet with a volume")
 	}
 	listed := map[string]bool{}
 	for _, r := range get(docs(t, "kubernetes/kustomization.yaml")[0], "resources").([]any) {
 		listed[r.(string)] = true
 	}
-	if !listed["tsmnode-1.yaml"] || !listed["tsmnode-2.yaml"] {
-		t.Error("the kustomization does not list the nodes' manifests")
+	if !listed["tsmnode-1.yaml"] || !listed["tsmnode-2.yaml"] || !listed["postgres.yaml"] {
+		t.Error("the kustomization does not list the nodes' and PostgreSQL's manifests")
 	}
 }
 
+// TestComposeNodes: two replicas of each node, read-only, each on its node's PostgreSQL
+// database and its node key's volume; PostgreSQL with a volume.
 func TestComposeNodes(t *testing.T) {
 	d := docs(t, "compose.yaml")[0]
-	for _, s := range []string{"tsmnode1", "tsmnode2"} {
+	for _, s := range []string{"tsmnode1a", "tsmnode1b", "tsmnode2a", "tsmnode2b"} {
 		n := get(d, "services", s)
 		if n == nil || get(n, "read_only") != true || get(n, "volumes", 0) == nil {
-			t.Errorf("compose: %s missing, writable, or without its volume", s)
+			t.Errorf("compose: %s missing, writable, or without its node key's volume", s)
+			continue
 		}
-		for k := range get(n, "environment").(map[string]any) {
+		env := get(n, "environment").(map[string]any)
+		for k := range env {
 			if !tsmnodeEnv(t)[k] {
 				t.Errorf("compose: %s sets %s, which cmd/tsmnode does not know", s, k)
 			}
 		}
+		if db, _ := env["TSMNODE_DATABASE"].(string); !strings.HasPrefix(db, "postgres://") {
+			t.Errorf("compose: %s is not on PostgreSQL", s)
+		}
+	}
+	if get(d, "services", "postgres", "volumes", 0) == nil {
+		t.Error("compose: no PostgreSQL with a volume")
 	}
 }
 
-// startNodes runs two tsmnode processes configured by the StatefulSets' environment (only
-// the listen address, database and key paths moved to loopback and a temporary directory,
-// and the peers filled in) and returns their URLs.
+// startNodes runs two nodes of two tsmnode processes each, configured by the StatefulSets'
+// environment (only the listen addresses and the key paths moved to loopback and a
+// temporary directory, the database to a real PostgreSQL's, and the peers filled in), and
+// returns each node's replicas as a phone names them ("URL|URL").
 func startNodes(t *testing.T) []string {
+	pg := pgtest.Must(t)
 	bin, err := vaultproc.BuildCmd(t.TempDir(), "tsmnode")
 	if err != nil {
 		t.Fatal(err)
@@ -122,17 +172,19 @@ func startNodes(t *testing.T) []string {
 		}
 		ids = append(ids, k.ID().String())
 	}
-	var urls []string
+	var nodes []string
 	for i, name := range []string{"sharevault-tsmnode-1", "sharevault-tsmnode-2"} {
-		s := statefulSets(t)[name]
+		s := statefulSets(t, name)[name]
+		db := pg.Database(t)
 		var env []string
 		for _, e := range get(s, "spec", "template", "spec", "containers", 0, "env").([]any) {
-			n, v := get(e, "name").(string), get(e, "value").(string)
+			n, _ := get(e, "name").(string)
+			v, _ := get(e, "value").(string)
 			switch n {
 			case "TSMNODE_LISTEN", "TSMNODE_METRICS_LISTEN":
 				v = "127.0.0.1:0"
 			case "TSMNODE_DATABASE":
-				v = filepath.Join(dir, "node"+string(rune('1'+i))+".db")
+				v = db
 			case "TSMNODE_NODE_KEY":
 				v = filepath.Join(dir, "node"+string(rune('1'+i))+".key")
 			case "TSMNODE_PEERS":
@@ -140,12 +192,16 @@ func startNodes(t *testing.T) []string {
 			}
 			env = append(env, n+"="+v)
 		}
-		p, err := vaultproc.Start(bin, append(env, "PATH="+os.Getenv("PATH")), nil)
-		if err != nil {
-			t.Fatal(err)
+		var urls []string
+		for range get(s, "spec", "replicas").(int) {
+			p, err := vaultproc.Start(bin, append(env, "PATH="+os.Getenv("PATH")), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Stop)
+			urls = append(urls, p.URL)
 		}
-		t.Cleanup(p.Stop)
-		urls = append(urls, p.URL)
+		nodes = append(nodes, strings.Join(urls, "|"))
 	}
-	return urls
+	return nodes
 }

@@ -95,6 +95,12 @@ type Tx interface {
 	// DeleteSeeds deletes the key's seeds with peer of that ID; peer < 0: all of the key's.
 	DeleteSeeds(keyID string, peer int, id []byte) error
 
+	// Behind returns the epoch a peer's signed word put the key at when this node's state of
+	// it was older (its database restored from before a refresh), ok false if none was kept.
+	Behind(keyID string) (epoch uint32, peer string, ok bool, err error)
+	// SetBehind keeps that word (replacing any).
+	SetBehind(keyID string, epoch uint32, peer string) error
+
 	// NodeKey returns the node key's seed kept in the store, or nil.
 	NodeKey() ([]byte, error)
 	// SetNodeKey keeps the node key's seed, or is ErrExists if one is kept.

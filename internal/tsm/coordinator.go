@@ -71,6 +71,35 @@ func (s *schemeClient) stepProving(i int, st *Step, prover *keyState) (*StepResu
 	return res, nil
 }
 
+// showBehind, after an info round where a server node refused the phone's proof while
+// another answered, signed, at the phone's epoch, shows the first the other's answer
+// (docs/tsm-protocol.md, "A node restored from before a refresh"): a node whose database
+// went back before a refresh then says so (ErrNodeBehind), which this returns, and serves
+// the key no more. Any other answer leaves the round's errors as they were (nil).
+func (s *schemeClient) showBehind(steps []*Step, out []*StepResult, errs []error) error {
+	for i, err := range errs {
+		st := steps[i]
+		if !errors.Is(err, ErrNotAParty) || st == nil || st.Auth == nil || (st.Op != OpInfo && st.Op != OpInfoAhead) {
+			continue
+		}
+		for j, res := range out {
+			if _, remote := s.c.peers[j].(*remotePeer); !remote || res == nil || res.Info == nil || res.Info.Epoch != st.Auth.Epoch {
+				continue
+			}
+			word, err := EncodeEvidence(steps[j], res)
+			if err != nil {
+				return nil
+			}
+			_, err = s.step(i, &Step{Op: OpInfo, KeyID: st.KeyID, In: [][]byte{word}})
+			if errors.Is(err, ErrNodeBehind) {
+				return err
+			}
+			break
+		}
+	}
+	return nil
+}
+
 // authorize signs st with the embedded node's key and, for an existing key, proves
 // possession of that node's share of it (of prover, if given, else the stored one).
 func (c *Client) authorize(st *Step, target NodeID, prover *keyState) error {
@@ -165,6 +194,9 @@ func (s *schemeClient) atOnce(mk func(i int) *Step, prover *keyState, beside fun
 		if p != nil {
 			panic(p)
 		}
+	}
+	if err := s.showBehind(steps, out, errs); err != nil {
+		return nil, err
 	}
 	for _, err := range errs {
 		if err != nil {
@@ -377,8 +409,10 @@ type kept struct {
 // the kept one has moved on (a refresh the phone has not seen, a key gone).
 func (s *schemeClient) signFrom(keyID string, sign func(sts []*StepResult, pub *protocol.Public, roster []NodeID) error) error {
 	if k := s.keptState(keyID); k != nil {
+		// A node that refuses the kept state as stale, or the phone's proof as no party's
+		// (its state of the key went back: showBehind), is asked again by an info round.
 		err := sign(k.sts, k.pub, k.roster)
-		if !errors.Is(err, ErrStaleEpoch) && !errors.Is(err, ErrKeyNotFound) {
+		if !errors.Is(err, ErrStaleEpoch) && !errors.Is(err, ErrKeyNotFound) && !errors.Is(err, ErrNotAParty) {
 			return err
 		}
 		s.keep(keyID, nil)

@@ -25,6 +25,7 @@ var problemErrors = map[string]error{
 	"no-seeds":      ErrNoSeeds,
 	"no-commitment": ErrNoCommitment,
 	"no-session":    ErrNoSession,
+	"node-behind":   ErrNodeBehind,
 	"key-not-found": ErrKeyNotFound,
 	"not-a-party":   ErrNotAParty,
 	"unauthorized":  ErrUnauthorized,

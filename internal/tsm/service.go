@@ -263,7 +263,11 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 	default:
 		// A party proven at an older epoch may still ask the key's state (a restore asks
 		// whether its backup is current, and is told the epoch, signed); nothing else.
+		word := n.peerWord(st) // checked before the key is read: its work tells nothing of the key
 		owner, err := n.p.checkProof(st)
+		if errors.Is(err, ErrNotAParty) && word != nil {
+			err = n.markBehind(st, word)
+		}
 		if err != nil && !(errors.Is(err, ErrStaleEpoch) && (st.Op == OpInfo || st.Op == OpInfoAhead) && owner) {
 			return nil, err
 		}
@@ -318,6 +322,8 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 	var k, next *keyState
 	var old [][]byte
 	var o int
+	var behind uint32
+	var marked bool
 	err = p.n.view(func(q querier) error { // one state of the key, its pending share and history
 		var err error
 		if k, err = readKey(q, st.KeyID, st.Scheme); err != nil {
@@ -332,7 +338,10 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 		if err != nil {
 			return err
 		}
-		o, err = readOwner(q, st.KeyID)
+		if o, err = readOwner(q, st.KeyID); err != nil {
+			return err
+		}
+		behind, _, marked, err = q.Behind(st.KeyID)
 		return err
 	})
 	if k != nil {
@@ -357,7 +366,64 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 	if err != nil && !errors.Is(err, ErrStaleEpoch) {
 		return false, err
 	}
+	if marked && behind > k.Epoch {
+		return a.Party == o, fmt.Errorf("%w: held here at epoch %d, at %d by its peers; the key is served here no more until this node's database is restored to epoch %d or later", ErrNodeBehind, k.Epoch, behind, behind)
+	}
 	return a.Party == o, err
+}
+
+// ErrNodeBehind: this node's state of the key is older than the key (a peer's signed word
+// and the requester's proof of its share say the key is at a later epoch): its database was
+// restored from before a refresh. The node serves the key no more until its state reaches
+// that epoch (docs/operations.md, "A node's database restored from before a refresh").
+var ErrNodeBehind = errors.New("this node's state of the key is older than the key (its database was restored from before a refresh)")
+
+// peerWord is st's one input if st is an info step carrying a peer server node's signed
+// info answer about st's key (the phone shows it to a node that refused its proof as of a
+// later epoch than the node holds): the answer, checked against the peer's signature.
+func (n *Node) peerWord(st *Step) *StepResult {
+	if st.Op != OpInfo || len(st.In) != 1 {
+		return nil
+	}
+	ev, res, err := DecodeEvidence(st.In[0])
+	if err != nil || (ev.Op != OpInfo && ev.Op != OpInfoAhead) || ev.KeyID != st.KeyID || ev.Scheme != st.Scheme ||
+		ev.Auth == nil || res.Info == nil || !slices.ContainsFunc(n.cfg.Peers, ev.Auth.Target.Equal) {
+		return nil
+	}
+	if VerifyAnswer(ev.Auth.Target, ev, res) != nil {
+		return nil
+	}
+	res.vouched = ev.Auth.Target
+	return res
+}
+
+// markBehind, for an info step whose proof this node refused, keeps the key as behind if
+// the peer's word puts the key at the proof's epoch, later than this node's and not its
+// pending one, and the requester's proof (the key's owner's) holds against the word's
+// public shares: then ErrNodeBehind, else ErrNotAParty as before.
+func (n *Node) markBehind(st *Step, word *StepResult) error {
+	a := st.Auth
+	k, err := n.p.n.key(st.KeyID, st.Scheme)
+	if err != nil {
+		return ErrNotAParty
+	}
+	defer k.wipe()
+	pending, _, err := n.p.n.pendingEpoch(st.KeyID)
+	owner, oerr := n.p.n.ownerOf(st.KeyID)
+	if err != nil || oerr != nil || a.Party != owner || a.Epoch <= k.Epoch || a.Epoch == pending ||
+		word.Info.Epoch != a.Epoch || !bytes.Equal(word.Info.PublicKey, k.PublicKey) || len(word.PublicShares) != len(k.publicShares) {
+		return ErrNotAParty
+	}
+	at := &keyState{KeyInfo: k.KeyInfo, publicShares: word.PublicShares}
+	at.Epoch = a.Epoch
+	if verifyAuth(st.digest(), a, at, nil) != nil {
+		return ErrNotAParty
+	}
+	if err := n.p.n.write(func(tx querier) error { return tx.SetBehind(st.KeyID, a.Epoch, word.vouched.String()) }); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: held here at epoch %d, at %d by peer %s and the requester's share; the key is served here no more until this node's database is restored to epoch %d or later",
+		ErrNodeBehind, k.Epoch, a.Epoch, short(word.vouched), a.Epoch)
 }
 
 // checkDecision lets a node that is not a refresh's decider switch to, or discard, its

@@ -236,7 +236,7 @@ func TestV1DatabaseMigrates(t *testing.T) {
 		if err != nil {
 			t.Fatalf("node %d: %v", i, err)
 		}
-		n.rawExec(t, `DROP TABLE pending; DROP TABLE node_key; DROP TABLE key_owner; DROP TABLE public_share_history; DROP TABLE node_pins; DROP TABLE refresh_done; DROP TABLE ecdsa_seeds; PRAGMA user_version = 1`)
+		n.rawExec(t, `DROP TABLE pending; DROP TABLE node_key; DROP TABLE key_owner; DROP TABLE public_share_history; DROP TABLE node_pins; DROP TABLE refresh_done; DROP TABLE ecdsa_seeds; DROP TABLE key_behind; PRAGMA user_version = 1`)
 	}
 	c.reopenAll()
 	sig, err := NewEDDSAClient(c.all).Sign(keyID, []byte("migrated"))

@@ -140,6 +140,8 @@ func problem(c *gin.Context, status int, name, detail string) {
 func classify(err error) (int, string) {
 	var culprit *protocol.CulpritError
 	switch {
+	case errors.Is(err, tsm.ErrNodeBehind):
+		return http.StatusConflict, "node-behind"
 	case errors.Is(err, tsm.ErrStaleEpoch):
 		return http.StatusConflict, "stale-epoch"
 	case errors.Is(err, tsm.ErrKeyNotFound):

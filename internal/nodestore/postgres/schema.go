@@ -71,4 +71,10 @@ var migrations = []string{
 		id      bytea PRIMARY KEY,
 		expires bigint NOT NULL
 	)`,
+	// Version 2: the SQLite store's version 8 (key_behind).
+	`CREATE TABLE key_behind (
+		key_id text PRIMARY KEY REFERENCES keys(key_id) ON DELETE CASCADE,
+		epoch  bigint NOT NULL,
+		peer   text NOT NULL
+	)`,
 }

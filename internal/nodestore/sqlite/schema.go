@@ -102,6 +102,15 @@ var migrations = []func(tx *sql.Tx, opts Options) error{
 		sender   BLOB NOT NULL,
 		PRIMARY KEY (key_id, peer)
 	) STRICT`),
+	// Version 8: a key this node's state is older than (a peer's signed word put it at a
+	// later epoch, which a proof of the requester's share at that epoch confirmed): the node
+	// refuses to serve it until its own state reaches that epoch (docs/operations.md, "A
+	// node's database restored from before a refresh").
+	exec(`CREATE TABLE key_behind (
+		key_id TEXT PRIMARY KEY REFERENCES keys(key_id) ON DELETE CASCADE,
+		epoch  INTEGER NOT NULL,
+		peer   TEXT NOT NULL
+	) STRICT`),
 }
 
 func exec(q string) func(*sql.Tx, Options) error {

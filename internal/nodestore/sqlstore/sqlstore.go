@@ -182,7 +182,7 @@ func (t Tx) UpdateShare(keyID string, share []byte, epoch uint32, threshold int,
 }
 
 // dependents are the tables that hold rows about a key (deleted with it).
-var dependents = []string{"public_shares", "public_share_history", "pending", "key_owner", "refresh_done", "ecdsa_seeds"}
+var dependents = []string{"public_shares", "public_share_history", "pending", "key_owner", "refresh_done", "ecdsa_seeds", "key_behind"}
 
 func (t Tx) DeleteNewKey(keyID string) error {
 	var epoch uint32
@@ -319,6 +319,18 @@ func (t Tx) DeleteSeeds(keyID string, peer int, id []byte) error {
 	return t.exec(`DELETE FROM ecdsa_seeds WHERE key_id = $1 AND peer = $2 AND seeds_id = $3`, keyID, peer, id)
 }
 
+func (t Tx) Behind(keyID string) (uint32, string, bool, error) {
+	var e uint32
+	var peer string
+	found, err := t.scan(`SELECT epoch, peer FROM key_behind WHERE key_id = $1`, []any{keyID}, &e, &peer)
+	return e, peer, found, err
+}
+
+func (t Tx) SetBehind(keyID string, epoch uint32, peer string) error {
+	return t.exec(`INSERT INTO key_behind (key_id, epoch, peer) VALUES ($1, $2, $3)
+		ON CONFLICT (key_id) DO UPDATE SET epoch = excluded.epoch, peer = excluded.peer`, keyID, epoch, peer)
+}
+
 func (t Tx) NodeKey() ([]byte, error) {
 	var seed []byte
 	_, err := t.scan(`SELECT seed FROM node_key WHERE id = 1`, nil, &seed)
@@ -351,7 +363,7 @@ func (t Tx) SetPin(url, id string, replace bool) error {
 }
 
 // Tables are the node's tables, each after those it refers to: what Copy moves.
-var Tables = []string{"keys", "public_shares", "public_share_history", "pending", "key_owner", "refresh_done", "ecdsa_seeds", "node_key", "node_pins"}
+var Tables = []string{"keys", "public_shares", "public_share_history", "pending", "key_owner", "refresh_done", "ecdsa_seeds", "key_behind", "node_key", "node_pins"}
 
 // Copy copies every row of the node's tables from src into dst (a transaction of an empty
 // store: it refuses one that holds a key or a node key), by column name, and returns how

@@ -330,12 +330,27 @@ func testOwnerNodeKeyPins(t *testing.T, open Opener) {
 		t.Fatalf("a second node key: %v, want ErrExists", err)
 	}
 	write(t, s, func(tx nodestore.Tx) error { return tx.SetPin("http://b", "four", true) })
+	write(t, s, func(tx nodestore.Tx) error {
+		if err := tx.SetBehind("k", 3, "peer-a"); err != nil {
+			return err
+		}
+		return tx.SetBehind("k", 5, "peer-b")
+	})
+	s.Read(ctx, func(tx nodestore.Tx) error {
+		if e, peer, ok, err := tx.Behind("k"); e != 5 || peer != "peer-b" || !ok || err != nil {
+			t.Fatalf("Behind = %d %q %v %v, want the last set", e, peer, ok, err)
+		}
+		return nil
+	})
 	s.Read(ctx, func(tx nodestore.Tx) error {
 		if o, r, ok, err := tx.Owner("k"); o != 2 || r != "id0,id1,id2" || !ok || err != nil {
 			t.Fatalf("Owner = %d %q %v %v", o, r, ok, err)
 		}
 		if _, _, ok, _ := tx.Owner("none"); ok {
 			t.Fatal("an owner of no key")
+		}
+		if _, _, ok, err := tx.Behind("none"); ok || err != nil {
+			t.Fatalf("a key behind that was never set: %v, %v", ok, err)
 		}
 		if seed, err := tx.NodeKey(); string(seed) != "seed" || err != nil {
 			t.Fatalf("NodeKey = %q, %v", seed, err)
