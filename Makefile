@@ -68,10 +68,11 @@ crash:
 # docs/benchmarks.md (4 KiB payloads, stored as blobs) and docs/benchmarks-512.md (the size of
 # a share backup, stored inline). `go run ./cmd/vaultbench ab --a BIN --b BIN` compares two
 # vault builds.
-bench: tools
+bench: tools postgres
 	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_RESTSERVER=$(RESTSERVER) $(GO) run ./cmd/vaultbench suite --out docs/benchmarks.md
 	SHAREVAULT_MINIO=$(MINIO) SHAREVAULT_RESTSERVER=$(RESTSERVER) $(GO) run ./cmd/vaultbench suite --size 512 --out docs/benchmarks-512.md
 	$(GO) run ./cmd/vaultbench phone --out docs/benchmarks-phone.md
+	$(GO) run ./cmd/vaultbench nodes --out docs/benchmarks-nodes.md
 
 # Go benchmarks, each beside its baseline in the same run, summarized by benchstat.
 bench-go: tools

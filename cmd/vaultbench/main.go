@@ -41,7 +41,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: vaultbench run|bare|suite|ab|phone [flags]")
+		return errors.New("usage: vaultbench run|bare|suite|ab|phone|nodes [flags]")
 	}
 	switch args[0] {
 	case "run":
@@ -69,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return suite(ctx, args[1:], stdout, stderr)
 	case "phone":
 		return phoneBench(ctx, args[1:], stdout, stderr)
+	case "nodes":
+		return nodesBench(ctx, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }
