@@ -80,7 +80,7 @@ func OpenPhone(dbPath string, vault *Vault) (*Phone, error) {
 }
 
 // AddRemoteNode adds a TSM server node (cmd/tsmnode) by its URL, and the node ID it must
-// have ("" to take the one it tells).
+// have ("" to take the one it tells). A node of several replicas is "URL|URL", with its ID.
 func (p *Phone) AddRemoteNode(url, id string) {
 	p.servers = append(p.servers, tsm.NodeConfig{URL: url, ID: id})
 }
@@ -286,6 +286,9 @@ func (p *Phone) Reshare(keys *Keys, keyID string) (*KeyInfo, error) {
 		return p.prune(ctx, keys, keyID, vl, uint64(up.Sequence))
 	}
 	err = p.withAll(func(c *tsm.Client) error {
+		if decided { // run again on another replica, after the refresh was decided: finish it
+			return ops(s, c).Recover(keyID)
+		}
 		return ops(s, c).ReshareWithBackup(keyID, func(share []byte) error {
 			var err error
 			vl, err = listed.result()

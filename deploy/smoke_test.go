@@ -43,8 +43,9 @@ func TestTwoReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, u := range nodes {
-			p.AddRemoteNode(u, "")
+		for _, n := range nodes {
+			u, id, _ := strings.Cut(n, "#")
+			p.AddRemoteNode(u, id)
 		}
 		t.Cleanup(func() { p.Close() })
 		return p

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -64,15 +65,15 @@ func secretValue(t *testing.T, name, key string) string {
 // TestTSMNodeManifests: one StatefulSet per server node, of two replicas over the node's
 // PostgreSQL database (named by a Secret of its own, beside its node key, mounted
 // read-only) and no volume, non-root on a read-only root file system, with only variables
-// cmd/tsmnode knows; a headless Service names each replica; PostgreSQL is a StatefulSet
-// with a volume.
+// cmd/tsmnode knows; a headless Service names each replica; each node's PostgreSQL is a
+// StatefulSet of its own, with a volume and a Secret of its own.
 func TestTSMNodeManifests(t *testing.T) {
 	known := tsmnodeEnv(t)
 	sets := statefulSets(t, "sharevault-tsmnode-")
 	if len(sets) != 2 {
 		t.Fatalf("%d StatefulSets, want one per server node (2)", len(sets))
 	}
-	secrets := map[string]bool{}
+	secrets, hosts := map[string]bool{}, map[string]bool{}
 	for name, s := range sets {
 		c := get(s, "spec", "template", "spec", "containers", 0)
 		switch {
@@ -102,6 +103,18 @@ func TestTSMNodeManifests(t *testing.T) {
 		if !strings.HasPrefix(env["TSMNODE_NODE_KEY"], "/secrets/") || !strings.HasPrefix(env["TSMNODE_DATABASE"], "postgres://") {
 			t.Errorf("%s: the node key is not read from its Secret, or the database is not PostgreSQL", name)
 		}
+		u, err := url.Parse(env["TSMNODE_DATABASE"])
+		if err != nil {
+			t.Fatalf("%s: its database URL: %v", name, err)
+		}
+		pg := statefulSets(t, u.Hostname())[u.Hostname()]
+		if pg == nil || get(pg, "spec", "volumeClaimTemplates", 0, "metadata", "name") != "data" {
+			t.Errorf("%s: its database's host %s is no PostgreSQL StatefulSet with a volume", name, u.Hostname())
+		}
+		if hosts[u.Hostname()] {
+			t.Errorf("%s shares its PostgreSQL, %s, with another node: both nodes' shares in one place", name, u.Hostname())
+		}
+		hosts[u.Hostname()] = true
 		if env["TSMNODE_METRICS_LISTEN"] == "" || get(s, "spec", "template", "metadata", "annotations", "prometheus.io/port") != strings.TrimPrefix(env["TSMNODE_METRICS_LISTEN"], ":") {
 			t.Errorf("%s: metrics are not on their own listener, or the scrape annotation names another port", name)
 		}
@@ -115,9 +128,19 @@ func TestTSMNodeManifests(t *testing.T) {
 			t.Errorf("%s: no headless Service names its replicas", name)
 		}
 	}
-	pg := statefulSets(t, "sharevault-postgres")["sharevault-postgres"]
-	if pg == nil || get(pg, "spec", "volumeClaimTemplates", 0, "metadata", "name") != "data" {
-		t.Error("no PostgreSQL StatefulSet with a volume")
+	pgSecrets := map[string]bool{}
+	for name, pg := range statefulSets(t, "sharevault-postgres-") {
+		for _, e := range get(pg, "spec", "template", "spec", "containers", 0, "env").([]any) {
+			if s, _ := get(e, "valueFrom", "secretKeyRef", "name").(string); s != "" {
+				pgSecrets[s] = true
+			}
+		}
+		if len(pgSecrets) == 0 {
+			t.Errorf("%s: its passwords are not from a Secret", name)
+		}
+	}
+	if len(pgSecrets) != 2 {
+		t.Errorf("the PostgreSQL StatefulSets read %d Secrets, want one each (2)", len(pgSecrets))
 	}
 	listed := map[string]bool{}
 	for _, r := range get(docs(t, "kubernetes/kustomization.yaml")[0], "resources").([]any) {
@@ -129,9 +152,10 @@ func TestTSMNodeManifests(t *testing.T) {
 }
 
 // TestComposeNodes: two replicas of each node, read-only, each on its node's PostgreSQL
-// database and its node key's volume; PostgreSQL with a volume.
+// (one per node, with a volume of its own) and its node key's volume.
 func TestComposeNodes(t *testing.T) {
 	d := docs(t, "compose.yaml")[0]
+	hostOf := map[string][]string{}
 	for _, s := range []string{"tsmnode1a", "tsmnode1b", "tsmnode2a", "tsmnode2b"} {
 		n := get(d, "services", s)
 		if n == nil || get(n, "read_only") != true || get(n, "volumes", 0) == nil {
@@ -144,21 +168,28 @@ func TestComposeNodes(t *testing.T) {
 				t.Errorf("compose: %s sets %s, which cmd/tsmnode does not know", s, k)
 			}
 		}
-		if db, _ := env["TSMNODE_DATABASE"].(string); !strings.HasPrefix(db, "postgres://") {
+		db, _ := env["TSMNODE_DATABASE"].(string)
+		u, err := url.Parse(db)
+		if err != nil || u.Scheme != "postgres" {
 			t.Errorf("compose: %s is not on PostgreSQL", s)
+			continue
 		}
+		if get(d, "services", u.Hostname(), "volumes", 0) == nil {
+			t.Errorf("compose: %s's PostgreSQL, %s, is not a service with a volume", s, u.Hostname())
+		}
+		hostOf[s[:len(s)-1]] = append(hostOf[s[:len(s)-1]], u.Hostname())
 	}
-	if get(d, "services", "postgres", "volumes", 0) == nil {
-		t.Error("compose: no PostgreSQL with a volume")
+	if h1, h2 := hostOf["tsmnode1"], hostOf["tsmnode2"]; len(h1) != 2 || len(h2) != 2 || h1[0] != h1[1] || h2[0] != h2[1] || h1[0] == h2[0] {
+		t.Errorf("compose: each node's replicas must share its PostgreSQL, and the nodes must not: %v, %v", h1, h2)
 	}
 }
 
 // startNodes runs two nodes of two tsmnode processes each, configured by the StatefulSets'
 // environment (only the listen addresses and the key paths moved to loopback and a
-// temporary directory, the database to a real PostgreSQL's, and the peers filled in), and
-// returns each node's replicas as a phone names them ("URL|URL").
+// temporary directory, the database to a real PostgreSQL of its own, and the peers filled in), and
+// returns each node as a phone names it ("URL|URL#NODE-ID").
 func startNodes(t *testing.T) []string {
-	pg := pgtest.Must(t)
+	pgs := []*pgtest.Server{pgtest.Must(t), pgtest.Must(t)} // a PostgreSQL each, as deployed
 	bin, err := vaultproc.BuildCmd(t.TempDir(), "tsmnode")
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +206,7 @@ func startNodes(t *testing.T) []string {
 	var nodes []string
 	for i, name := range []string{"sharevault-tsmnode-1", "sharevault-tsmnode-2"} {
 		s := statefulSets(t, name)[name]
-		db := pg.Database(t)
+		db := pgs[i].Database(t)
 		var env []string
 		for _, e := range get(s, "spec", "template", "spec", "containers", 0, "env").([]any) {
 			n, _ := get(e, "name").(string)
@@ -201,7 +232,7 @@ func startNodes(t *testing.T) []string {
 			t.Cleanup(p.Stop)
 			urls = append(urls, p.URL)
 		}
-		nodes = append(nodes, strings.Join(urls, "|"))
+		nodes = append(nodes, strings.Join(urls, "|")+"#"+ids[i])
 	}
 	return nodes
 }

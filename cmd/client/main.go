@@ -32,7 +32,8 @@ import (
 const usage = `usage: client [--home DIR] [--vault URL] [--nodes URL,URL] COMMAND [ARGS]
 
 The phone: DIR/phone.db; the keys the app keeps (never the words): DIR/keys.json. The TSM
-server nodes (cmd/tsmnode) are --nodes, each URL optionally followed by #NODE-ID to pin it.
+server nodes (cmd/tsmnode) are --nodes, each URL optionally followed by #NODE-ID to pin it
+(a node of several replicas: URL|URL#NODE-ID).
 $SHAREVAULT_HOME, $SHAREVAULT_VAULT and $SHAREVAULT_NODES set the flags. Words are read from
 standard input; a passphrase from a prompt, --passphrase-file or $SHAREVAULT_PASSPHRASE.
 

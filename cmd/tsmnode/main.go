@@ -10,6 +10,8 @@
 //	                                      # keys that exist, so running it again is harmless
 //	tsmnode move --from node.db --to postgres://…  # a stopped node's SQLite file into an
 //	                                      # empty PostgreSQL database (docs/operations.md)
+//	tsmnode behind --config node.json --clear KEY  # serve KEY again after the node refused
+//	                                      # it as behind its peers (docs/operations.md)
 //
 // The database is a SQLite file, or a PostgreSQL URL (postgres://user@host/db), which
 // several processes with the same node key serve as one node: its replicas.
@@ -47,7 +49,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sharevault/sharevault/internal/nodestore"
 	"github.com/sharevault/sharevault/internal/nodestore/postgres"
+	"github.com/sharevault/sharevault/internal/nodestore/sqlite"
 	"github.com/sharevault/sharevault/internal/nodestore/sqlstore"
 	"github.com/sharevault/sharevault/internal/serve"
 	"github.com/sharevault/sharevault/internal/tsm"
@@ -181,6 +185,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "move" {
 		return move(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "behind" {
+		return behind(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("tsmnode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -271,7 +278,8 @@ TSMNODE_METRICS_LISTEN and TSMNODE_PEERS set its fields.
 
 // move copies a node's SQLite file into an empty PostgreSQL database, in one transaction,
 // while it holds the file's "serve" lease (so no node serves the file meanwhile). The file
-// is left as it was: once the node runs on PostgreSQL, delete it (docs/operations.md).
+// is brought to this release's schema first, as the node would at its next start, and is
+// otherwise left as it was: once the node runs on PostgreSQL, delete it (docs/operations.md).
 func move(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tsmnode move", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -286,18 +294,14 @@ func move(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Stat(*from); err != nil {
 		return err
 	}
-	src, err := tsm.OpenStore(*from)
+	src, err := tsm.OpenStore(*from) // its "serve" lease first
+	if errors.Is(err, sqlite.ErrServed) {
+		return fmt.Errorf("%s is being served: stop its tsmnode first", *from)
+	}
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	release, err := src.Lease(short, "serve")
-	cancel()
-	if err != nil {
-		return fmt.Errorf("%s is being served: stop its tsmnode first", *from)
-	}
-	defer release()
 	dst, err := postgres.Open(ctx, *to)
 	if err != nil {
 		return err
@@ -322,5 +326,53 @@ func move(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "moved %d keys from %s to PostgreSQL (schema version %d): serve it with \"database\": the URL, then delete %s\n",
 		n, *from, dst.Version(), *from)
+	return nil
+}
+
+// behind forgets that the node's state of a key is behind its peers' (docs/operations.md, "A
+// node's database restored from before a refresh"), so that the node serves the key again at
+// the epoch its database holds: the operator's call, once that state is current again, or
+// when a dishonest peer's word put the key there.
+func behind(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tsmnode behind", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", os.Getenv("TSMNODE_CONFIG"), "configuration file (JSON)")
+	key := fs.String("clear", "", "the key to serve again")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := load(*path)
+	if err != nil {
+		return err
+	}
+	if *key == "" {
+		return errors.New("usage: tsmnode behind --config FILE --clear KEY")
+	}
+	var store nodestore.Store
+	if postgres.IsURL(cfg.Database) {
+		store, err = postgres.Open(ctx, cfg.Database)
+	} else {
+		store, err = sqlite.Open(cfg.Database, sqlite.Options{})
+	}
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var was uint32
+	var marked bool
+	err = store.Write(ctx, func(tx nodestore.Tx) (err error) {
+		if was, _, marked, err = tx.Behind(*key); err != nil || !marked {
+			return err
+		}
+		return tx.ClearBehind(*key)
+	})
+	switch {
+	case err != nil:
+		return err
+	case !marked:
+		fmt.Fprintf(stdout, "key %s is not kept as behind: nothing to do\n", *key)
+	default:
+		fmt.Fprintf(stdout, "key %s: no longer kept as behind (its peers had it at epoch %d): this node serves it again\n", *key, was)
+	}
 	return nil
 }

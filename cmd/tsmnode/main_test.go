@@ -77,11 +77,7 @@ func TestMove(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "must be empty") {
 		t.Fatalf("a move into a node's database: %v", err)
 	}
-	release, err := src.Lease(ctx, "serve")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
+	// src, open here, holds the file's "serve" lease, as a running node does.
 	err = run(ctx, []string{"move", "--from", dbs[1], "--to", pg.Database(t)}, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "stop its tsmnode first") {
 		t.Fatalf("a move of a file being served: %v", err)

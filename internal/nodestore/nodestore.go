@@ -24,7 +24,9 @@ type Store interface {
 	// Write runs fn in one transaction, serializable with every other Write of any process:
 	// of two that conflict, one wins and the other runs fn again on the new state (fn must
 	// have no effect outside the transaction). It returns nil only once the transaction is
-	// durable; any error leaves the store as it was.
+	// durable. An error leaves the store as it was, but for one: the connection lost during
+	// the commit itself (ErrStore), after which the transaction may or may not have
+	// committed; every write of a node is one that can be run again, or checked, after it.
 	Write(ctx context.Context, fn func(Tx) error) error
 	// Peek runs fn, read-only, outside a transaction where the store allows: each read of
 	// fn is consistent on its own, two may see different states. For one read on the hot
@@ -35,7 +37,8 @@ type Store interface {
 	// and recoveries hold "refresh" across the steps they send.)
 	Lease(ctx context.Context, name string) (release func(), err error)
 	// Admit records the request id as served until expires, and is ErrReplay if a record of
-	// it that has not expired is there: a replica refuses what another replica served.
+	// it is there that has not expired by more than replicas' clocks may differ (2 minutes):
+	// a replica refuses what another replica served.
 	// A store that one process serves at a time (Shared false) keeps nothing and is nil.
 	Admit(ctx context.Context, id []byte, expires time.Time) error
 	// Shared tells whether several processes may serve the store as one node at once.
@@ -98,8 +101,10 @@ type Tx interface {
 	// Behind returns the epoch a peer's signed word put the key at when this node's state of
 	// it was older (its database restored from before a refresh), ok false if none was kept.
 	Behind(keyID string) (epoch uint32, peer string, ok bool, err error)
-	// SetBehind keeps that word (replacing any).
+	// SetBehind keeps that word, unless one of a later epoch is kept.
 	SetBehind(keyID string, epoch uint32, peer string) error
+	// ClearBehind forgets the key's word (the operator's tsmnode behind --clear).
+	ClearBehind(keyID string) error
 
 	// NodeKey returns the node key's seed kept in the store, or nil.
 	NodeKey() ([]byte, error)

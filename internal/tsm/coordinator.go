@@ -71,17 +71,18 @@ func (s *schemeClient) stepProving(i int, st *Step, prover *keyState) (*StepResu
 	return res, nil
 }
 
-// showBehind, after an info round where a server node refused the phone's proof while
-// another answered, signed, at the phone's epoch, shows the first the other's answer
-// (docs/tsm-protocol.md, "A node restored from before a refresh"): a node whose database
-// went back before a refresh then says so (ErrNodeBehind), which this returns, and serves
-// the key no more. Any other answer leaves the round's errors as they were (nil).
+// showBehind, after an info round where a server node refused the phone's proof while the
+// others answered, signed, at the phone's epoch, shows the first the others' answers
+// (docs/tsm-api.md, "A node behind its peers"): a node whose database went back before a
+// refresh then says so (ErrNodeBehind), which this returns, and serves the key no more.
+// Any other answer leaves the round's errors as they were (nil).
 func (s *schemeClient) showBehind(steps []*Step, out []*StepResult, errs []error) error {
 	for i, err := range errs {
 		st := steps[i]
 		if !errors.Is(err, ErrNotAParty) || st == nil || st.Auth == nil || (st.Op != OpInfo && st.Op != OpInfoAhead) {
 			continue
 		}
+		var words [][]byte
 		for j, res := range out {
 			if _, remote := s.c.peers[j].(*remotePeer); !remote || res == nil || res.Info == nil || res.Info.Epoch != st.Auth.Epoch {
 				continue
@@ -90,11 +91,13 @@ func (s *schemeClient) showBehind(steps []*Step, out []*StepResult, errs []error
 			if err != nil {
 				return nil
 			}
-			_, err = s.step(i, &Step{Op: OpInfo, KeyID: st.KeyID, In: [][]byte{word}})
-			if errors.Is(err, ErrNodeBehind) {
-				return err
-			}
-			break
+			words = append(words, word)
+		}
+		if len(words) == 0 {
+			continue
+		}
+		if _, err := s.step(i, &Step{Op: OpInfo, KeyID: st.KeyID, In: words}); errors.Is(err, ErrNodeBehind) {
+			return err
 		}
 	}
 	return nil

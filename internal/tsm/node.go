@@ -37,9 +37,10 @@ type node struct {
 	store nodestore.Store
 }
 
-// openNode opens the SQLite file at path (an embedded node, or a service on one file).
-func openNode(path string) (*node, error) {
-	s, err := sqlite.Open(path, sqlite.Options{ConvertAdditive: convertAdditive})
+// openNode opens the SQLite file at path (an embedded node, or with serve a service on one
+// file, which holds its "serve" lease).
+func openNode(path string, serve ...bool) (*node, error) {
+	s, err := sqlite.Open(path, sqlite.Options{ConvertAdditive: convertAdditive, Serve: len(serve) > 0 && serve[0]})
 	if err != nil {
 		return nil, fmt.Errorf("tsm: %w", err)
 	}
@@ -48,10 +49,10 @@ func openNode(path string) (*node, error) {
 
 func (n *node) close() error { return n.store.Close() }
 
-// OpenStore opens a node's SQLite file as a node does (a version 1 file's keys become
-// threshold shares): for moving it to another store.
+// OpenStore opens a node's SQLite file as a node service does (its "serve" lease first,
+// then a version 1 file's keys become threshold shares): for moving it to another store.
 func OpenStore(path string) (*sqlite.Store, error) {
-	return sqlite.Open(path, sqlite.Options{ConvertAdditive: convertAdditive})
+	return sqlite.Open(path, sqlite.Options{ConvertAdditive: convertAdditive, Serve: true})
 }
 
 // storeWait bounds one read or write of the node's store: past it, the store is down.

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sharevault/sharevault/internal/nodestore"
+	"github.com/sharevault/sharevault/internal/nodestore/sqlite"
 )
 
 // MaxClockSkew bounds how far a request's time may be from the node's clock.
@@ -80,6 +81,37 @@ func (n *Node) fresh(a *Auth, keyID string, now time.Time) error {
 		return fmt.Errorf("%w: the request was signed before this node started; sign it again", ErrUnauthorized)
 	}
 	k := string(a.Node.Sign) + string(a.Nonce)
+	if err := n.remember(k, a.Time, keyID, now); err != nil {
+		return err
+	}
+	if !n.p.n.store.Shared() {
+		return nil
+	}
+	// Replicas: what another served is in the store, remembered as long (outside the lock:
+	// one slow database makes no other request wait for this one).
+	ctx, cancel := n.p.n.ctx()
+	defer cancel()
+	switch err := n.p.n.store.Admit(ctx, []byte(k), time.Unix(a.Time, 0).Add(MaxClockSkew+time.Second)); {
+	case errors.Is(err, nodestore.ErrReplay):
+		return fmt.Errorf("%w: a replayed request (a replica of this node has served it)", ErrUnauthorized)
+	case err != nil:
+		return err
+	}
+	return nil
+}
+
+// freshShared is fresh for a node whose replicas share its store, and nil for one process:
+// for the key generation's steps, which prove no share (a process remembers them as its
+// sessions, and bounds them by its rate of key generations).
+func (n *Node) freshShared(a *Auth, keyID string, now time.Time) error {
+	if !n.p.n.store.Shared() {
+		return nil
+	}
+	return n.fresh(a, keyID, now)
+}
+
+// remember admits request k of keyID, signed at t, to this process's memory (Node.fresh).
+func (n *Node) remember(k string, t int64, keyID string, now time.Time) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if now.Sub(n.swept) > time.Second {
@@ -99,20 +131,8 @@ func (n *Node) fresh(a *Auth, keyID string, now time.Time) error {
 	if len(n.seen) >= maxSeen || n.perKey[keyID] >= maxSeenPerKey {
 		return ErrBusy
 	}
-	n.seen[k] = seenRequest{a.Time, keyID}
+	n.seen[k] = seenRequest{t, keyID}
 	n.perKey[keyID]++
-	if !n.p.n.store.Shared() {
-		return nil
-	}
-	// Replicas: what another served is in the store, remembered as long.
-	ctx, cancel := n.p.n.ctx()
-	defer cancel()
-	switch err := n.p.n.store.Admit(ctx, []byte(k), time.Unix(a.Time, 0).Add(MaxClockSkew+time.Second)); {
-	case errors.Is(err, nodestore.ErrReplay):
-		return fmt.Errorf("%w: a replayed request (a replica of this node has served it)", ErrUnauthorized)
-	case err != nil:
-		return err
-	}
 	return nil
 }
 
@@ -129,19 +149,22 @@ func OpenNode(cfg ServiceConfig) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	// A store that is not shared is served by one process: its memory of the requests it
+	// served (Node.fresh) is the node's. Its "serve" lease, which the process's end releases,
+	// taken before anything of the file is read (a SQLite file's, by the store itself).
 	var n *node
 	if cfg.Store != nil {
 		n = &node{name: fmt.Sprint(cfg.Store), store: cfg.Store}
 	} else {
 		var err error
-		if n, err = openNode(cfg.Database); err != nil {
+		if n, err = openNode(cfg.Database, true); errors.Is(err, sqlite.ErrServed) {
+			return nil, fmt.Errorf("tsm: another process serves %s", cfg.Database)
+		} else if err != nil {
 			return nil, err
 		}
 	}
-	// A store that is not shared is served by one process: its memory of the requests it
-	// served (Node.fresh) is the node's. Its "serve" lease, which the process's end releases.
 	var release func()
-	if !n.store.Shared() {
+	if !n.store.Shared() && cfg.Store != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		var err error
@@ -245,11 +268,18 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 		if err := n.checkRoster(st.Roster, a.Node, -1); err != nil {
 			return nil, err
 		}
+		if err := n.freshShared(a, st.KeyID, now); err != nil {
+			return nil, err
+		}
 		if err := n.p.admit(a.Node, st.KeyID, "keygen"); err != nil {
 			return nil, err
 		}
 	case OpKeyGenRound2, OpKeyGenFinish:
-		// The session is kept under its requester: another node's step finds none.
+		// The session is kept under its requester: another node's step finds none. Replicas
+		// refuse one that another replica took (a relay's copy of a key generation).
+		if err := n.freshShared(a, st.KeyID, now); err != nil {
+			return nil, err
+		}
 	case OpKeyGenDiscard:
 		n.mu.Lock()
 		r, ok := n.keygens[st.KeyID]
@@ -263,10 +293,10 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 	default:
 		// A party proven at an older epoch may still ask the key's state (a restore asks
 		// whether its backup is current, and is told the epoch, signed); nothing else.
-		word := n.peerWord(st) // checked before the key is read: its work tells nothing of the key
+		words := n.peerWords(st) // checked before the key is read: its work tells nothing of the key
 		owner, err := n.p.checkProof(st)
-		if errors.Is(err, ErrNotAParty) && word != nil {
-			err = n.markBehind(st, word)
+		if errors.Is(err, ErrNotAParty) && words != nil {
+			err = n.markBehind(st, words)
 		}
 		if err != nil && !(errors.Is(err, ErrStaleEpoch) && (st.Op == OpInfo || st.Op == OpInfoAhead) && owner) {
 			return nil, err
@@ -367,7 +397,8 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 		return false, err
 	}
 	if marked && behind > k.Epoch {
-		return a.Party == o, fmt.Errorf("%w: held here at epoch %d, at %d by its peers; the key is served here no more until this node's database is restored to epoch %d or later", ErrNodeBehind, k.Epoch, behind, behind)
+		return a.Party == o, fmt.Errorf("%w: key %s held here at epoch %d, at %d by its other server parties; the key is served here no more until this node's database is restored to epoch %d or later (or tsmnode behind --clear)",
+			ErrNodeBehind, st.KeyID, k.Epoch, behind, behind)
 	}
 	return a.Party == o, err
 }
@@ -378,30 +409,38 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 // that epoch (docs/operations.md, "A node's database restored from before a refresh").
 var ErrNodeBehind = errors.New("this node's state of the key is older than the key (its database was restored from before a refresh)")
 
-// peerWord is st's one input if st is an info step carrying a peer server node's signed
-// info answer about st's key (the phone shows it to a node that refused its proof as of a
-// later epoch than the node holds): the answer, checked against the peer's signature.
-func (n *Node) peerWord(st *Step) *StepResult {
-	if st.Op != OpInfo || len(st.In) != 1 {
+// peerWords are st's inputs if st is an info step carrying peer server nodes' signed info
+// answers about st's key (the phone shows them to a node that refused its proof as of a
+// later epoch than the node holds): the answers, each checked against its peer's signature,
+// or nil if any is not one.
+func (n *Node) peerWords(st *Step) []*StepResult {
+	if st.Op != OpInfo || len(st.In) == 0 || len(st.In) > maxPlayers {
 		return nil
 	}
-	ev, res, err := DecodeEvidence(st.In[0])
-	if err != nil || (ev.Op != OpInfo && ev.Op != OpInfoAhead) || ev.KeyID != st.KeyID || ev.Scheme != st.Scheme ||
-		ev.Auth == nil || res.Info == nil || !slices.ContainsFunc(n.cfg.Peers, ev.Auth.Target.Equal) {
-		return nil
+	var words []*StepResult
+	for _, in := range st.In {
+		ev, res, err := DecodeEvidence(in)
+		if err != nil || (ev.Op != OpInfo && ev.Op != OpInfoAhead) || ev.KeyID != st.KeyID || ev.Scheme != st.Scheme ||
+			ev.Auth == nil || res.Info == nil || !slices.ContainsFunc(n.cfg.Peers, ev.Auth.Target.Equal) {
+			return nil
+		}
+		if VerifyAnswer(ev.Auth.Target, ev, res) != nil {
+			return nil
+		}
+		res.vouched = ev.Auth.Target
+		words = append(words, res)
 	}
-	if VerifyAnswer(ev.Auth.Target, ev, res) != nil {
-		return nil
-	}
-	res.vouched = ev.Auth.Target
-	return res
+	return words
 }
 
 // markBehind, for an info step whose proof this node refused, keeps the key as behind if
-// the peer's word puts the key at the proof's epoch, later than this node's and not its
-// pending one, and the requester's proof (the key's owner's) holds against the word's
-// public shares: then ErrNodeBehind, else ErrNotAParty as before.
-func (n *Node) markBehind(st *Step, word *StepResult) error {
+// every other server party of the key (by its roster) gave its word, and they agree: the
+// key is at the proof's epoch, later than this node's and not its pending one, with public
+// shares against which the requester's proof (the key's owner's) holds. Then ErrNodeBehind;
+// else ErrNotAParty, as before. (With one other server party, that party alone can have this
+// node refuse the key: a denial of service, which the operator undoes with tsmnode behind
+// --clear; it gives that party no share and no signature.)
+func (n *Node) markBehind(st *Step, words []*StepResult) error {
 	a := st.Auth
 	k, err := n.p.n.key(st.KeyID, st.Scheme)
 	if err != nil {
@@ -409,21 +448,39 @@ func (n *Node) markBehind(st *Step, word *StepResult) error {
 	}
 	defer k.wipe()
 	pending, _, err := n.p.n.pendingEpoch(st.KeyID)
-	owner, oerr := n.p.n.ownerOf(st.KeyID)
-	if err != nil || oerr != nil || a.Party != owner || a.Epoch <= k.Epoch || a.Epoch == pending ||
-		word.Info.Epoch != a.Epoch || !bytes.Equal(word.Info.PublicKey, k.PublicKey) || len(word.PublicShares) != len(k.publicShares) {
+	var owner int
+	var roster []NodeID
+	perr := n.p.n.view(func(q querier) (err error) { owner, roster, err = readParties(q, st.KeyID); return err })
+	if err != nil || perr != nil || roster == nil || a.Party != owner || a.Epoch <= k.Epoch || a.Epoch == pending {
 		return ErrNotAParty
 	}
-	at := &keyState{KeyInfo: k.KeyInfo, publicShares: word.PublicShares}
+	need := map[string]bool{} // every server party but this node, by node ID
+	for i, id := range roster {
+		if i != owner && i != k.NodeIndex {
+			need[id.String()] = true
+		}
+	}
+	first := words[0]
+	for _, w := range words {
+		if !need[w.vouched.String()] || w.Info.Epoch != a.Epoch || !bytes.Equal(w.Info.PublicKey, k.PublicKey) ||
+			!slices.EqualFunc(w.PublicShares, first.PublicShares, bytes.Equal) || len(w.PublicShares) != len(k.publicShares) {
+			return ErrNotAParty
+		}
+		delete(need, w.vouched.String())
+	}
+	if len(need) != 0 {
+		return ErrNotAParty
+	}
+	at := &keyState{KeyInfo: k.KeyInfo, publicShares: first.PublicShares}
 	at.Epoch = a.Epoch
 	if verifyAuth(st.digest(), a, at, nil) != nil {
 		return ErrNotAParty
 	}
-	if err := n.p.n.write(func(tx querier) error { return tx.SetBehind(st.KeyID, a.Epoch, word.vouched.String()) }); err != nil {
+	if err := n.p.n.write(func(tx querier) error { return tx.SetBehind(st.KeyID, a.Epoch, first.vouched.String()) }); err != nil {
 		return err
 	}
-	return fmt.Errorf("%w: held here at epoch %d, at %d by peer %s and the requester's share; the key is served here no more until this node's database is restored to epoch %d or later",
-		ErrNodeBehind, k.Epoch, a.Epoch, short(word.vouched), a.Epoch)
+	return fmt.Errorf("%w: key %s held here at epoch %d, at %d by its other server parties and the requester's share; the key is served here no more until this node's database is restored to epoch %d or later",
+		ErrNodeBehind, st.KeyID, k.Epoch, a.Epoch, a.Epoch)
 }
 
 // checkDecision lets a node that is not a refresh's decider switch to, or discard, its

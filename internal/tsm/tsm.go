@@ -47,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sharevault/sharevault/internal/tsm/protocol"
@@ -193,6 +194,10 @@ func NewClient(cfg Config) (*Client, error) {
 			return nil, errors.New("tsm: a node is configured by its database or by its URL, not both")
 		}
 		if nc.URL != "" {
+			if strings.Contains(nc.URL, "|") && nc.ID == "" {
+				c.Close()
+				return nil, fmt.Errorf("tsm: node %s: a node of several replicas needs its node ID (URL|URL#NODE-ID)", nc.URL)
+			}
 			var pin NodeID
 			if nc.ID != "" {
 				var err error

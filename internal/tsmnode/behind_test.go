@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,9 +85,27 @@ func TestRestoredDatabaseRefused(t *testing.T) {
 	if _, err := thief.Sign(keyID, []byte("after")); !errors.Is(err, tsm.ErrNodeBehind) {
 		t.Fatalf("the old share once node 2 knows it is behind: %v, want ErrNodeBehind", err)
 	}
-	// The phone signs with node 1 (its threshold allows), and with node 2 once node 2's
-	// database is brought forward (its current copy back).
+	// The phone signs with node 1 (its threshold allows).
 	if _, err := tsm.NewEDDSAClient(phone(t, db, c, 0)).Sign(keyID, []byte("with node 1")); err != nil {
 		t.Fatal(err)
+	}
+	// The operator clears the mark (tsmnode behind --clear): node 2 serves its state of the
+	// key again, the old share's too, until the phone's next info round marks it again.
+	bin, err := tsmnodetest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "behind", "--config", n2.Config, "--clear", keyID).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "no longer kept as behind (its peers had it at epoch 1)") {
+		t.Fatalf("tsmnode behind --clear: %v: %s", err, out)
+	}
+	if _, err := thief.Sign(keyID, []byte("cleared")); err != nil {
+		t.Fatalf("the old share after the operator cleared the mark: %v", err)
+	}
+	if _, err := tsm.NewEDDSAClient(phone(t, db, c, 0, 1)).Sign(keyID, []byte("again")); !errors.Is(err, tsm.ErrNodeBehind) {
+		t.Fatalf("the phone after the mark was cleared: %v, want ErrNodeBehind again", err)
+	}
+	if _, err := thief.Sign(keyID, []byte("marked again")); !errors.Is(err, tsm.ErrNodeBehind) {
+		t.Fatalf("the old share once marked again: %v", err)
 	}
 }

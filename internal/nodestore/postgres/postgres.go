@@ -2,14 +2,15 @@
 // provider's node: several tsmnode replicas over one database are one node. Writes are
 // SERIALIZABLE transactions, run again when PostgreSQL says they conflicted, so two
 // replicas can never both win the same refresh; a commit is acknowledged only once
-// PostgreSQL has it durable (synchronous_commit, on by default: do not turn it off for this
-// database). Migrations run at open, one replica at a time (an advisory lock), and are
+// PostgreSQL has it durable (every connection sets synchronous_commit on, or keeps a stronger
+// level its URL gives: remote_write, remote_apply). Migrations run at open, one replica at a time (an advisory lock), and are
 // versioned in the table sharevault_schema.
 package postgres
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -19,8 +20,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // the database/sql driver "pgx"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/sharevault/sharevault/internal/nodestore"
 	"github.com/sharevault/sharevault/internal/nodestore/sqlstore"
@@ -44,10 +46,18 @@ func IsURL(database string) bool {
 // Open connects to the database at url (postgres://user@host:port/db?…) and brings its
 // schema up to date.
 func Open(ctx context.Context, url string) (*Store, error) {
-	db, err := sql.Open("pgx", url)
+	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("node database: %w", err)
 	}
+	// A commit is acknowledged once durable: synchronous_commit on for every connection
+	// (whatever the server's default), unless the URL asks for one that waits for more.
+	switch cfg.RuntimeParams["synchronous_commit"] {
+	case "on", "remote_write", "remote_apply":
+	default:
+		cfg.RuntimeParams["synchronous_commit"] = "on"
+	}
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -176,7 +186,10 @@ func (s *Store) Lease(ctx context.Context, name string) (func(), error) {
 		}
 		if ok {
 			return func() {
-				conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, lockKey(name))
+				if _, err := conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, lockKey(name)); err != nil {
+					// The connection may still hold the lock: never back to the pool.
+					conn.Raw(func(any) error { return driver.ErrBadConn })
+				}
 				conn.Close()
 			}, nil
 		}
@@ -189,19 +202,24 @@ func (s *Store) Lease(ctx context.Context, name string) (func(), error) {
 	}
 }
 
-// sweepEvery is how often a replica deletes the expired records of Admit.
-const sweepEvery = 10
+// sweepEvery is how often a replica deletes the expired records of Admit; skew is how far
+// apart replicas' clocks may be: a record is deleted, or taken over, only that long after it
+// expired by this replica's clock, so a replica whose clock is behind still finds it.
+const (
+	sweepEvery = 10
+	skew       = 120
+)
 
 // Admit records id in the table served, durably; a record that has expired is taken over.
 func (s *Store) Admit(ctx context.Context, id []byte, expires time.Time) error {
 	now := time.Now().Unix()
 	if last := s.swept.Load(); now-last >= sweepEvery && s.swept.CompareAndSwap(last, now) {
-		if _, err := s.db.ExecContext(ctx, `DELETE FROM served WHERE expires < $1`, now); err != nil {
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM served WHERE expires < $1`, now-skew); err != nil {
 			return sqlstore.Fail(err)
 		}
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO served (id, expires) VALUES ($1, $2)
-		ON CONFLICT (id) DO UPDATE SET expires = excluded.expires WHERE served.expires < $3`, id, expires.Unix(), now)
+		ON CONFLICT (id) DO UPDATE SET expires = excluded.expires WHERE served.expires < $3`, id, expires.Unix(), now-skew)
 	if err != nil {
 		return sqlstore.Fail(err)
 	}

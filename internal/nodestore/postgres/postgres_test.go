@@ -57,3 +57,21 @@ func TestSchema(t *testing.T) {
 		t.Fatalf("a newer schema: %v, want ErrNewer", err)
 	}
 }
+
+// TestDurableCommits: every connection commits synchronously, even when the URL asks not to.
+func TestDurableCommits(t *testing.T) {
+	pg := pgtest.Must(t)
+	for url, want := range map[string]string{pg.Database(t): "on", pg.Database(t) + "?synchronous_commit=off": "on",
+		pg.Database(t) + "?synchronous_commit=remote_apply": "remote_apply"} {
+		s, err := Open(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		err = s.DB().QueryRow(`SHOW synchronous_commit`).Scan(&got)
+		s.Close()
+		if err != nil || got != want {
+			t.Fatalf("%s: synchronous_commit %q, %v; want %q", url, got, err, want)
+		}
+	}
+}

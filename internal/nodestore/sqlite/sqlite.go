@@ -27,13 +27,21 @@ type Options struct {
 	// file (additive n-of-n shares) as the Shamir share it is equivalent to: the TSM's
 	// arithmetic, which a store does not know. Nil refuses a version 1 file holding keys.
 	ConvertAdditive func(nodestore.Tx) error
+	// Serve takes the store's "serve" lease before anything is read or migrated, failing at
+	// once if another process holds it, and keeps it until Close: the file is served by this
+	// process alone (a node service; tsmnode move).
+	Serve bool
 }
+
+// ErrServed: Options.Serve, and another process serves the file.
+var ErrServed = errors.New("another process serves this node database")
 
 // Store is a node store on one SQLite file.
 type Store struct {
 	path     string
 	db       *sql.DB
 	prepared map[string]*sql.Stmt
+	release  func() // the "serve" lease, with Options.Serve
 }
 
 var _ nodestore.Store = (*Store)(nil)
@@ -50,16 +58,27 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open node database: %w", err)
 	}
 	f.Close()
+	s := &Store{path: path, prepared: map[string]*sql.Stmt{}}
+	if opts.Serve {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		release, err := s.Lease(ctx, "serve")
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrServed, path)
+		}
+		s.release = release
+	}
 	dsn := path + "?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)" +
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=secure_delete(1)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
+		s.Close()
 		return nil, fmt.Errorf("open node database %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1) // one writer per process; readers wait for it rather than fail
-	s := &Store{path: path, db: db, prepared: map[string]*sql.Stmt{}}
+	s.db = db
 	if err := s.migrate(opts); err != nil {
-		db.Close()
+		s.Close()
 		return nil, fmt.Errorf("node database %s: %w", path, err)
 	}
 	// SQLite's parser costs more than reading a key: the hot queries are prepared once.
@@ -172,8 +191,8 @@ func (s *Store) Lease(ctx context.Context, name string) (func(), error) {
 	}
 }
 
-// Admit keeps nothing: one process serves a SQLite store (tsm.OpenNode holds its "serve"
-// lease), and that process remembers what it served.
+// Admit keeps nothing: one process serves a SQLite store (a node service opens it with
+// Options.Serve), and that process remembers what it served.
 func (s *Store) Admit(context.Context, []byte, time.Time) error { return nil }
 
 func (s *Store) Shared() bool { return false }
@@ -191,5 +210,12 @@ func (s *Store) Close() error {
 	for _, st := range s.prepared {
 		st.Close()
 	}
-	return s.db.Close()
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+	}
+	if s.release != nil {
+		s.release()
+	}
+	return err
 }

@@ -328,7 +328,11 @@ func (t Tx) Behind(keyID string) (uint32, string, bool, error) {
 
 func (t Tx) SetBehind(keyID string, epoch uint32, peer string) error {
 	return t.exec(`INSERT INTO key_behind (key_id, epoch, peer) VALUES ($1, $2, $3)
-		ON CONFLICT (key_id) DO UPDATE SET epoch = excluded.epoch, peer = excluded.peer`, keyID, epoch, peer)
+		ON CONFLICT (key_id) DO UPDATE SET epoch = excluded.epoch, peer = excluded.peer WHERE key_behind.epoch < excluded.epoch`, keyID, epoch, peer)
+}
+
+func (t Tx) ClearBehind(keyID string) error {
+	return t.exec(`DELETE FROM key_behind WHERE key_id = $1`, keyID)
 }
 
 func (t Tx) NodeKey() ([]byte, error) {

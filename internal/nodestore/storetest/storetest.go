@@ -336,9 +336,17 @@ func testOwnerNodeKeyPins(t *testing.T, open Opener) {
 		}
 		return tx.SetBehind("k", 5, "peer-b")
 	})
+	write(t, s, func(tx nodestore.Tx) error { return tx.SetBehind("k", 4, "peer-c") }) // an earlier epoch: kept as it was
 	s.Read(ctx, func(tx nodestore.Tx) error {
 		if e, peer, ok, err := tx.Behind("k"); e != 5 || peer != "peer-b" || !ok || err != nil {
-			t.Fatalf("Behind = %d %q %v %v, want the last set", e, peer, ok, err)
+			t.Fatalf("Behind = %d %q %v %v, want the latest epoch's", e, peer, ok, err)
+		}
+		return nil
+	})
+	write(t, s, func(tx nodestore.Tx) error { return tx.ClearBehind("k") })
+	s.Read(ctx, func(tx nodestore.Tx) error {
+		if _, _, ok, err := tx.Behind("k"); ok || err != nil {
+			t.Fatalf("a cleared key still behind: %v, %v", ok, err)
 		}
 		return nil
 	})
@@ -531,10 +539,17 @@ func testAdmit(t *testing.T, open Opener) {
 	if err := b.Admit(ctx, []byte("other"), later); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Admit(ctx, []byte("old"), time.Now().Add(-2*time.Second)); err != nil {
+	if err := a.Admit(ctx, []byte("old"), time.Now().Add(-10*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Admit(ctx, []byte("old"), later); err != nil {
-		t.Fatalf("an expired record was not taken over: %v", err)
+		t.Fatalf("a record long expired was not taken over: %v", err)
+	}
+	// Just expired by this clock, it may not be by another replica's: still refused.
+	if err := a.Admit(ctx, []byte("recent"), time.Now().Add(-2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Admit(ctx, []byte("recent"), later); !errors.Is(err, nodestore.ErrReplay) {
+		t.Fatalf("a record expired 2 s ago: %v, want ErrReplay (clocks of replicas differ)", err)
 	}
 }
