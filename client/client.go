@@ -274,7 +274,7 @@ func (p *Phone) Reshare(keys *Keys, keyID string) (*KeyInfo, error) {
 	defer func() { cancel(); listed.result() }() // not left running past the reshare
 	var up *KeyInfo
 	var vl *api.VersionList // what the prune deletes from
-	relisted, decided := false, false
+	relisted, decided, recovered := false, false, false
 	var pruneErr error
 	prune := func() error {
 		if relisted || vl == nil { // another upload came between, or the listing failed
@@ -286,7 +286,11 @@ func (p *Phone) Reshare(keys *Keys, keyID string) (*KeyInfo, error) {
 		return p.prune(ctx, keys, keyID, vl, uint64(up.Sequence))
 	}
 	err = p.withAll(func(c *tsm.Client) error {
-		if decided { // run again on another replica, after the refresh was decided: finish it
+		if up != nil {
+			// Run again on another replica after its new share was backed up (from there on,
+			// it is decided only by the decider, whose answer may be lost): recover it, which
+			// finishes or undoes it, never a second refresh.
+			recovered = true
 			return ops(s, c).Recover(keyID)
 		}
 		return ops(s, c).ReshareWithBackup(keyID, func(share []byte) error {
@@ -313,6 +317,13 @@ func (p *Phone) Reshare(keys *Keys, keyID string) (*KeyInfo, error) {
 		if info, kerr := ops(s, p.node).KeyInfo(keyID); rerr == nil && kerr == nil && int64(info.Epoch) == up.Epoch {
 			err, pruneErr = nil, prune()
 		}
+	}
+	if err == nil && recovered && !decided {
+		// The run again only recovered: done if that left the phone at the new epoch.
+		if info, kerr := ops(s, p.node).KeyInfo(keyID); kerr != nil || int64(info.Epoch) != up.Epoch {
+			return nil, errors.New("the reshare was interrupted (a replica of a server node went away) and undone: nothing changed; run it again")
+		}
+		pruneErr = prune()
 	}
 	if err != nil {
 		if errors.Is(err, tsm.ErrStaleEpoch) {

@@ -128,15 +128,33 @@ func TestTSMNodeManifests(t *testing.T) {
 			t.Errorf("%s: no headless Service names its replicas", name)
 		}
 	}
-	pgSecrets := map[string]bool{}
+	pgSecrets, values := map[string]bool{}, map[string]string{}
 	for name, pg := range statefulSets(t, "sharevault-postgres-") {
+		mine := 0
+		for _, e := range get(pg, "spec", "template", "spec", "containers", 0, "env").([]any) {
+			s, _ := get(e, "valueFrom", "secretKeyRef", "name").(string)
+			if s == "" {
+				continue
+			}
+			if pgSecrets[s] {
+				t.Errorf("%s reads %s, another PostgreSQL's Secret", name, s)
+			}
+			mine++
+			for _, key := range []string{"password", "node-password"} {
+				v := secretValue(t, s, key)
+				if other, ok := values[v]; ok && other != s {
+					t.Errorf("%s's %s is %s's too (%q): a replace would give both one password", s, key, other, v)
+				}
+				values[v] = s
+			}
+		}
+		if mine == 0 {
+			t.Errorf("%s: its passwords are not from a Secret", name)
+		}
 		for _, e := range get(pg, "spec", "template", "spec", "containers", 0, "env").([]any) {
 			if s, _ := get(e, "valueFrom", "secretKeyRef", "name").(string); s != "" {
 				pgSecrets[s] = true
 			}
-		}
-		if len(pgSecrets) == 0 {
-			t.Errorf("%s: its passwords are not from a Secret", name)
 		}
 	}
 	if len(pgSecrets) != 2 {

@@ -98,7 +98,7 @@ func nodesBench(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		before, err := pgSize(s.DB())
 		if err == nil {
-			err = fill(s, ids[0], *keys-len(ids))
+			err = fill(s, s, ids[0], *keys-len(ids))
 		}
 		after, err2 := pgSize(s.DB())
 		s.Close()
@@ -110,7 +110,7 @@ func nodesBench(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	logf("filled each node's database to %d keys", *keys)
-	if size["SQLite"], err = sqliteSizePerKey(filepath.Join(tmp, "size.db"), c, dbs[0], ids[0], *keys); err != nil {
+	if size["SQLite"], err = sqliteSizePerKey(filepath.Join(tmp, "size.db"), dbs[0], ids[0], *keys); err != nil {
 		return err
 	}
 
@@ -168,22 +168,32 @@ func phoneClient(phoneDB, nodes string) (*tsm.Client, error) {
 	return tsm.NewClient(cfg)
 }
 
-// fill adds n keys shaped as key id (its share, public shares and owner row) to s, through
-// the store's interface, 500 to a transaction.
-func fill(s nodestore.Store, id string, n int) error {
-	var k *nodestore.Key
-	var owner int
-	var roster string
-	err := s.Read(context.Background(), func(tx nodestore.Tx) (err error) {
-		if k, err = tx.Key(id); err != nil {
+// shape is a key of a store as fill copies it: its row and its owner row.
+type shape struct {
+	k      *nodestore.Key
+	owner  int
+	roster string
+}
+
+func shapeOf(s nodestore.Store, id string) (sh shape, err error) {
+	err = s.Read(context.Background(), func(tx nodestore.Tx) (err error) {
+		if sh.k, err = tx.Key(id); err != nil {
 			return err
 		}
-		owner, roster, _, err = tx.Owner(id)
+		sh.owner, sh.roster, _, err = tx.Owner(id)
 		return err
 	})
+	return sh, err
+}
+
+// fill adds n keys shaped as key id of from (its share, public shares and owner row) to s,
+// through the store's interface, 500 to a transaction.
+func fill(s nodestore.Store, from nodestore.Store, id string, n int) error {
+	sh, err := shapeOf(from, id)
 	if err != nil {
 		return err
 	}
+	k, owner, roster := sh.k, sh.owner, sh.roster
 	for done := 0; done < n; {
 		batch := min(500, n-done)
 		err := s.Write(context.Background(), func(tx nodestore.Tx) error {
@@ -218,7 +228,7 @@ func pgSize(db *sql.DB) (int64, error) {
 
 // sqliteSizePerKey is the size per key of a SQLite node store holding keys keys shaped as
 // node 1's key id (read from its PostgreSQL database).
-func sqliteSizePerKey(path string, c *tsmnodetest.Cluster, dsn, id string, keys int) (float64, error) {
+func sqliteSizePerKey(path string, dsn, id string, keys int) (float64, error) {
 	src, err := postgres.Open(context.Background(), dsn)
 	if err != nil {
 		return 0, err
@@ -233,27 +243,7 @@ func sqliteSizePerKey(path string, c *tsmnodetest.Cluster, dsn, id string, keys 
 	if err != nil {
 		return 0, err
 	}
-	var k *nodestore.Key
-	var owner int
-	var roster string
-	if err := src.Read(context.Background(), func(tx nodestore.Tx) (err error) {
-		if k, err = tx.Key(id); err != nil {
-			return err
-		}
-		owner, roster, _, err = tx.Owner(id)
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	if err := s.Write(context.Background(), func(tx nodestore.Tx) error {
-		if err := tx.InsertKey(k); err != nil {
-			return err
-		}
-		return tx.SetOwner(k.ID, owner, roster)
-	}); err != nil {
-		return 0, err
-	}
-	if err := fill(s, id, keys-1); err != nil {
+	if err := fill(s, src, id, keys); err != nil {
 		return 0, err
 	}
 	fi1, err := sizeOf(s, path)

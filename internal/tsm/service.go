@@ -100,16 +100,6 @@ func (n *Node) fresh(a *Auth, keyID string, now time.Time) error {
 	return nil
 }
 
-// freshShared is fresh for a node whose replicas share its store, and nil for one process:
-// for the key generation's steps, which prove no share (a process remembers them as its
-// sessions, and bounds them by its rate of key generations).
-func (n *Node) freshShared(a *Auth, keyID string, now time.Time) error {
-	if !n.p.n.store.Shared() {
-		return nil
-	}
-	return n.fresh(a, keyID, now)
-}
-
 // remember admits request k of keyID, signed at t, to this process's memory (Node.fresh).
 func (n *Node) remember(k string, t int64, keyID string, now time.Time) error {
 	n.mu.Lock()
@@ -158,7 +148,7 @@ func OpenNode(cfg ServiceConfig) (*Node, error) {
 	} else {
 		var err error
 		if n, err = openNode(cfg.Database, true); errors.Is(err, sqlite.ErrServed) {
-			return nil, fmt.Errorf("tsm: another process serves %s", cfg.Database)
+			return nil, fmt.Errorf("tsm: %w", err)
 		} else if err != nil {
 			return nil, err
 		}
@@ -268,18 +258,14 @@ func (n *Node) serve(ctx context.Context, st *Step) (*StepResult, error) {
 		if err := n.checkRoster(st.Roster, a.Node, -1); err != nil {
 			return nil, err
 		}
-		if err := n.freshShared(a, st.KeyID, now); err != nil {
-			return nil, err
-		}
 		if err := n.p.admit(a.Node, st.KeyID, "keygen"); err != nil {
 			return nil, err
 		}
 	case OpKeyGenRound2, OpKeyGenFinish:
-		// The session is kept under its requester: another node's step finds none. Replicas
-		// refuse one that another replica took (a relay's copy of a key generation).
-		if err := n.freshShared(a, st.KeyID, now); err != nil {
-			return nil, err
-		}
+		// The session is kept under its requester: another node's step finds none. (Steps
+		// that prove no share are not recorded, so no one without one fills the record: a
+		// relay can run a copy of a key generation on another replica, which fails it, as
+		// dropping its steps would.)
 	case OpKeyGenDiscard:
 		n.mu.Lock()
 		r, ok := n.keygens[st.KeyID]
@@ -403,9 +389,9 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 	return a.Party == o, err
 }
 
-// ErrNodeBehind: this node's state of the key is older than the key (a peer's signed word
-// and the requester's proof of its share say the key is at a later epoch): its database was
-// restored from before a refresh. The node serves the key no more until its state reaches
+// ErrNodeBehind: this node's state of the key is older than the key (the other server
+// parties' signed word and the requester's proof of its share say the key is at a later
+// epoch): its database was restored from before a refresh. The node serves the key no more until its state reaches
 // that epoch (docs/operations.md, "A node's database restored from before a refresh").
 var ErrNodeBehind = errors.New("this node's state of the key is older than the key (its database was restored from before a refresh)")
 
@@ -414,14 +400,15 @@ var ErrNodeBehind = errors.New("this node's state of the key is older than the k
 // later epoch than the node holds): the answers, each checked against its peer's signature,
 // or nil if any is not one.
 func (n *Node) peerWords(st *Step) []*StepResult {
-	if st.Op != OpInfo || len(st.In) == 0 || len(st.In) > maxPlayers {
+	if st.Op != OpInfo || len(st.In) == 0 || len(st.In) > len(n.cfg.Peers) {
 		return nil
 	}
 	var words []*StepResult
 	for _, in := range st.In {
 		ev, res, err := DecodeEvidence(in)
 		if err != nil || (ev.Op != OpInfo && ev.Op != OpInfoAhead) || ev.KeyID != st.KeyID || ev.Scheme != st.Scheme ||
-			ev.Auth == nil || res.Info == nil || !slices.ContainsFunc(n.cfg.Peers, ev.Auth.Target.Equal) {
+			ev.Auth == nil || res.Info == nil || !slices.ContainsFunc(n.cfg.Peers, ev.Auth.Target.Equal) ||
+			slices.ContainsFunc(words, func(w *StepResult) bool { return w.vouched.Equal(ev.Auth.Target) }) {
 			return nil
 		}
 		if VerifyAnswer(ev.Auth.Target, ev, res) != nil {

@@ -63,8 +63,11 @@ func Open(path string, opts Options) (*Store, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		release, err := s.Lease(ctx, "serve")
 		cancel()
-		if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: %s", ErrServed, path)
+		}
+		if err != nil {
+			return nil, err
 		}
 		s.release = release
 	}
