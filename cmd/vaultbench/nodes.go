@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -361,13 +360,8 @@ func twoLatencies(dir string, a, b string) (la, lb latencies, err error) {
 			da, db = append(da, x), append(db, y)
 		}
 	}
-	for _, v := range []struct {
-		ds []time.Duration
-		l  *latencies
-	}{{da, &la}, {db, &lb}} {
-		slices.Sort(v.ds)
-		v.l.p50, v.l.p99 = v.ds[len(v.ds)/2], v.ds[len(v.ds)*99/100]
-	}
+	la.p50, la.p99 = percentiles(da)
+	lb.p50, lb.p99 = percentiles(db)
 	return la, lb, nil
 }
 

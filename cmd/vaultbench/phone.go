@@ -373,16 +373,17 @@ func signLatencies(c *tsmnodetest.Cluster, dir string) (across, inProcess latenc
 		inProcess.cpu += cpu
 		inProcess.floor += fl
 	}
-	for _, x := range []struct {
-		ds []time.Duration
-		l  *latencies
-	}{{da, &across}, {dh, &inProcess}} {
-		slices.Sort(x.ds)
-		x.l.p50, x.l.p99 = x.ds[len(x.ds)/2], x.ds[len(x.ds)*99/100]
-	}
+	across.p50, across.p99 = percentiles(da)
+	inProcess.p50, inProcess.p99 = percentiles(dh)
 	inProcess.cpu /= signSamples
 	inProcess.floor /= signSamples
 	return across, inProcess, nil
+}
+
+// percentiles sorts ds and returns its p50 and p99.
+func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
+	slices.Sort(ds)
+	return ds[len(ds)/2], ds[len(ds)*99/100]
 }
 
 func phoneReport(rs []flowResult, latency time.Duration, kbps int64, loop, inproc latencies) string {

@@ -123,11 +123,6 @@ const (
 // errSessionOver: a refresh session this node committed or aborted is not run again.
 var errSessionOver = errors.New("this refresh session is over on this node (committed or aborted): start a new one")
 
-// refreshOutcome returns how this node finished the refresh session of keyID (0: it has not).
-func refreshOutcome(q querier, keyID string, session []byte) (uint8, error) {
-	return q.Outcome(keyID, session)
-}
-
 // readPendingDecider returns the decider's node ID recorded with the key's prepared refresh of
 // session ("" if this node decides, or for a refresh prepared before it was recorded), its
 // epoch, and whether one is prepared.
@@ -149,12 +144,6 @@ func readParties(q querier, keyID string) (int, []NodeID, error) {
 	}
 	roster, err := readRoster(q, keyID)
 	return owner, roster, err
-}
-
-// readPublicSharesAt returns the key's public shares at an earlier epoch, or nil if this node
-// has none kept for it.
-func readPublicSharesAt(q querier, keyID string, epoch uint32) ([][]byte, error) {
-	return q.History(keyID, epoch)
 }
 
 // pin returns the node ID this node (a phone) has pinned for a server node's URL, pinning
@@ -344,7 +333,7 @@ func (n *node) prepare(next *keyState, session []byte, decider string) error {
 		if cur.Epoch+1 != next.Epoch {
 			return fmt.Errorf("key %q moved to epoch %d during the refresh", next.KeyID, cur.Epoch)
 		}
-		switch done, err := refreshOutcome(tx, next.KeyID, session); {
+		switch done, err := tx.Outcome(next.KeyID, session); {
 		case err != nil:
 			return err
 		case done != 0:

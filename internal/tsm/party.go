@@ -516,7 +516,7 @@ func (p *party) info(keyID string, s Scheme, session []byte) (*StepResult, error
 			next.wipe()
 			res.PendingShares = next.publicShares
 		}
-		res.Done, err = refreshOutcome(q, keyID, session)
+		res.Done, err = q.Outcome(keyID, session)
 		return err
 	})
 	return res, err
@@ -535,7 +535,7 @@ func (p *party) dkgStart(st *Step) (*StepResult, error) {
 		}
 		k.wipe()
 		var done uint8
-		err = p.n.view(func(q querier) (err error) { done, err = refreshOutcome(q, st.KeyID, st.Session); return err })
+		err = p.n.view(func(q querier) (err error) { done, err = q.Outcome(st.KeyID, st.Session); return err })
 		switch {
 		case err != nil:
 			return nil, err

@@ -349,7 +349,7 @@ func (p *party) checkProof(st *Step) (owner bool, err error) {
 		case a.Epoch == k.Epoch+1: // the requester switched first: its proof is of our pending share
 			next, err = readPending(q, st.KeyID, st.Scheme)
 		case a.Epoch < k.Epoch:
-			old, err = readPublicSharesAt(q, st.KeyID, a.Epoch)
+			old, err = q.History(st.KeyID, a.Epoch) // nil if none is kept
 		}
 		if err != nil {
 			return err
@@ -429,16 +429,24 @@ func (n *Node) peerWords(st *Step) []*StepResult {
 // --clear; it gives that party no share and no signature.)
 func (n *Node) markBehind(st *Step, words []*StepResult) error {
 	a := st.Auth
-	k, err := n.p.n.key(st.KeyID, st.Scheme)
-	if err != nil {
-		return ErrNotAParty
-	}
-	defer k.wipe()
-	pending, _, err := n.p.n.pendingEpoch(st.KeyID)
+	var k *keyState
+	var pending uint32
 	var owner int
 	var roster []NodeID
-	perr := n.p.n.view(func(q querier) (err error) { owner, roster, err = readParties(q, st.KeyID); return err })
-	if err != nil || perr != nil || roster == nil || a.Party != owner || a.Epoch <= k.Epoch || a.Epoch == pending {
+	err := n.p.n.view(func(q querier) (err error) { // one state of the key, its pending refresh and parties
+		if k, err = readKey(q, st.KeyID, st.Scheme); err != nil {
+			return err
+		}
+		if pending, _, err = readPendingEpoch(q, st.KeyID); err != nil {
+			return err
+		}
+		owner, roster, err = readParties(q, st.KeyID)
+		return err
+	})
+	if k != nil {
+		defer k.wipe()
+	}
+	if err != nil || roster == nil || a.Party != owner || a.Epoch <= k.Epoch || a.Epoch == pending {
 		return ErrNotAParty
 	}
 	need := map[string]bool{} // every server party but this node, by node ID
